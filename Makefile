@@ -1,0 +1,36 @@
+# Every target sets itself up: a fresh clone needs only Python 3.11 and make.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export WANDB_MODE := disabled
+
+.PHONY: install test lint demo bench emulator clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rslp tests bench scripts tasks
+	$(VENV)/bin/ruff format --check rslp tests bench scripts tasks
+	$(VENV)/bin/mypy rslp
+	$(VENV)/bin/hadolint worker.Dockerfile
+
+demo: $(STAMP)
+	$(VENV)/bin/rslp demo
+
+bench: $(STAMP)
+	$(PY) -m bench.run_all
+
+emulator: $(STAMP)
+	$(PY) -m rslp.testing.emulator 8085
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""rslp fleet: queue-driven batch inference on satellite imagery with rslearn."""

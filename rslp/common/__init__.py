@@ -1,0 +1,1 @@
+"""The ``common`` project: the fleet's own workflows (worker, launch) and diagnostics."""

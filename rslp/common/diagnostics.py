@@ -1,0 +1,49 @@
+"""Diagnostic workflows for smoke and fault tests of a fleet.
+
+Each leaves a trace or fails in one well-defined way, so that a test (or a user
+checking a new fleet) can tell what happened from outside: ``write_file`` and
+``sleep`` write files, ``fail`` raises, ``crash`` kills its own process, ``spin``
+holds the CPU and the GIL, ``noop`` measures pure per-task overhead.
+"""
+
+import os
+import signal
+import time
+
+from upath import UPath
+
+
+def write_file(fname: str, contents: str) -> None:
+    """Write CONTENTS to FNAME (any UPath): the ancestor's smoke-test workflow."""
+    UPath(fname).write_text(contents)
+
+
+def sleep(seconds: float, fname: str | None = None) -> None:
+    """Sleep SECONDS, then write FNAME if given: a slow canary that leaves a trace."""
+    time.sleep(seconds)
+    if fname:
+        UPath(fname).write_text(f"slept {seconds}\n")
+
+
+def fail(message: str) -> None:
+    """Raise RuntimeError(MESSAGE): a task that always fails."""
+    raise RuntimeError(message)
+
+
+def crash() -> None:
+    """Kill the process running the task with SIGKILL, as an OOM kill would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def spin(seconds: float, fname: str | None = None) -> None:
+    """Busy-loop in pure Python for SECONDS (holds the GIL), then write FNAME if given."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    if fname:
+        UPath(fname).write_text(f"spun {n}\n")
+
+
+def noop() -> None:
+    """Do nothing: measures the worker's own per-task overhead."""

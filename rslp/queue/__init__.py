@@ -1,0 +1,24 @@
+"""One queue interface, two backends; :func:`open_queue` picks one from a URL.
+
+- ``pubsub://PROJECT_ID``: Google Cloud Pub/Sub (the emulator when
+  ``PUBSUB_EMULATOR_HOST`` is set).
+- ``local://PATH`` (or a bare path ending in ``.db``): the embedded SQLite queue.
+"""
+
+from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Received, dead_letter_name
+
+
+def open_queue(url: str) -> Queue:
+    """Open the queue named by ``url``; raises ValueError naming the accepted forms."""
+    if url.startswith("pubsub://") and len(url) > len("pubsub://"):
+        from rslp.queue.pubsub import PubSubQueue
+
+        return PubSubQueue(url.removeprefix("pubsub://"))
+    if url.startswith("local://") or url.endswith(".db"):
+        from rslp.queue.local import LocalQueue
+
+        return LocalQueue(url.removeprefix("local://"))
+    raise ValueError(f"queue {url!r} is not pubsub://PROJECT_ID or local://PATH/queue.db")
+
+
+__all__ = ["LeaseLostError", "Outgoing", "Queue", "QueueCounts", "Received", "dead_letter_name", "open_queue"]

@@ -1,0 +1,127 @@
+"""The queue interface that the worker, write_jobs and the CLI program against.
+
+Two backends implement it and nothing more: :mod:`rslp.queue.pubsub` (Google Cloud
+Pub/Sub or its emulator) and :mod:`rslp.queue.local` (embedded SQLite). One
+conformance suite (tests/integration/test_queue_conformance.py) runs against both, so
+"works on the embedded queue" means "works on Pub/Sub".
+
+Vocabulary follows Pub/Sub: messages are published to a *topic* and pulled from a
+*subscription* of it, under a *lease* that the puller extends while it works and
+ends with ack (done) or nack (give back). Each subscription ``S`` has a dead-letter
+topic and subscription, both named ``S-dead-letter``; a message delivered more than
+``max_deliveries`` times without an ack moves there (this catches workers that die
+outright), and the worker moves poison messages there itself with a reason.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+#: Attribute names the worker sets on dead-lettered messages.
+DEAD_LETTER_REASON = "rslp_dead_letter_reason"
+DEAD_LETTER_SOURCE = "rslp_dead_letter_source"
+#: Attribute the backends set when a message was moved for too many deliveries.
+MAX_DELIVERIES_REASON = "delivered too many times without an ack (the worker running it died?)"
+
+
+def dead_letter_name(subscription: str) -> str:
+    """The dead-letter topic and subscription of ``subscription``."""
+    return f"{subscription}-dead-letter"
+
+
+class LeaseLostError(RuntimeError):
+    """A lease could not be extended: the message may already be with another worker."""
+
+
+@dataclass
+class Received:
+    """A message pulled under a lease. ``delivery_attempt`` is 1 on first delivery."""
+
+    subscription: str
+    data: bytes
+    lease_id: str
+    message_id: str
+    delivery_attempt: int
+    attributes: dict[str, str] = field(default_factory=dict)
+    publish_time: datetime | None = None
+
+
+@dataclass
+class Outgoing:
+    """A message to publish, with optional string attributes."""
+
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """What a backend can tell about a subscription's backlog."""
+
+    backlog: int
+    in_flight: int | None
+    oldest_unacked_seconds: float | None
+
+
+class Queue(abc.ABC):
+    """A message queue with leases, redelivery and dead letters."""
+
+    @abc.abstractmethod
+    def setup(self, topic: str, subscription: str, *, max_deliveries: int = 5, ack_deadline: int = 60) -> None:
+        """Create ``topic``, ``subscription`` and its dead-letter topic and subscription.
+
+        Idempotent: anything that exists already is kept as it is.
+        """
+
+    @abc.abstractmethod
+    def publish(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
+        """Publish ``messages`` and return their ids once the backend has confirmed all.
+
+        Raises if any publish failed; the caller decides whether to retry. Messages
+        published to a topic with no subscription are dropped, as in Pub/Sub.
+        """
+
+    @abc.abstractmethod
+    def pull(self, subscription: str, lease_seconds: float, max_messages: int = 1) -> list[Received]:
+        """Take up to ``max_messages`` under a lease of ``lease_seconds``; ``[]`` if none now."""
+
+    @abc.abstractmethod
+    def extend(self, message: Received, lease_seconds: float) -> None:
+        """Extend ``message``'s lease to ``lease_seconds`` from now, or raise LeaseLostError."""
+
+    @abc.abstractmethod
+    def ack(self, message: Received) -> None:
+        """The message is done: remove it for good."""
+
+    @abc.abstractmethod
+    def nack(self, message: Received, delay: float = 0.0) -> None:
+        """Give the message back, to be redelivered after ``delay`` seconds."""
+
+    @abc.abstractmethod
+    def counts(self, subscription: str) -> QueueCounts | None:
+        """Backlog of ``subscription``, or None where the backend cannot tell."""
+
+    def dead_letter(self, message: Received, reason: str, attributes: dict[str, str] | None = None) -> None:
+        """Move ``message`` to its dead-letter topic with ``reason``, then ack it.
+
+        The publish is confirmed before the ack, so a crash in between leaves a
+        duplicate dead letter at worst, never a lost one.
+        """
+        attrs = dict(message.attributes)
+        attrs.update(attributes or {})
+        attrs[DEAD_LETTER_REASON] = reason[:1024]
+        attrs[DEAD_LETTER_SOURCE] = message.subscription
+        self.publish(dead_letter_name(message.subscription), [Outgoing(message.data, attrs)])
+        self.ack(message)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients and flush pending work; the queue is unusable afterwards."""
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,216 @@
+"""The embedded queue: Pub/Sub's semantics in one SQLite file, for a single machine.
+
+No library among the well-kept ones gives leases with expiry, per-delivery attempt
+counts and dead-letter topics over a file that several processes share, so this is a
+small SQLite layer written by hand. It persists across restarts, and several worker
+processes may use the same file at once: every state change is one short
+``BEGIN IMMEDIATE`` transaction, and WAL mode lets readers proceed meanwhile.
+
+A lease is a random token plus a visibility time. A message is deliverable when its
+visibility time has passed, so an unacked message whose worker died simply becomes
+visible again (redelivery); each delivery increments its count, and a message that
+has been delivered ``max_deliveries`` times is moved to the subscription's dead-letter
+topic instead of being delivered again, as Pub/Sub's dead-letter policy does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from upath import UPath
+
+from rslp.queue.base import (
+    DEAD_LETTER_REASON,
+    DEAD_LETTER_SOURCE,
+    MAX_DELIVERIES_REASON,
+    LeaseLostError,
+    Outgoing,
+    Queue,
+    QueueCounts,
+    Received,
+    dead_letter_name,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS subscriptions (
+    name TEXT PRIMARY KEY,
+    topic TEXT NOT NULL,
+    max_deliveries INTEGER NOT NULL,
+    ack_deadline REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscription TEXT NOT NULL,
+    data BLOB NOT NULL,
+    attributes TEXT NOT NULL,
+    published REAL NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    visible_at REAL NOT NULL,
+    lease TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (subscription, visible_at, id);
+"""
+
+
+class LocalQueue(Queue):
+    """An embedded, persistent queue in the SQLite file at ``path``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = UPath(path)
+        if self.path.protocol not in ("", "file", "local"):
+            raise ValueError(f"the embedded queue needs a local file, not {path}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._tx() as db:
+            db.executescript(_SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        # One connection per thread and per process: sqlite3 connections must not
+        # cross threads, and must never be inherited across fork.
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None or getattr(self._local, "pid", None) != os.getpid():
+            db = sqlite3.connect(self.path.path, timeout=60, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db, self._local.pid = db, os.getpid()
+        return db
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db())
+
+    def setup(self, topic: str, subscription: str, *, max_deliveries: int = 5, ack_deadline: int = 60) -> None:
+        dlq = dead_letter_name(subscription)
+        with self._tx() as db:
+            for name, top, deliveries in ((subscription, topic, max_deliveries), (dlq, dlq, 1_000_000)):
+                db.execute(
+                    "INSERT OR IGNORE INTO subscriptions VALUES (?, ?, ?, ?)",
+                    (name, top, deliveries, ack_deadline),
+                )
+
+    def publish(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
+        now = time.time()
+        ids: list[str] = []
+        with self._tx() as db:
+            subs = [r[0] for r in db.execute("SELECT name FROM subscriptions WHERE topic = ?", (topic,))]
+            for m in messages:
+                first_id = None
+                for sub in subs:
+                    cur = db.execute(
+                        "INSERT INTO messages (subscription, data, attributes, published, visible_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (sub, m.data, json.dumps(m.attributes), now, now),
+                    )
+                    first_id = first_id or str(cur.lastrowid)
+                ids.append(first_id or uuid.uuid4().hex)
+        return ids
+
+    def pull(self, subscription: str, lease_seconds: float, max_messages: int = 1) -> list[Received]:
+        out: list[Received] = []
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT max_deliveries FROM subscriptions WHERE name = ?", (subscription,)).fetchone()
+            if row is None:
+                raise KeyError(f"no subscription {subscription!r} in {self.path}; run `rslp setup` first")
+            max_deliveries = row[0]
+            while len(out) < max_messages:
+                msg = db.execute(
+                    "SELECT id, data, attributes, published, deliveries FROM messages"
+                    " WHERE subscription = ? AND visible_at <= ? ORDER BY visible_at, id LIMIT 1",
+                    (subscription, now),
+                ).fetchone()
+                if msg is None:
+                    break
+                msg_id, data, attributes, published, deliveries = msg
+                if deliveries >= max_deliveries:
+                    self._move_to_dead_letter(db, subscription, msg_id, data, json.loads(attributes), now)
+                    continue
+                lease = uuid.uuid4().hex
+                db.execute(
+                    "UPDATE messages SET deliveries = deliveries + 1, visible_at = ?, lease = ? WHERE id = ?",
+                    (now + lease_seconds, lease, msg_id),
+                )
+                out.append(
+                    Received(
+                        subscription=subscription,
+                        data=data,
+                        lease_id=lease,
+                        message_id=str(msg_id),
+                        delivery_attempt=deliveries + 1,
+                        attributes=json.loads(attributes),
+                        publish_time=datetime.fromtimestamp(published, UTC),
+                    )
+                )
+        return out
+
+    def _move_to_dead_letter(
+        self, db: sqlite3.Connection, subscription: str, msg_id: int, data: bytes, attrs: dict[str, str], now: float
+    ) -> None:
+        attrs = {**attrs, DEAD_LETTER_REASON: MAX_DELIVERIES_REASON, DEAD_LETTER_SOURCE: subscription}
+        dlq = dead_letter_name(subscription)
+        db.execute(
+            "INSERT INTO messages (subscription, data, attributes, published, visible_at) VALUES (?, ?, ?, ?, ?)",
+            (dlq, data, json.dumps(attrs), now, now),
+        )
+        db.execute("DELETE FROM messages WHERE id = ?", (msg_id,))
+
+    def extend(self, message: Received, lease_seconds: float) -> None:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE messages SET visible_at = ? WHERE id = ? AND lease = ?",
+                (time.time() + lease_seconds, int(message.message_id), message.lease_id),
+            )
+            if cur.rowcount == 0:
+                raise LeaseLostError(f"lease on message {message.message_id} was lost")
+
+    def ack(self, message: Received) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM messages WHERE id = ? AND lease = ?", (int(message.message_id), message.lease_id))
+
+    def nack(self, message: Received, delay: float = 0.0) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE messages SET visible_at = ?, lease = NULL WHERE id = ? AND lease = ?",
+                (time.time() + delay, int(message.message_id), message.lease_id),
+            )
+
+    def counts(self, subscription: str) -> QueueCounts:
+        now = time.time()
+        with self._tx() as db:
+            total, leased, oldest = db.execute(
+                "SELECT COUNT(*), SUM(lease IS NOT NULL AND visible_at > ?), MIN(published)"
+                " FROM messages WHERE subscription = ?",
+                (now, subscription),
+            ).fetchone()
+        leased = leased or 0
+        return QueueCounts(
+            backlog=total - leased,
+            in_flight=leased,
+            oldest_unacked_seconds=None if oldest is None else now - oldest,
+        )
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None and getattr(self._local, "pid", None) == os.getpid():
+            db.close()
+        self._local = threading.local()
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error) on one connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

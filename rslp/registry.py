@@ -1,0 +1,105 @@
+"""Projects and their workflows: the only way a queue message reaches code.
+
+A message names ``project`` and ``workflow``; both are looked up in this table, which
+is written in code. Nothing from a message is ever imported by name, so a message can
+only run what is registered here (invariant 7).
+
+Targets are ``"module:function"`` strings imported on first use: a worker whose tasks
+are diagnostics never imports torch or rslearn, which keeps its cold start short.
+
+Arguments are CLI strings, as in the ancestor: they are parsed against the workflow
+function's signature by jsonargparse (required parameters may be positional), so
+``python -m rslp.main common write_file /tmp/x abc`` and the message
+``{"project": "common", "workflow": "write_file", "args": ["/tmp/x", "abc"]}`` run the
+same call.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rslp.errors import BadArgsError, UnknownWorkflowError
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A registered workflow: where its code lives and its default time limit (seconds)."""
+
+    project: str
+    name: str
+    target: str
+    time_limit: float | None = None
+
+    def function(self) -> Callable[..., Any]:
+        """Import and return the workflow function."""
+        module_name, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+
+    def parse_args(self, args: list[str]) -> dict[str, Any]:
+        """Parse CLI-string args for the function's signature, or raise BadArgsError."""
+        import jsonargparse
+
+        fn = self.function()
+        parser = jsonargparse.ArgumentParser(
+            prog=f"{self.project} {self.name}", description=fn.__doc__, exit_on_error=False
+        )
+        parser.add_function_arguments(fn, as_positional=True, fail_untyped=False)
+        try:
+            namespace = parser.parse_args(args)
+        except (jsonargparse.ArgumentError, SystemExit, TypeError, ValueError) as e:
+            raise BadArgsError(f"bad args {args!r} for {self.project}/{self.name}: {_one_line(e)}") from None
+        return namespace.as_dict()  # type: ignore[no-any-return]
+
+    def run(self, args: list[str]) -> Any:
+        """Parse ``args`` and call the workflow; returns whatever the workflow returns."""
+        kwargs = self.parse_args(args)
+        kwargs.pop("__path__", None)
+        return self.function()(**kwargs)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e) or e.__class__.__name__
+    return " ".join(text.split())
+
+
+_WORKFLOWS: dict[str, dict[str, Workflow]] = {}
+
+
+def register(project: str, name: str, target: str, time_limit: float | None = None) -> None:
+    """Register ``project/name`` as ``target`` (``"module:function"``); code only, never messages."""
+    _WORKFLOWS.setdefault(project, {})[name] = Workflow(project, name, target, time_limit)
+
+
+def get(project: str, name: str) -> Workflow:
+    """Look up a workflow, or raise UnknownWorkflowError naming what is registered."""
+    if project not in _WORKFLOWS:
+        raise UnknownWorkflowError(f"unknown project {project!r}; registered: {sorted(_WORKFLOWS)}")
+    workflows = _WORKFLOWS[project]
+    if name not in workflows:
+        raise UnknownWorkflowError(
+            f"unknown workflow {name!r} in project {project!r}; registered: {sorted(workflows)}"
+        )
+    return workflows[name]
+
+
+def projects() -> dict[str, list[str]]:
+    """Every registered project and its workflow names."""
+    return {p: sorted(w) for p, w in sorted(_WORKFLOWS.items())}
+
+
+register("common", "worker", "rslp.common.worker:worker")
+register("common", "launch", "rslp.common.launch:launch")
+register("common", "write_file", "rslp.common.diagnostics:write_file")
+register("common", "sleep", "rslp.common.diagnostics:sleep")
+register("common", "fail", "rslp.common.diagnostics:fail")
+register("common", "crash", "rslp.common.diagnostics:crash")
+register("common", "spin", "rslp.common.diagnostics:spin")
+register("common", "noop", "rslp.common.diagnostics:noop")
+
+# The rslearn batch-inference pipeline (rslp/pipeline/): one workflow per step.
+for _step in ("create_windows", "prepare", "ingest", "materialize", "predict", "postprocess", "combine"):
+    register("pipeline", _step, f"rslp.pipeline.steps:{_step}")
+register("pipeline", "write_jobs", "rslp.pipeline.write_jobs:write_jobs")
