@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from upath import UPath
 
 from rslp.task import Downstream, Task
@@ -45,6 +46,37 @@ def write_json_atomic(path: UPath, payload: Any) -> None:
         path.write_text(text)
 
 
+class PartitionEntry(BaseModel):
+    """One partition of a job: its id and its footprint in WGS84 (a GeoJSON geometry)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    geometry: dict[str, Any]
+    windows: int | None = None
+
+
+class JobManifest(BaseModel):
+    """What a job is, written once by write_jobs: status and the map read it back.
+
+    ``steps`` lists the per-partition steps in order; ``job_steps`` the per-job steps
+    that follow them (combine, observe). ``topics`` maps each step to its topic.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    job_root: str
+    config: str
+    request: str
+    queue: str | None = None
+    created: float = Field(default_factory=time.time)
+    steps: list[str]
+    job_steps: list[str] = Field(default_factory=list)
+    topics: dict[str, str] = Field(default_factory=dict)
+    partitions: list[PartitionEntry]
+
+
 class Ledger:
     """The manifest and markers of one job root."""
 
@@ -55,13 +87,13 @@ class Ledger:
     def manifest_path(self) -> UPath:
         return self.root / "manifest.json"
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        write_json_atomic(self.manifest_path, manifest)
+    def write_manifest(self, manifest: JobManifest) -> None:
+        write_json_atomic(self.manifest_path, manifest.model_dump(mode="json"))
 
-    def read_manifest(self) -> dict[str, Any]:
+    def read_manifest(self) -> JobManifest:
         if not self.manifest_path.exists():
             raise FileNotFoundError(f"{self.manifest_path}: no job manifest (is this a job root?)")
-        return json.loads(self.manifest_path.read_text())  # type: ignore[no-any-return]
+        return JobManifest.model_validate_json(self.manifest_path.read_text())
 
     def marker_path(self, step: str, task_id: str, state: str) -> UPath:
         return self.root / "markers" / step / f"{task_id}.{state}.json"

@@ -17,6 +17,7 @@ same call.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,10 +47,17 @@ class Workflow:
         parser = jsonargparse.ArgumentParser(
             prog=f"{self.project} {self.name}", description=fn.__doc__, exit_on_error=False
         )
-        parser.add_function_arguments(fn, as_positional=True, fail_untyped=False)
+        # Required parameters are positional unless the args name them as flags.
+        required = [p.name for p in inspect.signature(fn).parameters.values() if p.default is p.empty]
+        named = any(a.split("=")[0] in {f"--{r}" for r in required} for a in args)
+        parser.add_function_arguments(fn, as_positional=not named, fail_untyped=False)
         try:
-            namespace = parser.parse_args(args)
-        except (jsonargparse.ArgumentError, SystemExit, TypeError, ValueError) as e:
+            namespace = parser.parse_args(_optional_positionals(fn, args))
+        except SystemExit as e:
+            if e.code in (0, None):  # --help
+                raise
+            raise BadArgsError(f"bad args {args!r} for {self.project}/{self.name}") from None
+        except (jsonargparse.ArgumentError, TypeError, ValueError) as e:
             raise BadArgsError(f"bad args {args!r} for {self.project}/{self.name}: {_one_line(e)}") from None
         return namespace.as_dict()  # type: ignore[no-any-return]
 
@@ -58,6 +66,24 @@ class Workflow:
         kwargs = self.parse_args(args)
         kwargs.pop("__path__", None)
         return self.function()(**kwargs)
+
+
+def _optional_positionals(fn: Callable[..., Any], args: list[str]) -> list[str]:
+    """Let optional parameters be given positionally too, as in ``sleep 5 /tmp/trace``.
+
+    jsonargparse makes only required parameters positional; leading positional
+    strings beyond those are turned into ``--name=value`` for the next parameters in
+    signature order.
+    """
+    params = list(inspect.signature(fn).parameters.values())
+    n_required = sum(p.default is inspect.Parameter.empty for p in params)
+    n_positional = next((i for i, a in enumerate(args) if a.startswith("--")), len(args))
+    extra = args[n_required:n_positional]
+    optional = params[n_required : n_required + len(extra)]
+    if len(extra) > len(optional):
+        return args  # let the parser report the unrecognized arguments
+    named = [f"--{p.name}={value}" for p, value in zip(optional, extra, strict=True)]
+    return args[:n_required] + named + args[n_positional:]
 
 
 def _one_line(e: BaseException) -> str:
@@ -79,9 +105,7 @@ def get(project: str, name: str) -> Workflow:
         raise UnknownWorkflowError(f"unknown project {project!r}; registered: {sorted(_WORKFLOWS)}")
     workflows = _WORKFLOWS[project]
     if name not in workflows:
-        raise UnknownWorkflowError(
-            f"unknown workflow {name!r} in project {project!r}; registered: {sorted(workflows)}"
-        )
+        raise UnknownWorkflowError(f"unknown workflow {name!r} in project {project!r}; registered: {sorted(workflows)}")
     return workflows[name]
 
 
@@ -97,6 +121,7 @@ register("common", "sleep", "rslp.common.diagnostics:sleep")
 register("common", "fail", "rslp.common.diagnostics:fail")
 register("common", "crash", "rslp.common.diagnostics:crash")
 register("common", "spin", "rslp.common.diagnostics:spin")
+register("common", "chain", "rslp.common.diagnostics:chain")
 register("common", "noop", "rslp.common.diagnostics:noop")
 
 # The rslearn batch-inference pipeline (rslp/pipeline/): one workflow per step.

@@ -113,9 +113,7 @@ def decode_task(data: bytes) -> Task:
     try:
         return Task.model_validate(raw)
     except ValidationError as e:
-        reasons = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {_short(err)}" for err in e.errors()
-        )
+        reasons = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {_short(err)}" for err in e.errors())
         raise TaskDecodeError(f"invalid task message: {reasons}") from None
 
 

@@ -12,6 +12,8 @@ import time
 
 from upath import UPath
 
+from rslp.task import Downstream, Task
+
 
 def write_file(fname: str, contents: str) -> None:
     """Write CONTENTS to FNAME (any UPath): the ancestor's smoke-test workflow."""
@@ -36,13 +38,23 @@ def crash() -> None:
 
 
 def spin(seconds: float, fname: str | None = None) -> None:
-    """Busy-loop in pure Python for SECONDS (holds the GIL), then write FNAME if given."""
+    """Busy-loop in pure Python for SECONDS (holds the GIL), then append a line to FNAME if given.
+
+    Appending (not overwriting) lets a test count how many times the task really ran.
+    """
     end = time.monotonic() + seconds
     n = 0
     while time.monotonic() < end:
         n += 1
     if fname:
-        UPath(fname).write_text(f"spun {n}\n")
+        with UPath(fname).open("a") as f:
+            f.write(f"spun {n}\n")
+
+
+def chain(fname: str, topic: str, then: str, contents: str = "chained") -> list[Downstream]:
+    """Write FNAME, then ask for a downstream write_file of THEN on TOPIC: a smoke test of chaining."""
+    UPath(fname).write_text(contents)
+    return [Downstream(topic=topic, task=Task(project="common", workflow="write_file", args=[then, contents]))]
 
 
 def noop() -> None:

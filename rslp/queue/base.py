@@ -77,6 +77,10 @@ class Queue(abc.ABC):
         """
 
     @abc.abstractmethod
+    def topic_of(self, subscription: str) -> str:
+        """The topic ``subscription`` is attached to (where a task is republished)."""
+
+    @abc.abstractmethod
     def publish(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
         """Publish ``messages`` and return their ids once the backend has confirmed all.
 
@@ -85,8 +89,12 @@ class Queue(abc.ABC):
         """
 
     @abc.abstractmethod
-    def pull(self, subscription: str, lease_seconds: float, max_messages: int = 1) -> list[Received]:
-        """Take up to ``max_messages`` under a lease of ``lease_seconds``; ``[]`` if none now."""
+    def pull(self, subscription: str, lease_seconds: float, max_messages: int = 1, wait: float = 0.0) -> list[Received]:
+        """Take up to ``max_messages`` under a lease of ``lease_seconds``; ``[]`` if none.
+
+        ``wait``: where the backend blocks on an empty subscription (Pub/Sub), block at
+        most this long (at least a short minimum); the embedded queue never blocks.
+        """
 
     @abc.abstractmethod
     def extend(self, message: Received, lease_seconds: float) -> None:

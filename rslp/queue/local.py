@@ -59,6 +59,9 @@ CREATE INDEX IF NOT EXISTS messages_ready ON messages (subscription, visible_at,
 """
 
 
+_DLQ_SUFFIX = dead_letter_name("")
+
+
 class LocalQueue(Queue):
     """An embedded, persistent queue in the SQLite file at ``path``."""
 
@@ -68,8 +71,7 @@ class LocalQueue(Queue):
             raise ValueError(f"the embedded queue needs a local file, not {path}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._tx() as db:
-            db.executescript(_SCHEMA)
+        self._db().executescript(_SCHEMA)  # executescript manages its own transaction
 
     def _db(self) -> sqlite3.Connection:
         # One connection per thread and per process: sqlite3 connections must not
@@ -94,6 +96,13 @@ class LocalQueue(Queue):
                     (name, top, deliveries, ack_deadline),
                 )
 
+    def topic_of(self, subscription: str) -> str:
+        with self._tx() as db:
+            row = db.execute("SELECT topic FROM subscriptions WHERE name = ?", (subscription,)).fetchone()
+        if row is None:
+            raise KeyError(f"no subscription {subscription!r} in {self.path}; run `rslp setup` first")
+        return str(row[0])
+
     def publish(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
         now = time.time()
         ids: list[str] = []
@@ -111,26 +120,21 @@ class LocalQueue(Queue):
                 ids.append(first_id or uuid.uuid4().hex)
         return ids
 
-    def pull(self, subscription: str, lease_seconds: float, max_messages: int = 1) -> list[Received]:
+    def pull(self, subscription: str, lease_seconds: float, max_messages: int = 1, wait: float = 0.0) -> list[Received]:
         out: list[Received] = []
         now = time.time()
         with self._tx() as db:
-            row = db.execute("SELECT max_deliveries FROM subscriptions WHERE name = ?", (subscription,)).fetchone()
-            if row is None:
+            if db.execute("SELECT 1 FROM subscriptions WHERE name = ?", (subscription,)).fetchone() is None:
                 raise KeyError(f"no subscription {subscription!r} in {self.path}; run `rslp setup` first")
-            max_deliveries = row[0]
-            while len(out) < max_messages:
-                msg = db.execute(
-                    "SELECT id, data, attributes, published, deliveries FROM messages"
-                    " WHERE subscription = ? AND visible_at <= ? ORDER BY visible_at, id LIMIT 1",
-                    (subscription, now),
-                ).fetchone()
-                if msg is None:
-                    break
-                msg_id, data, attributes, published, deliveries = msg
-                if deliveries >= max_deliveries:
-                    self._move_to_dead_letter(db, subscription, msg_id, data, json.loads(attributes), now)
-                    continue
+            self._sweep(db, subscription, now)
+            if subscription.endswith(_DLQ_SUFFIX):  # what its source exhausted is due here now
+                self._sweep(db, subscription.removesuffix(_DLQ_SUFFIX), now)
+            rows = db.execute(
+                "SELECT id, data, attributes, published, deliveries FROM messages"
+                " WHERE subscription = ? AND visible_at <= ? ORDER BY visible_at, id LIMIT ?",
+                (subscription, now, max_messages),
+            ).fetchall()
+            for msg_id, data, attributes, published, deliveries in rows:
                 lease = uuid.uuid4().hex
                 db.execute(
                     "UPDATE messages SET deliveries = deliveries + 1, visible_at = ?, lease = ? WHERE id = ?",
@@ -149,16 +153,20 @@ class LocalQueue(Queue):
                 )
         return out
 
-    def _move_to_dead_letter(
-        self, db: sqlite3.Connection, subscription: str, msg_id: int, data: bytes, attrs: dict[str, str], now: float
-    ) -> None:
-        attrs = {**attrs, DEAD_LETTER_REASON: MAX_DELIVERIES_REASON, DEAD_LETTER_SOURCE: subscription}
-        dlq = dead_letter_name(subscription)
+    def _sweep(self, db: sqlite3.Connection, subscription: str, now: float) -> None:
+        """Move ``subscription``'s deliverable messages that used up their deliveries to its dead letters."""
+        row = db.execute("SELECT max_deliveries FROM subscriptions WHERE name = ?", (subscription,)).fetchone()
+        if row is None:
+            return
+        due = "subscription = ? AND visible_at <= ? AND deliveries >= ?"
+        params = (subscription, now, row[0])
         db.execute(
-            "INSERT INTO messages (subscription, data, attributes, published, visible_at) VALUES (?, ?, ?, ?, ?)",
-            (dlq, data, json.dumps(attrs), now, now),
+            "INSERT INTO messages (subscription, data, attributes, published, visible_at)"
+            f" SELECT ?, data, json_set(attributes, '$.{DEAD_LETTER_REASON}', ?, '$.{DEAD_LETTER_SOURCE}', ?),"
+            f" ?, ? FROM messages WHERE {due}",
+            (dead_letter_name(subscription), MAX_DELIVERIES_REASON, subscription, now, now, *params),
         )
-        db.execute("DELETE FROM messages WHERE id = ?", (msg_id,))
+        db.execute(f"DELETE FROM messages WHERE {due}", params)
 
     def extend(self, message: Received, lease_seconds: float) -> None:
         with self._tx() as db:

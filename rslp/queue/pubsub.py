@@ -15,6 +15,7 @@ Clients are created lazily in the process that uses them: gRPC does not survive 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +31,13 @@ MAX_ACK_DEADLINE = 600
 class PubSubQueue(Queue):
     """Pub/Sub in project ``project_id``; topic and subscription names are short ids."""
 
-    def __init__(self, project_id: str, pull_timeout: float = 10.0, publish_timeout: float = 120.0) -> None:
+    def __init__(self, project_id: str, pull_timeout: float = 5.0, publish_timeout: float = 120.0) -> None:
         self.project_id = project_id
         self.pull_timeout = pull_timeout
         self.publish_timeout = publish_timeout
         self._publisher: pubsub_v1.PublisherClient | None = None
         self._subscriber: pubsub_v1.SubscriberClient | None = None
+        self._topics: dict[str, str] = {}
 
     @property
     def publisher(self) -> pubsub_v1.PublisherClient:
@@ -69,10 +71,8 @@ class PubSubQueue(Queue):
 
         dlq = dead_letter_name(subscription)
         for name in (topic, dlq):
-            try:
+            with contextlib.suppress(AlreadyExists):
                 self.publisher.create_topic(request={"name": self.topic_path(name)})
-            except AlreadyExists:
-                pass
         subscriptions: list[dict[str, Any]] = [
             {
                 "name": self.subscription_path(subscription),
@@ -95,23 +95,29 @@ class PubSubQueue(Queue):
             },
         ]
         for request in subscriptions:
-            try:
+            with contextlib.suppress(AlreadyExists):
                 self.subscriber.create_subscription(request=request)
-            except AlreadyExists:
-                pass
+
+    def topic_of(self, subscription: str) -> str:
+        if subscription not in self._topics:
+            sub = self.subscriber.get_subscription(request={"subscription": self.subscription_path(subscription)})
+            self._topics[subscription] = sub.topic.rsplit("/", 1)[-1]
+        return self._topics[subscription]
 
     def publish(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
         path = self.topic_path(topic)
         futures = [self.publisher.publish(path, m.data, **m.attributes) for m in messages]
         return [f.result(timeout=self.publish_timeout) for f in futures]
 
-    def pull(self, subscription: str, lease_seconds: float, max_messages: int = 1) -> list[Received]:
+    def pull(self, subscription: str, lease_seconds: float, max_messages: int = 1, wait: float = 0.0) -> list[Received]:
         from google.api_core.exceptions import DeadlineExceeded, ServiceUnavailable
 
         path = self.subscription_path(subscription)
         try:
             response = self.subscriber.pull(
-                request={"subscription": path, "max_messages": max_messages}, timeout=self.pull_timeout, retry=None
+                request={"subscription": path, "max_messages": max_messages},
+                timeout=max(1.0, wait or self.pull_timeout),
+                retry=None,
             )
         except (DeadlineExceeded, ServiceUnavailable):
             return []
@@ -173,4 +179,4 @@ class PubSubQueue(Queue):
 
 
 def _deadline(seconds: float) -> int:
-    return max(0, min(MAX_ACK_DEADLINE, int(round(seconds))))
+    return max(0, min(MAX_ACK_DEADLINE, round(seconds)))

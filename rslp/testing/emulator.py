@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -106,7 +106,7 @@ def _docker_emulator(timeout: float) -> Iterator[str]:
 
         container = PubSubContainer()
         container.start()
-    except Exception as e:  # noqa: BLE001 - any failure here means "no emulator"
+    except Exception as e:
         raise EmulatorUnavailable(
             "no Pub/Sub emulator: the Cloud SDK's cloud-pubsub-emulator is not installed "
             f"and testcontainers could not start the image ({e.__class__.__name__})"
@@ -123,10 +123,8 @@ def main() -> None:
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8085
     with running_emulator(port) as host:
         print(f"export PUBSUB_EMULATOR_HOST={host}", flush=True)
-        try:
+        with suppress(KeyboardInterrupt):
             signal.pause()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""The ``rslp`` console script: one subcommand for everything a user does.
+
+Each subcommand is a typed, documented function elsewhere in the package; this module
+only maps names to them and builds a jsonargparse parser from the chosen function's
+signature and docstring, so ``rslp SUBCOMMAND --help`` always matches the code.
+Only the chosen subcommand's module is imported: ``rslp worker`` starts without
+importing torch or rslearn. Flags may be spelled with dashes or underscores
+(``--job-root`` or ``--job_root``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rslp import log
+from rslp.errors import PermanentError
+from rslp.launch import FleetError
+
+#: name -> (target "module:function", one-line summary, required params positional?)
+COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "write-jobs": ("rslp.pipeline.write_jobs:write_jobs", "split a request into tasks and enqueue them", False),
+    "run": ("rslp.pipeline.run:run", "run a whole job on this machine (embedded queue, local workers)", False),
+    "demo": ("rslp.pipeline.demo:demo", "run the offline demo job end to end", False),
+    "worker": ("rslp.common.worker:worker", "pull and run tasks until idle or preempted", False),
+    "setup": ("rslp.setup:setup", "create topics, subscriptions and dead-letter topics (idempotent)", False),
+    "status": ("rslp.status.report:status", "where a job stands: per-step counts, failures, backlog", False),
+    "dlq list": ("rslp.status.dlq:dlq_list", "list dead-lettered tasks with their reasons", False),
+    "dlq show": ("rslp.status.dlq:dlq_show", "show one dead-lettered task in full", True),
+    "dlq replay": ("rslp.status.dlq:dlq_replay", "republish dead-lettered tasks after a fix (ids kept)", False),
+    "launch": ("rslp.launch.commands:launch", "start N workers on Beaker (--dry_run prints the specs)", False),
+    "fleet status": ("rslp.launch.commands:status", "list a fleet's workers and their job status", True),
+    "fleet stop": ("rslp.launch.commands:stop", "cancel a fleet's workers", True),
+}
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = [f"  {name:<{width}}  {summary}" for name, (_, summary, _) in COMMANDS.items()]
+    return "usage: rslp SUBCOMMAND [--help] [ARGS...]\n\nsubcommands:\n" + "\n".join(lines)
+
+
+def _split(argv: list[str]) -> tuple[str | None, list[str]]:
+    for words in (2, 1):
+        name = " ".join(argv[:words])
+        if name in COMMANDS:
+            return name, argv[words:]
+    return None, argv
+
+
+def _normalize_flags(args: list[str]) -> list[str]:
+    """``--job-root`` -> ``--job_root`` (values are left alone)."""
+    out = []
+    for a in args:
+        if a.startswith("--"):
+            flag, eq, value = a.partition("=")
+            a = "--" + flag[2:].replace("-", "_") + eq + value
+        out.append(a)
+    return out
+
+
+def build_parser(name: str) -> tuple[Any, Callable[..., Any]]:
+    """The parser for subcommand ``name`` and the function it calls."""
+    import jsonargparse
+
+    target, summary, positional = COMMANDS[name]
+    module_name, _, attr = target.partition(":")
+    fn = getattr(importlib.import_module(module_name), attr)
+    description = (inspect.getdoc(fn) or summary).split("\n\n")[0]
+    parser = jsonargparse.ArgumentParser(prog=f"rslp {name}", description=description)
+    parser.add_function_arguments(fn, as_positional=positional, fail_untyped=False)
+    return parser, fn
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rslp`` console script; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    name, rest = _split(argv)
+    if name is None:
+        print(_usage())
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    log.setup()
+    parser, fn = build_parser(name)
+    namespace = parser.parse_args(_normalize_flags(rest))
+    kwargs = {k: v for k, v in namespace.as_dict().items() if k != "__path__"}
+    try:
+        result = fn(**kwargs)
+    except (PermanentError, FleetError, FileNotFoundError, ValueError) as e:
+        print(f"rslp {name}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return 1 if result == "failures" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""``rslp setup``: create the topics and subscriptions a fleet pulls from (idempotent).
+
+Each topic gets a subscription of the same name with a dead-letter policy (after
+``max_deliveries`` deliveries without an ack, Pub/Sub moves the message to
+``<subscription>-dead-letter``, which catches workers that die outright) and a retry
+policy, plus a subscription on the dead-letter topic so that dead letters are kept.
+"""
+
+from __future__ import annotations
+
+from rslp.queue import dead_letter_name, open_queue
+
+
+def setup(
+    queue: str,
+    topics: str | None = None,
+    config: str | None = None,
+    max_deliveries: int = 5,
+    ack_deadline: int = 60,
+) -> list[str]:
+    """Create topics and subscriptions (subscription id = topic id) with dead-letter topics.
+
+    Args:
+        queue: pubsub://PROJECT_ID or local://PATH.db.
+        topics: comma-separated topic ids to create (each >= 3 characters).
+        config: a pipeline.yaml; its step topics are created too.
+        max_deliveries: deliveries before Pub/Sub dead-letters a message on its own (5-100).
+        ack_deadline: the subscriptions' default ack deadline in seconds.
+    """
+    names = [t for t in (topics or "").split(",") if t]
+    if config is not None:
+        from rslp.pipeline.config import load_pipeline_config
+
+        names += sorted(set(load_pipeline_config(config).topics.values()) - set(names))
+    if not names:
+        raise ValueError("nothing to set up: give --topics or --config")
+    for name in names:
+        if len(name) < 3:
+            raise ValueError(f"topic id {name!r} is too short: Pub/Sub needs at least 3 characters")
+    with open_queue(queue) as q:
+        for name in names:
+            q.setup(name, name, max_deliveries=max_deliveries, ack_deadline=ack_deadline)
+            print(f"{name}: topic, subscription and dead letters at {dead_letter_name(name)}")
+    return names

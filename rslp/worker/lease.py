@@ -1,0 +1,55 @@
+"""Keeps a message's lease alive while its task runs.
+
+A daemon thread in the worker's main process re-extends the lease every third of the
+lease length. The task runs in a child process (see runner.py), so no task code, not
+even one holding the GIL, can starve this thread. Extension stops at ``max_lease``
+(the worker also stops the task then, so a task never outlives its lease silently).
+A failed extension is recorded in :attr:`LeaseKeeper.lost` rather than raised: the
+task goes on, and its outputs and done marker make a duplicate run harmless.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rslp.queue import LeaseLostError, Queue, Received
+
+
+class LeaseKeeper:
+    """Extends ``message``'s lease every ``lease_seconds / 3`` until stopped."""
+
+    def __init__(self, queue: Queue, message: Received, lease_seconds: float, max_lease: float, log: Any) -> None:
+        self.queue = queue
+        self.message = message
+        self.lease_seconds = lease_seconds
+        self.max_lease = max_lease
+        self.log = log
+        self.extensions = 0
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rslp-lease", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._stop.wait(self.lease_seconds / 3):
+            if time.monotonic() - start >= self.max_lease:
+                self.log.warning("lease_max_reached", max_lease=self.max_lease)
+                return
+            try:
+                self.queue.extend(self.message, self.lease_seconds)
+            except (LeaseLostError, Exception) as e:  # noqa: BLE001 - any failure means the lease may be gone
+                self.lost = f"{e.__class__.__name__}: {e}"
+                self.log.warning("lease_lost", error=self.lost)
+                return
+            self.extensions += 1
+            self.log.info("lease_extended", extensions=self.extensions, lease_seconds=self.lease_seconds)

@@ -1,0 +1,293 @@
+"""The worker: pull one task, keep its lease, run it, mark it, publish downstream, ack.
+
+Read top to bottom: :class:`WorkerSettings`, :meth:`Worker.run` (the poll loop), then
+:meth:`Worker.handle` and the named steps of one task's life: decode, check done,
+run, then finish as done / retry / dead letter / hand back.
+
+Invariants this module owns (ARCHITECTURE.md):
+
+- Order of a success is work, done marker, downstream publishes confirmed, ack. The
+  message is never acked before its outputs and marker are durable.
+- A task whose done marker exists is not run again, but its downstream tasks are
+  republished (the first run may have died between marking and publishing).
+- One task at a time, its lease kept by :class:`LeaseKeeper` while it runs in the
+  child process of :class:`TaskRunner`.
+- Bad input (not JSON, unknown workflow, bad args) goes straight to the dead-letter
+  topic with a one-line reason; a failing task is retried with backoff, then
+  dead-lettered; nothing a message does can kill the worker.
+- Preemption hands the task back by republishing it unchanged (same id and attempt)
+  and acking the original, so it does not spend the task's delivery budget.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import tenacity
+from pydantic import BaseModel, ConfigDict, Field
+
+from rslp import log, registry
+from rslp.errors import UnknownWorkflowError
+from rslp.ledger import Ledger
+from rslp.queue import Outgoing, Queue, Received, open_queue
+from rslp.task import Downstream, Task, TaskDecodeError, decode_task
+from rslp.worker.lease import LeaseKeeper
+from rslp.worker.retry import RetryPolicy
+from rslp.worker.runner import Outcome, TaskRunner
+from rslp.worker.shutdown import Shutdown
+
+#: Environment variables Beaker injects; logged so a task's lines lead back to its job.
+BEAKER_ENV = ("BEAKER_JOB_ID", "BEAKER_WORKLOAD_ID", "BEAKER_EXPERIMENT_ID", "BEAKER_NODE_HOSTNAME")
+
+
+class WorkerSettings(BaseModel):
+    """How a worker behaves. Durations are in seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str = Field(description="pubsub://PROJECT_ID or local://PATH.db")
+    subscriptions: list[str] = Field(min_length=1, description="pulled in this order of preference")
+    idle_timeout: float = Field(10.0, description="exit after this long with nothing to do; <= 0 never")
+    retries: int = Field(3, ge=1, description="exit after this many consecutive failed tasks")
+    retry_sleep: float = Field(10.0, ge=0, description="backoff before a failed task's first retry")
+    max_attempts: int = Field(3, ge=1, description="runs per task before it is dead-lettered")
+    lease_seconds: float = Field(60.0, ge=1, le=600, description="lease length; the failover time after a crash")
+    max_lease: float = Field(24 * 3600.0, gt=0, description="a task never holds its lease longer than this")
+    default_time_limit: float | None = Field(None, gt=0, description="when neither task nor workflow sets one")
+    grace_seconds: float = Field(0.0, ge=0, description="on preemption, let the task finish if it can within this")
+    poll_interval: float = Field(0.05, gt=0, description="sleep between empty pulls (grows to 1 s)")
+    scratch_root: str | None = Field(None, description="per-task scratch dirs go here; deleted after each task")
+    publish_patience: float = Field(600.0, gt=0, description="keep retrying a failing publish this long")
+    worker_id: str | None = None
+    flush_messages: bool = Field(False, description="ack everything without running it, then exit")
+
+
+class Worker:
+    """One worker process. Use :meth:`run`; it returns the reason it stopped."""
+
+    def __init__(self, settings: WorkerSettings, queue: Queue | None = None) -> None:
+        self.settings = settings
+        self.queue = queue or open_queue(settings.queue)
+        self.worker_id = settings.worker_id or _default_worker_id()
+        self.retry = RetryPolicy(settings.max_attempts, settings.retry_sleep)
+        self.runner = TaskRunner()
+        self.shutdown = Shutdown()
+        self.consecutive_failures = 0
+        self.scratch_root = Path(settings.scratch_root or Path.home() / ".cache" / "rslp" / "scratch")
+        beaker = {k.lower(): os.environ[k] for k in BEAKER_ENV if k in os.environ}
+        log.bind(worker_id=self.worker_id, **beaker)
+        self.log = log.get("rslp.worker")
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self) -> str:
+        """Pull and handle tasks until idle, preempted, or too many failures in a row."""
+        self.shutdown.install()
+        self.log.info("worker_started", queue=self.settings.queue, subscriptions=self.settings.subscriptions)
+        if not self.settings.flush_messages:
+            self.runner.start()
+        idle_since = time.monotonic()
+        sleep = self.settings.poll_interval
+        try:
+            while not self.shutdown.is_set():
+                message = self._pull()
+                if message is None:
+                    idle = time.monotonic() - idle_since
+                    if self.settings.idle_timeout > 0 and idle >= self.settings.idle_timeout:
+                        self.log.info("idle_exit", idle_seconds=round(idle, 1))
+                        return "idle"
+                    self.shutdown.wait(sleep)
+                    sleep = min(1.0, sleep * 2)
+                    continue
+                sleep = self.settings.poll_interval
+                if self.settings.flush_messages:
+                    self.queue.ack(message)
+                    self.log.info("flushed", message_id=message.message_id)
+                else:
+                    self.handle(message)
+                idle_since = time.monotonic()
+                if self.consecutive_failures >= self.settings.retries:
+                    self.log.error("too_many_failures", consecutive_failures=self.consecutive_failures)
+                    return "failures"
+            self.log.info("preempted_exit", signal=self.shutdown.signal_name)
+            return "preempted"
+        finally:
+            self.runner.stop()
+            self.queue.close()
+
+    def _pull(self) -> Received | None:
+        # Pub/Sub blocks on an empty subscription: keep that short enough for idle exit.
+        idle = self.settings.idle_timeout
+        wait = min(5.0, idle / 3) if idle > 0 else 5.0
+        for subscription in self.settings.subscriptions:
+            messages = self.queue.pull(subscription, self.settings.lease_seconds, wait=wait)
+            if messages:
+                return messages[0]
+        return None
+
+    # -- one task -----------------------------------------------------------------------
+
+    def handle(self, message: Received) -> None:
+        """Take one message through its whole life; never raises for a bad message."""
+        try:
+            task = decode_task(message.data)
+        except TaskDecodeError as e:
+            self._dead_letter(message, None, e.reason, kind="malformed")
+            return
+        log.bind(**task.log_fields())
+        try:
+            self._handle_task(message, task)
+        finally:
+            log.unbind(*task.log_fields())
+
+    def _handle_task(self, message: Received, task: Task) -> None:
+        self.log.info("received", delivery_attempt=message.delivery_attempt, message_id=message.message_id)
+        if task.not_before and (wait := (task.not_before - datetime.now(UTC)).total_seconds()) > 0:
+            self.queue.nack(message, delay=wait)  # a retry in backoff: not yet
+            return
+        try:
+            workflow = registry.get(task.project, task.workflow)
+        except UnknownWorkflowError as e:
+            self._dead_letter(message, task, str(e), kind="unknown_workflow")
+            return
+        ledger = Ledger(task.job_root) if task.job_root else None
+        if ledger is not None and (downstream := ledger.done_downstream(task)) is not None:
+            self.log.info("skipped_done", downstream=len(downstream))
+            self._publish_downstream(task, downstream)
+            self.queue.ack(message)
+            return
+        time_limit = min(
+            task.time_limit or workflow.time_limit or self.settings.default_time_limit or self.settings.max_lease,
+            self.settings.max_lease,
+        )
+        if ledger is not None:
+            ledger.mark(task, "running", worker=self.worker_id)
+        scratch = self.scratch_root / task.task_id
+        scratch.mkdir(parents=True, exist_ok=True)
+        self.log.info("started", time_limit=time_limit)
+        try:
+            with LeaseKeeper(self.queue, message, self.settings.lease_seconds, self.settings.max_lease, self.log):
+                outcome = self.runner.run(task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds)
+                self._finish(message, task, outcome, ledger)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _finish(self, message: Received, task: Task, outcome: Outcome, ledger: Ledger | None) -> None:
+        duration = round(outcome.duration, 3)
+        if outcome.ok:
+            downstream = [
+                d.model_copy(update={"task": d.task.model_copy(update={"parent": task.task_id})})
+                for d in outcome.downstream
+            ]
+            if ledger is not None:
+                ledger.mark(
+                    task,
+                    "done",
+                    worker=self.worker_id,
+                    duration=duration,
+                    downstream=[d.model_dump(mode="json") for d in downstream],
+                )
+            self._publish_downstream(task, downstream)
+            self.queue.ack(message)
+            self.consecutive_failures = 0
+            self.log.info("done", duration=duration, downstream=len(downstream))
+        elif outcome.kind == "interrupted":
+            self._hand_back(message, task)
+            self.log.info("preempted", duration=duration, signal=self.shutdown.signal_name)
+        elif outcome.kind == "permanent":
+            self._dead_letter(message, task, outcome.reason, kind="permanent", ledger=ledger, tb=outcome.traceback)
+        else:
+            self._failed(message, task, outcome, ledger)
+
+    def _failed(self, message: Received, task: Task, outcome: Outcome, ledger: Ledger | None) -> None:
+        """A transient failure, timeout or crash: retry later, or dead-letter when out of attempts."""
+        self.consecutive_failures += 1
+        if not self.retry.should_retry(task):
+            reason = f"{outcome.kind} on attempt {task.attempt + 1}/{self.retry.max_attempts}: {outcome.reason}"
+            self._dead_letter(message, task, reason, kind=outcome.kind, ledger=ledger, tb=outcome.traceback)
+            return
+        delay = self.retry.backoff(task)
+        retry = task.model_copy(
+            update={"attempt": task.attempt + 1, "not_before": datetime.now(UTC) + timedelta(seconds=delay)}
+        )
+        if ledger is not None:
+            ledger.mark(
+                task,
+                "failed",
+                worker=self.worker_id,
+                kind=outcome.kind,
+                error=outcome.reason,
+                attempt=task.attempt + 1,
+                traceback=outcome.traceback,
+            )
+        self._publish(self.queue.topic_of(message.subscription), [retry])
+        self.queue.ack(message)
+        self.log.warning(
+            "retried",
+            kind=outcome.kind,
+            error=outcome.reason,
+            retry_in=round(delay, 1),
+            duration=round(outcome.duration, 3),
+        )
+
+    def _dead_letter(
+        self,
+        message: Received,
+        task: Task | None,
+        reason: str,
+        kind: str,
+        ledger: Ledger | None = None,
+        tb: str = "",
+    ) -> None:
+        attempts = (task.attempt + 1) if task else message.delivery_attempt
+        attributes = {"rslp_kind": kind, "rslp_attempts": str(attempts), "rslp_worker": self.worker_id}
+        if tb:
+            attributes["rslp_traceback"] = tb[-1000:]
+        if ledger is not None and task is not None:
+            ledger.mark(task, "dead", worker=self.worker_id, kind=kind, error=reason, attempts=attempts, traceback=tb)
+        self.queue.dead_letter(message, reason, attributes)
+        self.log.error("dead_lettered", kind=kind, reason=reason, attempts=attempts)
+
+    def _hand_back(self, message: Received, task: Task) -> None:
+        """Preempted: republish the task unchanged, then ack, so no delivery is spent."""
+        try:
+            self._publish(self.queue.topic_of(message.subscription), [task], patience=5.0)
+            self.queue.ack(message)
+        except Exception as e:  # noqa: BLE001 - fall back to a plain nack; Pub/Sub will redeliver
+            self.log.warning("hand_back_republish_failed", error=str(e))
+            self.queue.nack(message)
+
+    def _publish_downstream(self, task: Task, downstream: list[Downstream]) -> None:
+        by_topic: dict[str, list[Task]] = {}
+        for d in downstream:
+            by_topic.setdefault(d.topic, []).append(d.task)
+        for topic, tasks in by_topic.items():
+            self._publish(topic, tasks)
+
+    def _publish(self, topic: str, tasks: list[Task], patience: float | None = None) -> None:
+        """Publish and wait for confirmation, retrying transient failures for ``patience`` seconds."""
+        for attempt in tenacity.Retrying(
+            stop=tenacity.stop_after_delay(patience or self.settings.publish_patience),
+            wait=tenacity.wait_exponential(multiplier=0.5, max=30),
+            reraise=True,
+            before_sleep=lambda state: self.log.warning(
+                "publish_retry", topic=topic, attempt=state.attempt_number, error=repr(state.outcome)
+            ),
+        ):
+            with attempt:
+                self.queue.publish(topic, [Outgoing(t.encode()) for t in tasks])
+
+
+def _default_worker_id() -> str:
+    name = os.environ.get("RSLP_WORKER_NAME") or os.environ.get("BEAKER_JOB_ID") or socket.gethostname()
+    return f"{name}-{os.getpid()}"
+
+
+def run_worker(settings: WorkerSettings) -> str:
+    """Run a worker in this process until it stops; returns why (idle, preempted, failures)."""
+    return Worker(settings).run()

@@ -1,0 +1,176 @@
+"""Runs tasks in a long-lived child process that the worker can stop at any moment.
+
+Why a child process: task code may hold the GIL for minutes (pure-Python loops, C
+extensions), hang, or kill its own process (OOM, segfault). In the worker's own
+process any of these would starve the lease heartbeat or take the worker down. In a
+child, the worker's main thread stays responsive: it can enforce a time limit, hand
+the task back on preemption, and survive a crash, then start a fresh child.
+
+The child lives across tasks, so a workflow may cache expensive state in module
+globals (the predict step keeps its model loaded). It is started with the *spawn*
+method: forking after a gRPC client exists breaks gRPC.
+
+This module owns the child's lifecycle and nothing else: it never touches the queue.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Literal
+
+from rslp.task import Downstream, Task
+
+Kind = Literal["ok", "error", "permanent", "timeout", "crashed", "interrupted"]
+
+
+@dataclass
+class Outcome:
+    """How one run ended. ``downstream`` is set on success; ``reason`` otherwise."""
+
+    kind: Kind
+    downstream: list[Downstream] = field(default_factory=list)
+    reason: str = ""
+    traceback: str = ""
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "ok"
+
+
+class TaskRunner:
+    """Owns one child process and runs tasks in it, one at a time."""
+
+    def __init__(self, poll_interval: float = 0.05) -> None:
+        self.poll_interval = poll_interval
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
+
+    def start(self) -> None:
+        """Start the child now (idempotent), so the first task does not wait for it."""
+        if self._proc is not None and self._proc.is_alive():
+            return
+        parent, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(target=_child_main, args=(child,), daemon=True, name="rslp-task")
+        self._proc.start()
+        child.close()
+        self._conn = parent
+
+    def run(
+        self,
+        task: Task,
+        time_limit: float | None,
+        scratch_dir: str,
+        interrupted: Any,
+        grace_to_finish: float = 0.0,
+    ) -> Outcome:
+        """Run ``task`` in the child and wait for it.
+
+        ``interrupted`` is an Event-like object (``is_set()``); once set, the task gets
+        ``grace_to_finish`` more seconds, then the child is stopped and the outcome is
+        ``interrupted``. Past ``time_limit`` the child is stopped and the outcome is
+        ``timeout``. If the child dies, the outcome is ``crashed``.
+        """
+        self.start()
+        assert self._conn is not None and self._proc is not None
+        start = time.monotonic()
+        deadline = start + time_limit if time_limit else None
+        interrupt_deadline: float | None = None
+        self._conn.send((task.project, task.workflow, task.args, scratch_dir))
+        while True:
+            now = time.monotonic()
+            if interrupted.is_set() and interrupt_deadline is None:
+                interrupt_deadline = now + grace_to_finish
+            if interrupt_deadline is not None and now >= interrupt_deadline:
+                self.stop()
+                return Outcome("interrupted", reason="preempted (SIGTERM/SIGINT)", duration=now - start)
+            if deadline is not None and now >= deadline:
+                self.stop()
+                return Outcome("timeout", reason=f"timed out after {time_limit:g}s", duration=now - start)
+            result = None
+            try:
+                if self._conn.poll(self.poll_interval):
+                    result = self._conn.recv()
+            except (EOFError, OSError):
+                pass
+            if result is not None:
+                break
+            if not self._proc.is_alive():
+                code = self._proc.exitcode
+                self.stop()
+                return Outcome("crashed", reason=f"task process died ({_describe_exit(code)})", duration=now - start)
+        duration = time.monotonic() - start
+        kind, payload, reason, tb = result
+        if kind == "ok":
+            return Outcome("ok", downstream=[Downstream.model_validate(d) for d in payload], duration=duration)
+        return Outcome(kind, reason=reason, traceback=tb, duration=duration)
+
+    def stop(self) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after 2 s); the next run starts a new one."""
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(2)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join()
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+def _child_main(conn: Connection) -> None:
+    """The child's loop: receive a task, run it, send back the outcome, repeat."""
+    # Ctrl-C reaches the whole process group; the worker decides what happens to the task.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from rslp import log, registry
+    from rslp.errors import PermanentError
+
+    log.setup()
+    while True:
+        try:
+            project, workflow, args, scratch_dir = conn.recv()
+        except (EOFError, OSError):
+            return
+        os.environ["RSLP_SCRATCH_DIR"] = scratch_dir
+        tempfile.tempdir = scratch_dir
+        try:
+            result = registry.get(project, workflow).run(args)
+            downstream = _check_downstream(result)
+            message: tuple[str, Any, str, str] = ("ok", [d.model_dump(mode="json") for d in downstream], "", "")
+        except PermanentError as e:
+            message = ("permanent", None, _reason(e), traceback.format_exc(limit=-8))
+        except BaseException as e:  # noqa: BLE001 - every failure is reported, never raised
+            message = ("error", None, _reason(e), traceback.format_exc(limit=-8))
+        finally:
+            tempfile.tempdir = None
+        conn.send(message)
+
+
+def _check_downstream(result: Any) -> list[Downstream]:
+    from rslp.errors import PermanentError
+
+    if result is None:
+        return []
+    if isinstance(result, list) and all(isinstance(d, Downstream) for d in result):
+        return result
+    raise PermanentError(f"workflow returned {type(result).__name__}; expected None or a list of Downstream")
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or "(no message)"
+    return f"{e.__class__.__name__}: {text}"[:500]

@@ -1,0 +1,156 @@
+"""One conformance suite for both queue backends: what the worker relies on.
+
+Every test runs on the embedded SQLite queue and on the real google-cloud-pubsub
+client against the official emulator (see the ``backend`` fixture).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from rslp.queue import Outgoing, Queue, dead_letter_name
+from rslp.queue.base import DEAD_LETTER_REASON, MAX_DELIVERIES_REASON
+from tests.conftest import Backend, pull_until
+
+
+def test_publish_pull_ack(queue: Queue, topic: str, backend: Backend) -> None:
+    queue.setup(topic, topic)
+    ids = queue.publish(topic, [Outgoing(f"m{i}".encode(), {"k": str(i)}) for i in range(3)])
+    assert len(ids) == 3
+    got = {}
+    for _ in range(3):
+        m = pull_until(queue, topic, backend.min_lease, 10)
+        assert m is not None
+        assert m.delivery_attempt == 1
+        got[m.data] = m.attributes["k"]
+        queue.ack(m)
+    assert got == {b"m0": "0", b"m1": "1", b"m2": "2"}
+    assert pull_until(queue, topic, backend.min_lease, 1) is None
+
+
+def test_setup_is_idempotent(queue: Queue, topic: str) -> None:
+    queue.setup(topic, topic)
+    queue.setup(topic, topic)
+    assert queue.topic_of(topic) == topic
+
+
+def test_extended_lease_prevents_redelivery(queue: Queue, topic: str, backend: Backend) -> None:
+    queue.setup(topic, topic)
+    queue.publish(topic, [Outgoing(b"long")])
+    lease = backend.min_lease
+    m = pull_until(queue, topic, lease, 10)
+    assert m is not None
+    end = time.monotonic() + lease * 1.8
+    while time.monotonic() < end:
+        queue.extend(m, lease)
+        assert queue.pull(topic, lease) == [], "message redelivered while its lease was being extended"
+        time.sleep(lease / 3)
+    queue.ack(m)
+
+
+def test_expired_lease_is_redelivered_with_higher_attempt(queue: Queue, topic: str, backend: Backend) -> None:
+    queue.setup(topic, topic)
+    queue.publish(topic, [Outgoing(b"x")])
+    first = pull_until(queue, topic, backend.min_lease, 10)
+    assert first is not None and first.delivery_attempt == 1
+    again = pull_until(queue, topic, backend.min_lease, backend.min_lease * 3 + 5)
+    assert again is not None and again.data == b"x"
+    assert again.delivery_attempt == 2
+    queue.ack(again)
+
+
+def test_nack_redelivers(queue: Queue, topic: str, backend: Backend) -> None:
+    queue.setup(topic, topic)
+    queue.publish(topic, [Outgoing(b"n")])
+    m = pull_until(queue, topic, backend.min_lease, 10)
+    assert m is not None
+    queue.nack(m)
+    again = pull_until(queue, topic, backend.min_lease, 15)
+    assert again is not None and again.data == b"n" and again.delivery_attempt == 2
+    queue.ack(again)
+
+
+def test_too_many_deliveries_go_to_dead_letter_topic(queue: Queue, topic: str, backend: Backend) -> None:
+    queue.setup(topic, topic, max_deliveries=5)
+    queue.publish(topic, [Outgoing(b"poison")])
+    attempts = []
+    for _ in range(5):
+        m = pull_until(queue, topic, backend.min_lease, 20)
+        assert m is not None
+        attempts.append(m.delivery_attempt)
+        queue.nack(m)
+    assert attempts == [1, 2, 3, 4, 5]
+    # The next delivery would be the sixth: the message goes to the dead letters instead.
+    assert pull_until(queue, topic, backend.min_lease, 5) is None
+    dead = pull_until(queue, dead_letter_name(topic), backend.min_lease, 30)
+    assert dead is not None and dead.data == b"poison"
+    if backend.name == "local":  # Pub/Sub sets its own CloudPubSubDeadLetterSource* attributes
+        assert dead.attributes[DEAD_LETTER_REASON] == MAX_DELIVERIES_REASON
+
+
+def test_dead_letter_keeps_reason_and_acks(queue: Queue, topic: str, backend: Backend) -> None:
+    queue.setup(topic, topic)
+    queue.publish(topic, [Outgoing(b"bad", {"orig": "1"})])
+    m = pull_until(queue, topic, backend.min_lease, 10)
+    assert m is not None
+    queue.dead_letter(m, "not JSON", {"rslp_kind": "malformed"})
+    dead = pull_until(queue, dead_letter_name(topic), backend.min_lease, 10)
+    assert dead is not None
+    assert dead.data == b"bad"
+    assert dead.attributes[DEAD_LETTER_REASON] == "not JSON"
+    assert dead.attributes["rslp_kind"] == "malformed"
+    assert dead.attributes["orig"] == "1"
+    assert pull_until(queue, topic, backend.min_lease, 1) is None
+
+
+_CONSUMER = """
+import sys, time
+from tests.conftest import Backend
+backend = Backend(sys.argv[1], sys.argv[2], float(sys.argv[3]))
+q = backend.open()
+while True:
+    got = q.pull(sys.argv[4], backend.min_lease)
+    if got:
+        print("pulled", got[0].data.decode(), flush=True)
+        time.sleep(3600)
+"""
+
+
+def test_sigkill_consumer_loses_nothing(queue: Queue, topic: str, backend: Backend) -> None:
+    queue.setup(topic, topic)
+    queue.publish(topic, [Outgoing(b"survivor")])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CONSUMER, backend.name, backend.url, str(backend.min_lease), topic],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "pulled survivor"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    m = pull_until(queue, topic, backend.min_lease, backend.min_lease * 3 + 10)
+    assert m is not None and m.data == b"survivor"
+    assert m.delivery_attempt == 2
+    queue.ack(m)
+
+
+def test_counts_report_backlog_where_the_backend_can(queue: Queue, topic: str, backend: Backend) -> None:
+    queue.setup(topic, topic)
+    queue.publish(topic, [Outgoing(b"a"), Outgoing(b"b")])
+    counts = queue.counts(topic)
+    if backend.name == "pubsub":
+        assert counts is None  # only Cloud Monitoring knows; documented in pubsub.py
+        return
+    assert counts is not None
+    assert counts.backlog == 2 and counts.in_flight == 0
+    m = pull_until(queue, topic, backend.min_lease, 5)
+    assert m is not None
+    counts = queue.counts(topic)
+    assert counts is not None and counts.backlog == 1 and counts.in_flight == 1
