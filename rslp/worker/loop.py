@@ -21,6 +21,7 @@ Invariants this module owns (ARCHITECTURE.md):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -109,7 +110,7 @@ class Worker:
                     self.queue.ack(message)
                     self.log.info("flushed", message_id=message.message_id)
                 else:
-                    self.handle(message)
+                    self._handle_safely(message)
                 idle_since = time.monotonic()
                 if self.consecutive_failures >= self.settings.retries:
                     self.log.error("too_many_failures", consecutive_failures=self.consecutive_failures)
@@ -119,6 +120,7 @@ class Worker:
         finally:
             self.runner.stop()
             self.queue.close()
+            self.shutdown.uninstall()
 
     def _pull(self) -> Received | None:
         # Pub/Sub blocks on an empty subscription: keep that short enough for idle exit.
@@ -129,6 +131,16 @@ class Worker:
             if messages:
                 return messages[0]
         return None
+
+    def _handle_safely(self, message: Received) -> None:
+        """Handle a message; a queue or storage failure gives it back instead of killing the worker."""
+        try:
+            self.handle(message)
+        except Exception as e:  # infrastructure errors must not take the fleet down
+            self.consecutive_failures += 1
+            self.log.exception("handle_failed", error=f"{e.__class__.__name__}: {e}")
+            with contextlib.suppress(Exception):
+                self.queue.nack(message, delay=self.settings.retry_sleep)
 
     # -- one task -----------------------------------------------------------------------
 
@@ -198,6 +210,8 @@ class Worker:
             self.log.info("done", duration=duration, downstream=len(downstream))
         elif outcome.kind == "interrupted":
             self._hand_back(message, task)
+            if ledger is not None:  # still queued, not failed: preemption spends no attempt
+                ledger.mark(task, "running", worker=self.worker_id, handed_back=self.shutdown.signal_name)
             self.log.info("preempted", duration=duration, signal=self.shutdown.signal_name)
         elif outcome.kind == "permanent":
             self._dead_letter(message, task, outcome.reason, kind="permanent", ledger=ledger, tb=outcome.traceback)

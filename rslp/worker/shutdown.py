@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 
 class Shutdown:
@@ -19,11 +20,18 @@ class Shutdown:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
         """Handle SIGTERM and SIGINT (main thread only)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        """Put back the handlers that were there before :meth:`install`."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signal_name = signal.Signals(signum).name

@@ -287,3 +287,18 @@ def test_kill9_mid_task_is_redelivered_and_200_tasks_done_once(backend: Backend,
     # Exactly once in effect: at most the task the victim held was started twice.
     started = victim.count("started") + sum(w.count("started") for w in others)
     assert 200 <= started <= 201
+
+
+def test_sigterm_with_grace_lets_a_short_task_finish(tmp_path: Path, topic: str) -> None:
+    backend = Backend("local", f"local://{tmp_path / 'q.db'}", 2)
+    q = backend.open()
+    q.setup(topic, topic)
+    out = tmp_path / "finished"
+    publish_tasks(q, topic, [Task(project="common", workflow="sleep", args=["1.5", str(out)])])
+    w = WorkerProc(backend.url, topic, grace_seconds=5)
+    w.wait_for("started", timeout=30)
+    w.signal(signal.SIGTERM)
+    assert w.wait(timeout=10) == 0
+    assert out.exists()
+    assert w.count("done") == 1 and w.count("preempted") == 0
+    assert q.counts(topic).backlog == 0
