@@ -18,8 +18,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check rslp tests bench scripts tasks
-	$(VENV)/bin/ruff format --check rslp tests bench scripts tasks
+	$(VENV)/bin/ruff check rslp tests bench tasks
+	$(VENV)/bin/ruff format --check rslp tests bench tasks
 	$(VENV)/bin/mypy rslp
 	$(VENV)/bin/hadolint worker.Dockerfile
 

@@ -11,8 +11,9 @@ it records the downstream tasks so a redelivered duplicate can republish them wi
 running again). A task's state is the most final marker it has: done > dead > failed >
 running. Status reads all markers of a step with one listing, never one read per task.
 
-The ledger never deletes markers: a done marker is the proof that a step's outputs
-exist, and the worker writes it only after the work returned successfully.
+A done marker is never deleted: it is the proof that a step's outputs exist, and the
+worker writes it only after the work returned successfully. Only ``rslp dlq replay``
+clears markers, and only a replayed task's ``dead`` and ``running`` ones (:meth:`Ledger.clear`).
 """
 
 from __future__ import annotations
@@ -111,6 +112,13 @@ class Ledger:
             return json.loads(path.read_text())  # type: ignore[no-any-return]
         except FileNotFoundError:
             return None
+
+    def clear(self, task: Task, *states: str) -> None:
+        """Delete ``task``'s markers of ``states`` (never ``done``); missing ones are fine."""
+        if "done" in states:
+            raise ValueError("done markers are never deleted: they prove a step's outputs exist")
+        for state in states:
+            self.marker_path(task.step or "task", task.task_id, state).unlink(missing_ok=True)
 
     def done_downstream(self, task: Task) -> list[Downstream] | None:
         """The downstream tasks recorded by ``task``'s done marker, or None if not done."""

@@ -47,7 +47,7 @@ class Workflow:
         parser = jsonargparse.ArgumentParser(
             prog=f"{self.project} {self.name}", description=fn.__doc__, exit_on_error=False
         )
-        # Required parameters are positional unless the args name them as flags.
+        # Required parameters are positional unless the args name one as a flag (then all are flags).
         required = [p.name for p in inspect.signature(fn).parameters.values() if p.default is p.empty]
         named = any(a.split("=")[0] in {f"--{r}" for r in required} for a in args)
         parser.add_function_arguments(fn, as_positional=not named, fail_untyped=False)
@@ -83,7 +83,7 @@ def _optional_positionals(fn: Callable[..., Any], args: list[str]) -> list[str]:
     if len(extra) > len(optional):
         return args  # let the parser report the unrecognized arguments
     named = [f"--{p.name}={value}" for p, value in zip(optional, extra, strict=True)]
-    return args[:n_required] + named + args[n_positional:]
+    return args[: min(n_required, n_positional)] + named + args[n_positional:]
 
 
 def _one_line(e: BaseException) -> str:
@@ -125,6 +125,6 @@ register("common", "chain", "rslp.common.diagnostics:chain")
 register("common", "noop", "rslp.common.diagnostics:noop")
 
 # The rslearn batch-inference pipeline (rslp/pipeline/): one workflow per step.
-for _step in ("create_windows", "prepare", "ingest", "materialize", "predict", "postprocess", "combine"):
+for _step in ("create_windows", "prepare", "ingest", "materialize", "predict", "postprocess", "combine", "observe"):
     register("pipeline", _step, f"rslp.pipeline.steps:{_step}")
 register("pipeline", "write_jobs", "rslp.pipeline.write_jobs:write_jobs")

@@ -29,6 +29,7 @@ def worker(
     scratch_root: str | None = None,
     worker_id: str | None = None,
     flush_messages: bool = False,
+    metrics_port: int | None = None,
 ) -> str:
     """Run a worker: pull tasks one at a time and run them until idle or preempted.
 
@@ -48,6 +49,7 @@ def worker(
         scratch_root: where per-task scratch directories go (deleted after each task).
         worker_id: name in logs and markers (default: $RSLP_WORKER_NAME or host, plus pid).
         flush_messages: ack every message without running it, then exit (drains a subscription).
+        metrics_port: serve Prometheus metrics (tasks by outcome, task durations, lease extensions) on this port.
     """
     if queue is None:
         if project_id is None:
@@ -72,6 +74,7 @@ def worker(
         scratch_root=scratch_root,
         worker_id=worker_id,
         flush_messages=flush_messages,
+        metrics_port=metrics_port,
     )
     return run_worker(settings)
 

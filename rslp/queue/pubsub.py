@@ -82,8 +82,9 @@ class PubSubQueue(Queue):
                     "dead_letter_topic": self.topic_path(dlq),
                     "max_delivery_attempts": max_deliveries,
                 },
-                # Without a retry policy a nack is redelivered at once, in a tight loop.
-                "retry_policy": {"minimum_backoff": Duration(seconds=2), "maximum_backoff": Duration(seconds=120)},
+                # Without a retry policy a nack is redelivered at once, in a tight loop; a
+                # short ceiling keeps a crashed worker's task from waiting long for its retry.
+                "retry_policy": {"minimum_backoff": Duration(seconds=1), "maximum_backoff": Duration(seconds=10)},
             },
             # Pub/Sub drops messages published to a topic with no subscription: the
             # dead-letter topic needs one so that dead letters are kept for `rslp dlq`.

@@ -38,6 +38,7 @@ from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, Received, open_queue
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
 from rslp.worker.lease import LeaseKeeper
+from rslp.worker.metrics import WorkerMetrics
 from rslp.worker.retry import RetryPolicy
 from rslp.worker.runner import Outcome, TaskRunner
 from rslp.worker.shutdown import Shutdown
@@ -65,6 +66,7 @@ class WorkerSettings(BaseModel):
     scratch_root: str | None = Field(None, description="per-task scratch dirs go here; deleted after each task")
     publish_patience: float = Field(600.0, gt=0, description="keep retrying a failing publish this long")
     worker_id: str | None = None
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus metrics on this port")
     flush_messages: bool = Field(False, description="ack everything without running it, then exit")
 
 
@@ -78,6 +80,7 @@ class Worker:
         self.retry = RetryPolicy(settings.max_attempts, settings.retry_sleep)
         self.runner = TaskRunner()
         self.shutdown = Shutdown()
+        self.metrics = WorkerMetrics()
         self.consecutive_failures = 0
         self.scratch_root = Path(settings.scratch_root or Path.home() / ".cache" / "rslp" / "scratch")
         beaker = {k.lower(): os.environ[k] for k in BEAKER_ENV if k in os.environ}
@@ -89,6 +92,8 @@ class Worker:
     def run(self) -> str:
         """Pull and handle tasks until idle, preempted, or too many failures in a row."""
         self.shutdown.install()
+        if self.settings.metrics_port is not None:
+            self.metrics.start(self.settings.metrics_port)
         self.log.info("worker_started", queue=self.settings.queue, subscriptions=self.settings.subscriptions)
         if not self.settings.flush_messages:
             self.runner.start()
@@ -120,6 +125,7 @@ class Worker:
         finally:
             self.runner.stop()
             self.queue.close()
+            self.metrics.stop()
             self.shutdown.uninstall()
 
     def _pull(self) -> Received | None:
@@ -150,6 +156,7 @@ class Worker:
             task = decode_task(message.data)
         except TaskDecodeError as e:
             self._dead_letter(message, None, e.reason, kind="malformed")
+            self.metrics.task_finished("malformed", None)
             return
         log.bind(**task.log_fields())
         try:
@@ -166,12 +173,14 @@ class Worker:
             workflow = registry.get(task.project, task.workflow)
         except UnknownWorkflowError as e:
             self._dead_letter(message, task, str(e), kind="unknown_workflow")
+            self.metrics.task_finished("malformed", None)  # the name comes from the message: not a label
             return
         ledger = Ledger(task.job_root) if task.job_root else None
         if ledger is not None and (downstream := ledger.done_downstream(task)) is not None:
             self.log.info("skipped_done", downstream=len(downstream))
             self._publish_downstream(task, downstream)
             self.queue.ack(message)
+            self.metrics.task_finished("skipped", task.name)
             return
         time_limit = min(
             task.time_limit or workflow.time_limit or self.settings.default_time_limit or self.settings.max_lease,
@@ -183,9 +192,12 @@ class Worker:
         scratch.mkdir(parents=True, exist_ok=True)
         self.log.info("started", time_limit=time_limit)
         try:
-            with LeaseKeeper(self.queue, message, self.settings.lease_seconds, self.settings.max_lease, self.log):
+            lease = LeaseKeeper(self.queue, message, self.settings.lease_seconds, self.settings.max_lease, self.log)
+            with lease:
                 outcome = self.runner.run(task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds)
                 self._finish(message, task, outcome, ledger)
+            self.metrics.task_finished(outcome.kind, task.name, outcome.duration)
+            self.metrics.lease_extended(lease.extensions)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 

@@ -60,7 +60,9 @@ class TaskRunner:
         if self._proc is not None and self._proc.is_alive():
             return
         parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(target=_child_main, args=(child,), daemon=True, name="rslp-task")
+        # Not a daemon: tasks may start process pools of their own (rslearn workers,
+        # DataLoader workers), which daemonic processes cannot. stop() ends it explicitly.
+        self._proc = self._ctx.Process(target=_child_main, args=(child,), daemon=False, name="rslp-task")
         self._proc.start()
         child.close()
         self._conn = parent

@@ -302,3 +302,27 @@ def test_sigterm_with_grace_lets_a_short_task_finish(tmp_path: Path, topic: str)
     assert out.exists()
     assert w.count("done") == 1 and w.count("preempted") == 0
     assert q.counts(topic).backlog == 0
+
+
+def test_worker_serves_prometheus_metrics(tmp_path: Path, topic: str) -> None:
+    import urllib.request
+
+    from rslp.testing.emulator import free_port
+
+    backend = Backend("local", f"local://{tmp_path / 'q.db'}", 2)
+    q = backend.open()
+    q.setup(topic, topic)
+    publish_tasks(
+        q, topic, [Task(project="common", workflow="noop"), Task(project="common", workflow="fail", args=["x"])]
+    )
+    port = free_port()
+    w = WorkerProc(backend.url, topic, metrics_port=port, max_attempts=1, retries=100)
+    w.wait_for("dead_lettered", timeout=30)
+    w.wait_for("done", timeout=30)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    w.signal(signal.SIGTERM)
+    assert w.wait(timeout=10) == 0
+    assert 'rslp_tasks_total{outcome="ok",workflow="common/noop"} 1.0' in text
+    assert 'rslp_tasks_total{outcome="error",workflow="common/fail"} 1.0' in text
+    assert "rslp_task_duration_seconds_count" in text

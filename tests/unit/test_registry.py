@@ -35,3 +35,9 @@ def test_python_m_rslp_main_runs_a_workflow(tmp_path, capsys) -> None:
     assert (tmp_path / "f").read_text() == "hi"
     assert main(["common", "nope"]) == 2
     assert "unknown workflow" in capsys.readouterr().err
+
+
+def test_required_params_may_be_given_as_flags(tmp_path) -> None:
+    wf = registry.get("common", "write_file")
+    assert wf.parse_args(["--fname", "f", "--contents", "c"]) == {"fname": "f", "contents": "c"}
+    assert registry.get("common", "sleep").parse_args(["--seconds", "1"])["seconds"] == 1.0

@@ -1,0 +1,354 @@
+"""``pipeline.yaml``: one validated config per pipeline, and the files it names.
+
+A pipeline config names the rslearn dataset config and model config kept beside it,
+the partitioners, the steps and the topic (worker pool) of each, the postprocessors,
+where outputs go and every hardware knob rslearn has. Relative paths are relative to
+the pipeline.yaml's own folder; in any of the three files ``${CONFIG_DIR}`` is the
+folder of the file it appears in.
+
+Every error is a :class:`ConfigError`: one line that names the file and the field and
+says what was expected, because the same message ends up as a dead-letter reason.
+``${VAR}`` is replaced in string values only (after parsing, so a value can never
+break the syntax); an unset variable is an error, never "" as in rslearn, where an
+unset ``src_dir`` silently becomes the current directory.
+
+Loading a config never imports torch; validating the dataset config imports
+rslearn's config module only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
+from upath import UPath
+
+from rslp.errors import PermanentError
+
+if TYPE_CHECKING:
+    from rslp.pipeline.partition import Partitioner
+    from rslp.pipeline.postprocess import Postprocessor
+
+#: Per-partition steps in the only order they can run; a pipeline may leave some out.
+PARTITION_STEPS = ("create_windows", "prepare", "ingest", "materialize", "predict", "postprocess")
+#: Per-job steps, run once after every partition is done.
+JOB_STEPS = ("combine", "observe")
+
+_VAR = re.compile(r"\$\{([^}]*)\}")
+
+TopicId = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z][A-Za-z0-9._~+%-]*$"),
+]
+
+
+class ConfigError(PermanentError):
+    """A config file is wrong; the message names the file and field in one line."""
+
+
+def substitute(value: Any, source: str, variables: Mapping[str, str], where: str = "") -> Any:
+    """Replace ``${VAR}`` in every string of a parsed config, from ``variables`` then the environment."""
+    if isinstance(value, dict):
+        return {k: substitute(v, source, variables, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, source, variables, f"{where}.{i}" if where else str(i)) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        found = variables.get(name, os.environ.get(name))
+        if found is None:
+            raise ConfigError(f'{source}: {where or "value"}: ${{{name}}} is not set (export it; unset is not "")')
+        return found
+
+    return _VAR.sub(replace, value)
+
+
+def describe(e: ValidationError, source: str, prefix: str = "") -> str:
+    """One line naming each invalid field of ``source`` and what it expected."""
+    parts = []
+    for err in e.errors():
+        loc = ".".join([*([prefix] if prefix else []), *(str(p) for p in err["loc"])])
+        msg = "unknown field" if err["type"] in ("extra_forbidden", "unexpected_keyword_argument") else err["msg"]
+        parts.append(f"{loc or 'config'}: {msg}")
+    return f"{source}: " + "; ".join(parts)
+
+
+class ClassSpec(BaseModel):
+    """A pluggable part named as in rslearn configs: ``class_path`` + ``init_args``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    class_path: str = Field(min_length=1)
+    init_args: dict[str, Any] = Field(default_factory=dict)
+
+    def build(self, base: type[Any], source: str, where: str) -> Any:
+        """Import ``class_path`` (any module on PYTHONPATH), check it is a ``base``, construct it."""
+        module_name, _, attr = self.class_path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ConfigError(
+                f"{source}: {where}.class_path: cannot import {self.class_path!r} ({e.__class__.__name__}: {e}); "
+                f"expected a {base.__name__} subclass on PYTHONPATH"
+            ) from None
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise ConfigError(f"{source}: {where}.class_path: {self.class_path} is not a {base.__name__} subclass")
+        try:
+            return cls(**self.init_args)
+        except ValidationError as e:
+            raise ConfigError(describe(e, source, f"{where}.init_args")) from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{source}: {where}.init_args: {' '.join(str(e).split())}") from None
+
+
+class StepSpec(BaseModel):
+    """One step of the pipeline and the topic (worker pool) its tasks go to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal[PARTITION_STEPS + JOB_STEPS]  # type: ignore[valid-type]
+    topic: TopicId
+
+
+class Hardware(BaseModel):
+    """rslearn's performance knobs, in one place for every step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workers: int = Field(
+        default=0, ge=0, description="rslearn worker processes in prepare/ingest/materialize; 0 = in-process"
+    )
+    load_workers: int | None = Field(
+        default=None, ge=0, description="processes that load window metadata (default: workers)"
+    )
+    batch_size: int = Field(default=16, ge=1, description="windows per rslearn batch in prepare/ingest/materialize")
+    predict_batch_size: int | None = Field(
+        default=None, ge=1, description="overrides model.yaml data.init_args.batch_size"
+    )
+    data_loader_workers: int = Field(
+        default=0, ge=0, description="predict data loader processes (data.init_args.num_workers)"
+    )
+    device: str = Field(default="cpu", description="Lightning accelerator for predict: cpu, gpu, cuda, mps or auto")
+    precision: str = Field(default="32-true", description="Lightning precision for predict, e.g. 32-true or bf16-mixed")
+    retry_max_attempts: int = Field(default=0, ge=0, description="rslearn's own retries of data source calls")
+    retry_backoff_seconds: float = Field(default=1.0, ge=0)
+
+
+class ObserveSpec(BaseModel):
+    """The observe step: class distribution of the job's raster output, and drift from a reference."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: dict[str, float] | None = Field(
+        default=None, description="expected fraction per class name; None records the distribution only"
+    )
+    threshold: float | None = Field(
+        default=None, ge=0, le=1, description="total variation distance above which `rslp status` warns"
+    )
+    class_names: list[str] | None = Field(default=None, description="name of class value i at index i")
+
+
+class PipelineConfig(BaseModel):
+    """A validated pipeline.yaml. Build it with :func:`load_pipeline_config`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    dataset_config: str = Field(description="rslearn dataset config (dataset.json)")
+    model: str | None = Field(default=None, description="rslearn model config (model.yaml); predict needs it")
+    checkpoint: str | None = Field(default=None, description="model weights; predict needs them")
+    group: str = Field(default="default", min_length=1, description="the rslearn window group in each partition")
+    partitioner: ClassSpec = ClassSpec(class_path="rslp.pipeline.partition.NoopPartitioner")
+    window_partitioner: ClassSpec
+    steps: list[StepSpec] = Field(min_length=1)
+    postprocessors: list[ClassSpec] = Field(default_factory=list)
+    output_dir: str | None = Field(
+        default=None, description="where combine writes job outputs (default JOB_ROOT/output)"
+    )
+    hardware: Hardware = Hardware()
+    observe: ObserveSpec | None = Field(default=None, description="settings of the observe step")
+
+    _source: UPath = PrivateAttr(default_factory=lambda: UPath("pipeline.yaml"))
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> PipelineConfig:
+        names = [s.name for s in self.steps]
+        order = PARTITION_STEPS + JOB_STEPS
+        if names != sorted(set(names), key=order.index):
+            raise ValueError(f"steps must be unique and in this order: {', '.join(order)}; got {', '.join(names)}")
+        if names[0] != "create_windows":
+            raise ValueError("the first step must be create_windows")
+        if "predict" in names and not (self.model and self.checkpoint):
+            raise ValueError("the predict step needs both model and checkpoint")
+        if "postprocess" in names and not self.postprocessors:
+            raise ValueError("the postprocess step needs at least one entry in postprocessors")
+        if "combine" in names and "postprocess" not in names:
+            raise ValueError("combine merges the outputs of postprocess: add the postprocess step")
+        if "observe" in names and "combine" not in names:
+            raise ValueError("observe reads the job output that combine writes: add the combine step")
+        return self
+
+    @property
+    def source(self) -> UPath:
+        """The pipeline.yaml this config was read from."""
+        return self._source
+
+    @property
+    def partition_steps(self) -> list[str]:
+        """The per-partition steps, in order."""
+        return [s.name for s in self.steps if s.name in PARTITION_STEPS]
+
+    @property
+    def job_steps(self) -> list[str]:
+        """The per-job steps (combine, observe), in order."""
+        return [s.name for s in self.steps if s.name in JOB_STEPS]
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Step -> topic."""
+        return {s.name: s.topic for s in self.steps}
+
+    def next_step(self, step: str) -> str | None:
+        """The per-partition step after ``step``, or None after the last one."""
+        steps = self.partition_steps
+        i = steps.index(step)
+        return steps[i + 1] if i + 1 < len(steps) else None
+
+    def resolve(self, path: str) -> UPath:
+        """A path from the config: absolute or URL as is, else relative to pipeline.yaml's folder."""
+        p = UPath(path)
+        if p.is_absolute() or "://" in path:
+            return p
+        return self.source.parent / path
+
+    def where(self, field: str) -> str:
+        """``file: field`` prefix for errors about this config."""
+        return f"{self.source}: {field}"
+
+    def build_partitioner(self) -> Partitioner:
+        """The partitioner that splits a request into partitions (tasks)."""
+        from rslp.pipeline.partition import Partitioner
+
+        return cast(Partitioner, self.partitioner.build(Partitioner, str(self.source), "partitioner"))
+
+    def build_window_partitioner(self) -> Partitioner:
+        """The partitioner that splits a partition into rslearn windows."""
+        from rslp.pipeline.partition import Partitioner
+
+        return cast(Partitioner, self.window_partitioner.build(Partitioner, str(self.source), "window_partitioner"))
+
+    def build_postprocessors(self) -> list[Postprocessor]:
+        """The postprocessors, in config order."""
+        from rslp.pipeline.postprocess import Postprocessor
+
+        built = [
+            p.build(Postprocessor, str(self.source), f"postprocessors.{i}") for i, p in enumerate(self.postprocessors)
+        ]
+        names = [p.name for p in built]
+        if len(set(names)) != len(names):
+            raise ConfigError(self.where(f"postprocessors: names must be unique, got {names}"))
+        return built
+
+    def load_dataset_config(self) -> dict[str, Any]:
+        """dataset.json with ``${VAR}`` replaced, validated by rslearn's own schema."""
+        from rslearn.config import DatasetConfig
+
+        path = self.resolve(self.dataset_config)
+        raw = _read_structured(path, self.where("dataset_config"), json.loads)
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a JSON object with a 'layers' field")
+        resolved = substitute(raw, str(path), {"CONFIG_DIR": str(path.parent)})
+        try:
+            DatasetConfig.model_validate(resolved)
+        except ValidationError as e:
+            raise ConfigError(describe(e, str(path))) from None
+        return resolved  # type: ignore[no-any-return]
+
+    def load_model_config(self) -> dict[str, Any]:
+        """model.yaml with ``${VAR}`` replaced; rslearn's parser validates the rest."""
+        if not self.model:
+            raise ConfigError(self.where("model: not set, but the predict step needs it"))
+        path = self.resolve(self.model)
+        raw = _read_structured(path, self.where("model"), yaml.safe_load)
+        if not isinstance(raw, dict) or "model" not in raw or "data" not in raw:
+            raise ConfigError(f"{path}: expected a Lightning config with 'model' and 'data' sections")
+        return substitute(raw, str(path), {"CONFIG_DIR": str(path.parent)})  # type: ignore[no-any-return]
+
+    def checkpoint_path(self) -> UPath:
+        """The checkpoint's path; raises ConfigError naming the field if it does not exist."""
+        if not self.checkpoint:
+            raise ConfigError(self.where("checkpoint: not set, but the predict step needs it"))
+        path = self.resolve(self.checkpoint)
+        if not path.exists():
+            raise ConfigError(self.where(f"checkpoint: {path} does not exist"))
+        return path
+
+    def check(self) -> None:
+        """Load everything the steps will load, so a broken file fails before any task is published."""
+        self.build_partitioner()
+        self.build_window_partitioner()
+        layers = self.load_dataset_config()["layers"]
+        for name, layer in layers.items():
+            self._check_local_files(name, layer)
+        for i, pp in enumerate(self.build_postprocessors()):
+            if pp.layer not in layers:
+                raise ConfigError(
+                    f"{self.resolve(self.dataset_config)}: layers: no layer {pp.layer!r}, "
+                    f"which postprocessors.{i} of {self.source} reads"
+                )
+        if "predict" in self.partition_steps:
+            self.load_model_config()
+            self.checkpoint_path()
+
+    def _check_local_files(self, name: str, layer: dict[str, Any]) -> None:
+        """LocalFiles' src_dir must exist and be absolute: relative means per-partition dataset."""
+        source = layer.get("data_source") or {}
+        if not source.get("class_path", "").endswith("local_files.LocalFiles"):
+            return
+        src_dir = str(source.get("init_args", {}).get("src_dir", ""))
+        field = f"{self.resolve(self.dataset_config)}: layers.{name}.data_source.init_args.src_dir"
+        if not (UPath(src_dir).is_absolute() or "://" in src_dir):
+            raise ConfigError(f"{field}: {src_dir!r} is relative; use an absolute path or ${{CONFIG_DIR}}/...")
+        if not UPath(src_dir).is_dir():
+            raise ConfigError(f"{field}: {src_dir} is not a directory")
+
+
+def _read_structured(path: UPath, referrer: str, parse: Any) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{referrer}: {path} does not exist") from None
+    try:
+        return parse(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f"line {mark.line + 1}: " if mark else ""
+        raise ConfigError(f"{path}: {at}not valid YAML ({getattr(e, 'problem', e)})") from None
+
+
+def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
+    """Read and validate a pipeline.yaml; raises ConfigError (one line) on any problem."""
+    source = UPath(path)
+    if source.protocol in ("", "file", "local"):
+        # Absolute, because workers may run elsewhere and the manifest records it.
+        source = UPath(os.path.abspath(source.path))
+    raw = _read_structured(source, str(source), yaml.safe_load)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of pipeline fields")
+    raw = substitute(raw, str(source), {"CONFIG_DIR": str(source.parent)})
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(describe(e, str(source))) from None
+    config._source = source
+    return config

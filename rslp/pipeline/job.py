@@ -1,0 +1,101 @@
+"""A job root's layout, and what every step needs from it.
+
+Beside the ledger's ``manifest.json`` and ``markers/``, a job root holds::
+
+    partitions/<partition>/                 the partition's rslearn dataset
+                                            (config.json, windows/, tiles/)
+    partition_outputs/<postprocessor>/<partition>.<ext>
+                                            each postprocessor's file per partition;
+                                            combine starts when all of them exist
+    output/<postprocessor>.<ext>            the job's outputs (or the pipeline's output_dir)
+
+Tasks carry only ``--job_root`` and ``--partition`` (``job`` for per-job steps): everything else is read from the
+manifest and the pipeline config it names, so a message stays small and a task can
+never disagree with its job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from upath import UPath
+
+from rslp.errors import PermanentError
+from rslp.ledger import JobManifest, Ledger, PartitionEntry
+from rslp.pipeline.config import PipelineConfig, load_pipeline_config
+from rslp.task import Downstream, Task
+
+#: The partition name of per-job steps (combine), so every step takes the same flags.
+JOB_PARTITION = "job"
+
+
+def make_task(job_id: str, job_root: str, step: str, partition: str) -> Task:
+    """The task of ``step`` for ``partition`` (:data:`JOB_PARTITION` for per-job steps).
+
+    Its id is deterministic: the same job, partition and step always give the same id.
+    """
+    args = ["--job_root", job_root, "--partition", partition]
+    return Task(
+        project="pipeline",
+        workflow=step,
+        args=args,
+        job_id=job_id,
+        job_root=job_root,
+        partition=partition,
+        step=step,
+    )
+
+
+@dataclass
+class Job:
+    """One job: its root, manifest and pipeline config."""
+
+    root: UPath
+    manifest: JobManifest
+    config: PipelineConfig
+
+    @classmethod
+    def load(cls, job_root: str) -> Job:
+        """Read the manifest and the pipeline config it names (PermanentError if there is none)."""
+        try:
+            manifest = Ledger(job_root).read_manifest()
+        except FileNotFoundError as e:
+            raise PermanentError(str(e)) from None
+        return cls(UPath(job_root), manifest, load_pipeline_config(manifest.config))
+
+    def partition(self, partition_id: str) -> PartitionEntry:
+        """The manifest's entry for ``partition_id``."""
+        for entry in self.manifest.partitions:
+            if entry.id == partition_id:
+                return entry
+        raise PermanentError(f"{self.root}/manifest.json: partitions: no partition {partition_id!r}")
+
+    def dataset_root(self, partition_id: str) -> UPath:
+        """The partition's rslearn dataset (PermanentError if the job has no such partition)."""
+        return self.root / "partitions" / self.partition(partition_id).id
+
+    def partition_output_dir(self, postprocessor: str) -> UPath:
+        """Where ``postprocessor`` writes one file per partition."""
+        return self.root / "partition_outputs" / postprocessor
+
+    @property
+    def output_dir(self) -> UPath:
+        """Where combine writes the job's outputs."""
+        if self.config.output_dir:
+            return self.config.resolve(self.config.output_dir)
+        return self.root / "output"
+
+    def output_paths(self) -> list[UPath]:
+        """The job's outputs, one per postprocessor, in config order."""
+        return [self.output_dir / f"{pp.name}{pp.suffix}" for pp in self.config.build_postprocessors()]
+
+    def task(self, step: str, partition: str) -> Task:
+        """The task of ``step`` for ``partition`` in this job."""
+        return make_task(self.manifest.job_id, self.manifest.job_root, step, partition)
+
+    def downstream(self, step: str, partition: str) -> list[Downstream]:
+        """The task to publish after ``step`` of ``partition``: its next per-partition step, if any."""
+        following = self.config.next_step(step)
+        if following is None:
+            return []
+        return [Downstream(topic=self.config.topics[following], task=self.task(following, partition))]

@@ -1,0 +1,206 @@
+"""Requests and partitioners: how a job is split into partitions and windows.
+
+A request is a GeoJSON file in WGS84. write_jobs splits it with the pipeline's
+``partitioner`` into partitions (one task per step each, so they should be large), and
+create_windows splits each partition with the ``window_partitioner`` into rslearn
+windows (small: one model input each). Both are :class:`Partitioner` objects named by
+``class_path`` / ``init_args``; any class on PYTHONPATH that subclasses it works.
+
+Built-in partitioners:
+
+- :class:`NoopPartitioner`: the whole request is one partition.
+- :class:`FixedWindowPartitioner`: a box of N pixels around each point or polygon
+  centroid, with a limit on how many.
+- :class:`GridPartitioner`: the cells of a pixel grid that intersect the request, in
+  the UTM zone of the request (or a given CRS).
+
+Grids are aligned to multiples of the cell size in pixel coordinates, so a window grid
+whose cell divides the partition grid's cell nests exactly inside the partitions.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+from typing import Any
+
+import shapely
+import shapely.geometry
+from pydantic import ConfigDict, PositiveFloat, PositiveInt
+from pydantic.dataclasses import dataclass
+from rasterio.crs import CRS
+from rslearn.utils.geometry import WGS84_PROJECTION, Projection, STGeometry
+from rslearn.utils.get_utm_ups_crs import get_utm_ups_crs
+from upath import UPath
+
+from rslp.errors import PermanentError
+
+#: A sliver of intersection smaller than this fraction of a cell is reprojection noise
+#: along a partition border (about 1e-7 pixels), not requested area.
+_SLIVER = 1e-6
+_STRICT = ConfigDict(extra="forbid")
+
+
+class RequestError(PermanentError):
+    """The request file is unusable; the message names the file and field."""
+
+
+def load_request(path: str) -> list[STGeometry]:
+    """The request's geometries in WGS84: a FeatureCollection, a Feature or a bare geometry."""
+    source = UPath(path)
+    try:
+        raw = json.loads(source.read_text())
+    except FileNotFoundError:
+        raise RequestError(f"{path}: does not exist") from None
+    except json.JSONDecodeError as e:
+        raise RequestError(f"{path}: line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
+    if not isinstance(raw, dict) or "type" not in raw:
+        raise RequestError(f"{path}: type: expected a GeoJSON FeatureCollection, Feature or geometry")
+    crs = (raw.get("crs") or {}).get("properties", {}).get("name", "CRS84")
+    if not any(s in str(crs) for s in ("CRS84", "4326")):
+        raise RequestError(f"{path}: crs: {crs} is not WGS84 longitude/latitude (GeoJSON is always WGS84)")
+    if raw["type"] == "FeatureCollection":
+        features = [(f"features.{i}.geometry", f.get("geometry")) for i, f in enumerate(raw.get("features") or [])]
+    elif raw["type"] == "Feature":
+        features = [("geometry", raw.get("geometry"))]
+    else:
+        features = [("", raw)]
+    if not features:
+        raise RequestError(f"{path}: features: the request is empty (expected at least one Point or Polygon)")
+    return [_to_geometry(path, where, geometry) for where, geometry in features]
+
+
+def _to_geometry(path: str, where: str, geometry: Any) -> STGeometry:
+    label = f"{path}: {where or 'geometry'}"
+    try:
+        shp = shapely.geometry.shape(geometry)
+    except (AttributeError, KeyError, TypeError, ValueError, shapely.errors.ShapelyError) as e:
+        raise RequestError(f"{label}: not a GeoJSON geometry ({e.__class__.__name__}: {e})") from None
+    if shp.is_empty:
+        raise RequestError(f"{label}: the geometry is empty")
+    if not shp.is_valid:
+        raise RequestError(f"{label}: invalid geometry ({shapely.is_valid_reason(shp)})")
+    minx, miny, maxx, maxy = shp.bounds
+    if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
+        raise RequestError(f"{label}: coordinates {shp.bounds} are not longitude/latitude (is it projected?)")
+    return STGeometry(WGS84_PROJECTION, shp, None)
+
+
+def to_geojson(geometry: STGeometry) -> dict[str, Any]:
+    """A GeoJSON geometry (WGS84) for ``geometry``."""
+    return shapely.geometry.mapping(geometry.to_wgs84().shp)  # type: ignore[no-any-return]
+
+
+def from_geojson(geometry: dict[str, Any]) -> STGeometry:
+    """The inverse of :func:`to_geojson`."""
+    return STGeometry(WGS84_PROJECTION, shapely.geometry.shape(geometry), None)
+
+
+def footprint(part: STGeometry, request: list[STGeometry]) -> STGeometry | None:
+    """The part of the request that ``part`` covers, or None if it covers none of it.
+
+    Area requests are clipped to the part, so windows are only made where asked for;
+    for point and line requests the part itself is the footprint (a window around a
+    point is what was asked for).
+    """
+    union = shapely.union_all([g.shp for g in request])
+    wanted = STGeometry(WGS84_PROJECTION, union, None).to_projection(part.projection).shp
+    if union.area > 0:
+        clipped = shapely.intersection(part.shp, wanted)
+        if clipped.area <= _SLIVER * part.shp.area:
+            return None
+        return STGeometry(part.projection, clipped, None)
+    return part if part.shp.intersects(wanted) else None
+
+
+class Partitioner(abc.ABC):
+    """Splits geometries into parts: partitions of a job, or windows of a partition."""
+
+    @abc.abstractmethod
+    def partition(self, geometries: list[STGeometry]) -> list[STGeometry]:
+        """Parts covering ``geometries`` (WGS84), each in a projection of its own choosing.
+
+        Window partitioners must return parts in a projected CRS with pixel
+        coordinates, whose bounds become rslearn window bounds.
+        """
+
+
+def _projection(crs: str | None, resolution: float, geometry: shapely.Geometry) -> Projection:
+    if crs:
+        return Projection(CRS.from_string(crs), resolution, -resolution)
+    center = geometry.centroid
+    return Projection(get_utm_ups_crs(center.x, center.y), resolution, -resolution)
+
+
+@dataclass(config=_STRICT)
+class NoopPartitioner(Partitioner):
+    """The whole request is one part (its union, in WGS84)."""
+
+    def partition(self, geometries: list[STGeometry]) -> list[STGeometry]:
+        """One part: the union of all geometries."""
+        return [STGeometry(WGS84_PROJECTION, shapely.union_all([g.shp for g in geometries]), None)]
+
+
+@dataclass(config=_STRICT)
+class FixedWindowPartitioner(Partitioner):
+    """A ``size`` x ``size`` pixel box around each point or polygon centroid.
+
+    ``limit`` refuses requests with more geometries than that, so a request of a
+    million points fails at once instead of making a million tasks.
+    """
+
+    size: PositiveInt
+    resolution: PositiveFloat = 10.0
+    crs: str | None = None
+    limit: PositiveInt | None = None
+
+    def partition(self, geometries: list[STGeometry]) -> list[STGeometry]:
+        """One box per geometry, in the UTM zone of that geometry (or ``crs``)."""
+        if self.limit is not None and len(geometries) > self.limit:
+            raise ValueError(f"{len(geometries)} geometries exceed limit={self.limit}")
+        parts = []
+        for g in geometries:
+            projection = _projection(self.crs, self.resolution, g.shp)
+            center = g.to_projection(projection).shp.centroid
+            x0 = round(center.x - self.size / 2)
+            y0 = round(center.y - self.size / 2)
+            parts.append(STGeometry(projection, shapely.box(x0, y0, x0 + self.size, y0 + self.size), None))
+        return parts
+
+
+@dataclass(config=_STRICT)
+class GridPartitioner(Partitioner):
+    """Cells of a ``cell_size`` pixel grid that intersect the geometries.
+
+    The grid is in ``crs`` if given, else in the UTM zone of the geometries' centroid,
+    at ``resolution`` projection units (metres) per pixel, with cell edges at multiples
+    of ``cell_size`` pixels.
+    """
+
+    cell_size: PositiveInt
+    resolution: PositiveFloat = 10.0
+    crs: str | None = None
+
+    def partition(self, geometries: list[STGeometry]) -> list[STGeometry]:
+        """The intersecting cells, row by row from the top left."""
+        union = shapely.union_all([g.shp for g in geometries])
+        projection = _projection(self.crs, self.resolution, union)
+        shp = STGeometry(WGS84_PROJECTION, union, None).to_projection(projection).shp
+        size = self.cell_size
+        minx, miny, maxx, maxy = shp.bounds
+        cols = range(math.floor(minx / size), max(math.ceil(maxx / size), math.floor(minx / size) + 1))
+        rows = range(math.floor(miny / size), max(math.ceil(maxy / size), math.floor(miny / size) + 1))
+        cells = shapely.box(
+            *[
+                [c * size for r in rows for c in cols],
+                [r * size for r in rows for c in cols],
+                [(c + 1) * size for r in rows for c in cols],
+                [(r + 1) * size for r in rows for c in cols],
+            ]
+        )
+        shapely.prepare(shp)
+        hit = cells[shapely.intersects(shp, cells)]
+        if shp.area > 0:
+            hit = hit[shapely.area(shapely.intersection(hit, shp)) > _SLIVER * size * size]
+        return [STGeometry(projection, cell, None) for cell in hit]

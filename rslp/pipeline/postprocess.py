@@ -1,0 +1,221 @@
+"""Postprocessors: window outputs -> one file per partition -> one file per job.
+
+A postprocessor is named in pipeline.yaml by ``class_path`` / ``init_args`` like any
+pluggable part. The postprocess step calls :meth:`Postprocessor.merge_windows` for its
+partition; combine calls :meth:`Postprocessor.combine` on every partition's file once
+all exist. Built in:
+
+- :class:`RasterMerge`: a raster layer's window outputs into one GeoTIFF per
+  partition, clipped to the partition's part of the request (outside it: nodata), then
+  a mosaic GeoTIFF for the job.
+- :class:`VectorMerge`: a vector layer's features into one GeoJSON (WGS84) per
+  partition, then all of them into one GeoJSON for the job.
+
+Every file is written whole or not at all (:func:`atomic_output`): combine starts when
+each partition's file *exists*, so a half-written file must never be visible.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+import math
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass
+from upath import UPath
+
+if TYPE_CHECKING:
+    from rslearn.dataset import Dataset, Window
+    from rslearn.utils.geometry import STGeometry
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+@contextlib.contextmanager
+def atomic_output(dest: UPath) -> Iterator[Path]:
+    """Yield a local path to write; on success it becomes ``dest`` in one step.
+
+    Local files are renamed into place from a hidden sibling (listings skip hidden
+    names); object stores replace whole objects, so the file is uploaded once complete.
+    """
+    if dest.protocol in ("", "file", "local"):
+        target = Path(dest.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            yield tmp
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch) / dest.name
+        yield tmp
+        dest.fs.put_file(str(tmp), dest.path)
+
+
+def listing(folder: UPath) -> set[str]:
+    """Names of the visible files in ``folder`` (one listing; none if it does not exist)."""
+    if not folder.exists():
+        return set()
+    return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+
+
+class Postprocessor(abc.ABC):
+    """Merges window outputs per partition, and partition files per job.
+
+    ``name`` names the outputs (``<name><suffix>``); ``layer`` is the rslearn layer read.
+    """
+
+    name: str
+    layer: str
+    suffix: ClassVar[str]
+
+    @abc.abstractmethod
+    def merge_windows(self, dataset: Dataset, windows: list[Window], footprint: STGeometry, dest: UPath) -> None:
+        """Write the partition's file from ``windows``' ``layer`` (each must have it)."""
+
+    @abc.abstractmethod
+    def combine(self, sources: list[UPath], dest: UPath) -> None:
+        """Write the job's file from every partition's file."""
+
+
+def _require_layer(windows: list[Window], layer: str) -> None:
+    if missing := [w.name for w in windows if not w.is_layer_completed(layer)]:
+        raise RuntimeError(f"{len(missing)} windows lack a completed layer {layer!r}, e.g. {missing[0]}")
+
+
+@dataclass(config=_STRICT)
+class RasterMerge(Postprocessor):
+    """A raster layer into one GeoTIFF per partition and a mosaic GeoTIFF per job.
+
+    Pixels outside the request are ``nodata`` (pick a value that is not a class).
+    """
+
+    layer: str = "output"
+    name: str = "prediction"
+    nodata: float = 255
+    suffix: ClassVar[str] = ".tif"
+
+    def merge_windows(self, dataset: Dataset, windows: list[Window], footprint: STGeometry, dest: UPath) -> None:
+        """Paste each window into the footprint's bounding box, in the first window's projection."""
+        import rasterio
+        import rasterio.features
+        from rasterio.enums import Resampling
+        from rasterio.transform import Affine
+
+        if not windows:
+            raise RuntimeError(f"no windows to merge into {dest}")
+        _require_layer(windows, self.layer)
+        band_set = dataset.layers[self.layer].band_sets[0]
+        raster_format = band_set.instantiate_raster_format()
+        projection = windows[0].projection
+        area = footprint.to_projection(projection).shp
+        x0, y0 = math.floor(area.bounds[0]), math.floor(area.bounds[1])
+        x1, y1 = math.ceil(area.bounds[2]), math.ceil(area.bounds[3])
+        dtype = band_set.dtype.get_numpy_dtype()
+        canvas = np.full((len(band_set.bands), y1 - y0, x1 - x0), self.nodata, dtype=dtype)
+        for window in windows:
+            wx0, wy0, wx1, wy1 = (round(v) for v in window.get_geometry().to_projection(projection).shp.bounds)
+            box = (max(wx0, x0), max(wy0, y0), min(wx1, x1), min(wy1, y1))
+            if box[0] >= box[2] or box[1] >= box[3]:
+                continue
+            raster = window.data.read_raster(
+                self.layer,
+                band_set.bands,
+                raster_format,
+                projection=projection,
+                bounds=box,
+                resampling=Resampling.nearest,
+            )
+            canvas[:, box[1] - y0 : box[3] - y0, box[0] - x0 : box[2] - x0] = raster.array[:, 0]
+        outside = rasterio.features.geometry_mask(
+            [area], out_shape=canvas.shape[1:], transform=Affine(1, 0, x0, 0, 1, y0)
+        )
+        canvas[:, outside] = self.nodata
+        xres, yres = projection.x_resolution, projection.y_resolution
+        profile = {
+            "driver": "GTiff",
+            "width": canvas.shape[2],
+            "height": canvas.shape[1],
+            "count": canvas.shape[0],
+            "dtype": canvas.dtype.name,
+            "crs": projection.crs,
+            "transform": Affine(xres, 0, x0 * xres, 0, yres, y0 * yres),
+            "nodata": self.nodata,
+            "compress": "deflate",
+        }
+        with atomic_output(dest) as tmp, rasterio.open(tmp, "w", **profile) as f:
+            f.write(canvas)
+
+    def combine(self, sources: list[UPath], dest: UPath) -> None:
+        """A mosaic of the partition files in the first one's CRS and resolution."""
+        import rasterio
+        from rasterio.enums import Resampling
+        from rasterio.merge import merge
+        from rasterio.vrt import WarpedVRT
+        from rslearn.utils.fsspec import open_rasterio_upath_reader
+
+        with contextlib.ExitStack() as stack:
+            opened = [stack.enter_context(open_rasterio_upath_reader(s)) for s in sources]
+            crs = opened[0].crs
+            aligned = [
+                src if src.crs == crs else stack.enter_context(WarpedVRT(src, crs=crs, resampling=Resampling.nearest))
+                for src in opened
+            ]
+            mosaic, transform = merge(aligned, nodata=self.nodata, resampling=Resampling.nearest)
+            profile = {
+                "driver": "GTiff",
+                "width": mosaic.shape[2],
+                "height": mosaic.shape[1],
+                "count": mosaic.shape[0],
+                "dtype": mosaic.dtype.name,
+                "crs": crs,
+                "transform": transform,
+                "nodata": self.nodata,
+                "compress": "deflate",
+                "tiled": True,
+            }
+            with atomic_output(dest) as tmp, rasterio.open(tmp, "w", **profile) as f:
+                f.write(mosaic)
+
+
+@dataclass(config=_STRICT)
+class VectorMerge(Postprocessor):
+    """A vector layer into one GeoJSON (WGS84) per partition and per job."""
+
+    layer: str = "output"
+    name: str = "prediction"
+    suffix: ClassVar[str] = ".geojson"
+
+    def merge_windows(self, dataset: Dataset, windows: list[Window], footprint: STGeometry, dest: UPath) -> None:
+        """Every feature of every window that intersects the footprint, in WGS84."""
+        _require_layer(windows, self.layer)
+        vector_format = dataset.layers[self.layer].instantiate_vector_format()
+        area = footprint.to_wgs84()
+        features: list[dict[str, Any]] = []
+        for window in windows:
+            for feature in window.data.read_vector(self.layer, vector_format):
+                wgs84 = feature.to_projection(area.projection)
+                if area.shp.intersects(wgs84.geometry.shp):
+                    features.append(wgs84.to_geojson())
+        _write_features(features, dest)
+
+    def combine(self, sources: list[UPath], dest: UPath) -> None:
+        """All partitions' features in one FeatureCollection."""
+        features = [f for s in sources for f in json.loads(s.read_text())["features"]]
+        _write_features(features, dest)
+
+
+def _write_features(features: list[dict[str, Any]], dest: UPath) -> None:
+    with atomic_output(dest) as tmp:
+        tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}))

@@ -1,0 +1,131 @@
+"""``rslp run``: a whole job on this machine, for debugging and small areas.
+
+The same path as a fleet, scaled down: write_jobs onto an embedded queue in the job
+root, then N worker processes (the real worker CLI) pull from the job's subscriptions,
+later steps first. Workers exit when idle; if tasks are still queued or leased then (a
+worker died and its lease has not yet expired), fresh workers are started, so the job
+ends only when the queue is drained. It succeeds when every job output exists, and
+otherwise raises with the dead-letter reasons from the ledger.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from upath import UPath
+
+from rslp import log
+from rslp.errors import PermanentError
+from rslp.ledger import Ledger
+from rslp.pipeline.job import Job
+from rslp.pipeline.write_jobs import subscriptions, write_jobs
+from rslp.queue import open_queue
+
+logger = log.get(__name__)
+
+
+def worker_command(queue: str, subs: list[str], idle_timeout: float, lease_seconds: float) -> list[str]:
+    """The command line of one local worker."""
+    return [
+        sys.executable,
+        "-m",
+        "rslp.cli",
+        "worker",
+        "--queue",
+        queue,
+        "--subscription",
+        ",".join(subs),
+        "--idle_timeout",
+        str(idle_timeout),
+        "--lease_seconds",
+        str(lease_seconds),
+    ]
+
+
+def _pending(queue: str, subs: list[str]) -> int:
+    """Messages queued or leased on ``subs`` (the embedded queue always knows)."""
+    with open_queue(queue) as q:
+        total = 0
+        for sub in subs:
+            counts = q.counts(sub)
+            if counts is not None:
+                total += counts.backlog + (counts.in_flight or 0)
+        return total
+
+
+def dead_reasons(job_root: str) -> list[str]:
+    """``step partition: reason`` for every dead-lettered task of the job."""
+    ledger = Ledger(job_root)
+    reasons = []
+    for step in ledger.steps():
+        for task_id, state in ledger.states(step).items():
+            if state == "dead":
+                payload = _read_json(ledger.marker_path(step, task_id, "dead"))
+                partition = payload.get("task", {}).get("partition")
+                reasons.append(f"{step} {partition}: {payload.get('error', 'no reason recorded')}")
+    return sorted(reasons)
+
+
+def _read_json(path: UPath) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def run(
+    config: str,
+    request: str,
+    job_root: str,
+    workers: int = 2,
+    idle_timeout: float = 5.0,
+    lease_seconds: float = 30.0,
+) -> list[str]:
+    """Run a whole job on this machine: embedded queue, WORKERS local worker processes.
+
+    Enqueues the job with write_jobs (queue JOB_ROOT/queue.db), runs WORKERS worker
+    processes until the queue is drained, and prints where the merged outputs are.
+    Rerunning it on the same JOB_ROOT finishes an interrupted job.
+
+    Args:
+        config: the pipeline.yaml.
+        request: the request GeoJSON (WGS84).
+        job_root: where the job's manifest, markers, datasets, queue and outputs go.
+        workers: local worker processes.
+        idle_timeout: a worker exits after this many seconds with nothing to do.
+        lease_seconds: how soon the task of a worker that died is handed to another.
+
+    Returns:
+        The paths of the job's outputs (one per postprocessor).
+    """
+    root = os.path.abspath(job_root)
+    queue = f"local://{root}/queue.db"
+    started = time.monotonic()
+    write_jobs(config, request, root, queue=queue)
+    job = Job.load(root)
+    subs = subscriptions(job.manifest)
+    command = worker_command(queue, subs, idle_timeout, lease_seconds)
+    rounds = 0
+    while True:
+        rounds += 1
+        procs = [subprocess.Popen(command) for _ in range(workers)]
+        for proc in procs:
+            proc.wait()
+        if _pending(queue, subs) == 0:
+            break
+        logger.info("tasks still queued or leased; starting workers again", round=rounds)
+    outputs = job.output_paths()
+    if missing := [str(p) for p in outputs if not p.exists()]:
+        reasons = dead_reasons(root)
+        detail = f"{len(reasons)} tasks dead-lettered; first: {reasons[0]}" if reasons else "no task failed for good"
+        raise PermanentError(f"job {job.manifest.job_id} did not finish ({detail}); missing {missing[0]}")
+    print(f"job {job.manifest.job_id} finished in {time.monotonic() - started:.0f} s; outputs:")
+    for path in outputs:
+        print(f"  {path}")
+    return [str(p) for p in outputs]

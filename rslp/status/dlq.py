@@ -1,0 +1,283 @@
+"""``rslp dlq list|show|replay``: dead-lettered tasks, why they died, and replaying them after a fix.
+
+The dead letters of subscription ``S`` are on subscription ``S-dead-letter``. Listing
+and showing never remove anything: every dead letter is pulled under a short lease
+and handed back (nack) before the command returns.
+
+Replay republishes the chosen tasks to ``S``'s topic with the same task id, ``attempt``
+reset to 0 and no ``not_before``, waits until the queue confirms the publish, removes
+the task's stale ``dead`` and ``running`` markers (so ``rslp status`` shows it as
+queued, or as failed when earlier attempts failed, until a worker takes it), and only
+then acks the dead letter. A crash in between leaves a duplicate task, which the
+worker's done-marker check absorbs, never a lost one. Several dead letters of one task
+(a duplicated message) are replayed once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rslp.ledger import Ledger
+from rslp.queue import Outgoing, Queue, Received, dead_letter_name, open_queue
+from rslp.queue.base import DEAD_LETTER_REASON, DEAD_LETTER_SOURCE, MAX_DELIVERIES_REASON
+from rslp.status.report import duration, table
+from rslp.task import Task, TaskDecodeError, decode_task
+
+#: How long listed dead letters stay invisible to others before they are handed back.
+PEEK_LEASE = 120.0
+#: Markers a replayed task no longer has: it is neither dead nor running any more.
+STALE_MARKERS = ("dead", "running")
+
+
+@dataclass
+class DeadLetter:
+    """One dead-lettered message under our lease, with what the worker recorded about it."""
+
+    message: Received
+    source: str
+    task: Task | None
+
+    @property
+    def id(self) -> str:
+        """The task id, or ``message:ID`` for a message that is not a task."""
+        return self.task.task_id if self.task else f"message:{self.message.message_id}"
+
+    @property
+    def reason(self) -> str:
+        return self.message.attributes.get(DEAD_LETTER_REASON) or MAX_DELIVERIES_REASON
+
+    @property
+    def kind(self) -> str:
+        """The worker's failure kind; ``max_deliveries`` when the queue moved it (its worker died)."""
+        if kind := self.message.attributes.get("rslp_kind"):
+            return kind
+        return "max_deliveries" if self.reason == MAX_DELIVERIES_REASON else "?"
+
+    @property
+    def attempts(self) -> str:
+        attrs = self.message.attributes
+        return attrs.get("rslp_attempts") or attrs.get("CloudPubSubDeadLetterSourceDeliveryCount") or "?"
+
+    def matches(self, ids: list[str]) -> bool:
+        """Whether this is one of ``ids`` (task ids, or their first characters, or message ids)."""
+        return any(
+            self.id.startswith(i) or i in (self.message.message_id, f"message:{self.message.message_id}") for i in ids
+        )
+
+
+def _target(job_root: str | None, queue: str | None, subscription: str | None) -> tuple[str, list[str]]:
+    """The queue URL and source subscriptions: from the flags, else from the job's manifest."""
+    subs = [s for s in (subscription or "").split(",") if s]
+    if job_root:
+        manifest = Ledger(job_root).read_manifest()
+        queue = queue or manifest.queue
+        if not subs:
+            subs = list(dict.fromkeys(manifest.topics[s] for s in manifest.steps + manifest.job_steps))
+    if not queue or not subs:
+        raise ValueError("give --job_root, or --queue and --subscription")
+    return queue, subs
+
+
+class _Peek:
+    """Every dead letter of ``subscriptions``, held under a lease; on exit, what was not acked is handed back."""
+
+    def __init__(self, q: Queue, subscriptions: list[str], lease: float = PEEK_LEASE) -> None:
+        self.queue = q
+        self.letters: list[DeadLetter] = []
+        self._acked: set[int] = set()
+        try:
+            for sub in subscriptions:
+                while batch := q.pull(dead_letter_name(sub), lease, max_messages=100, wait=2.0):
+                    self.letters += [
+                        DeadLetter(m, m.attributes.get(DEAD_LETTER_SOURCE) or sub, _decode(m)) for m in batch
+                    ]
+        except KeyError as e:  # the embedded queue has no such subscription
+            self.__exit__()
+            raise ValueError(str(e).strip("'\"")) from None
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def ack(self, letter: DeadLetter) -> None:
+        self.queue.ack(letter.message)
+        self._acked.add(id(letter))
+
+    def __enter__(self) -> _Peek:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for d in self.letters:
+            if id(d) not in self._acked:
+                self.queue.nack(d.message)
+
+
+def _decode(message: Received) -> Task | None:
+    try:
+        return decode_task(message.data)
+    except TaskDecodeError:
+        return None
+
+
+def _select(
+    letters: list[DeadLetter], task_ids: str | None, reason: str | None, everything: bool = False
+) -> list[DeadLetter]:
+    ids = [i.strip() for i in (task_ids or "").split(",") if i.strip()]
+    if not (ids or reason or everything):
+        return letters
+    return [
+        d for d in letters if (not ids or d.matches(ids)) and (reason is None or reason.lower() in d.reason.lower())
+    ]
+
+
+def _where(d: DeadLetter) -> str:
+    if d.task is None:
+        return "(not a task)"
+    if d.task.step:
+        return f"{d.task.step} {d.task.partition or ''}".strip()
+    return " ".join(d.task.args)[:40]
+
+
+def _age(d: DeadLetter) -> str:
+    published = d.message.publish_time
+    return "-" if published is None else duration((datetime.now(UTC) - published).total_seconds())
+
+
+def dlq_list(
+    job_root: str | None = None,
+    queue: str | None = None,
+    subscription: str | None = None,
+    reason: str | None = None,
+    width: int = 100,
+) -> list[DeadLetter]:
+    """List dead-lettered tasks with their reasons (nothing is removed).
+
+    Args:
+        job_root: a job root; its manifest gives the queue and subscriptions.
+        queue: pubsub://PROJECT_ID or local://PATH.db (default: the job's).
+        subscription: source subscriptions, comma-separated (default: the job's topics).
+        reason: only dead letters whose reason contains this (case-insensitive).
+        width: cut reasons to this many characters (rslp dlq show prints them whole).
+    """
+    url, subs = _target(job_root, queue, subscription)
+    with open_queue(url) as q, _Peek(q, subs) as peek:
+        letters = peek.letters
+        chosen = _select(letters, None, reason)
+        rows = [
+            [d.id, d.source, d.task.name if d.task else "-", _where(d), d.kind, d.attempts, _age(d), d.reason[:width]]
+            for d in chosen
+        ]
+        if not rows:
+            print("no dead letters" + (f" matching {reason!r}" if reason else ""))
+            return chosen
+        headers = ["task id", "subscription", "workflow", "step / args", "kind", "attempts", "age", "reason"]
+        print(table(headers, rows, "lllllrrl"))
+        by_reason = Counter(d.reason[:width] for d in chosen)
+        print(f"\n{len(chosen)} dead letters on {', '.join(subs)}; by reason:")
+        print(table(["count", "reason"], [(n, r) for r, n in by_reason.most_common()], "rl"))
+        return chosen
+
+
+def dlq_show(
+    task_id: str, job_root: str | None = None, queue: str | None = None, subscription: str | None = None
+) -> None:
+    """Show dead-lettered tasks in full: the task, every attribute, and the ledger's traceback.
+
+    Args:
+        task_id: the task id (or its first characters, or the message id) from rslp dlq list.
+        job_root: a job root; its manifest gives the queue and subscriptions.
+        queue: pubsub://PROJECT_ID or local://PATH.db (default: the job's).
+        subscription: source subscriptions, comma-separated (default: the job's topics).
+    """
+    url, subs = _target(job_root, queue, subscription)
+    with open_queue(url) as q, _Peek(q, subs) as peek:
+        letters = peek.letters
+        chosen = _select(letters, task_id, None)
+        if not chosen:
+            raise ValueError(f"no dead letter with task or message id {task_id!r} on {', '.join(subs)}")
+        for d in chosen:
+            print(f"task {d.id}  (message {d.message.message_id} on {dead_letter_name(d.source)}, age {_age(d)})")
+            for key, value in sorted(d.message.attributes.items()):
+                if key != "rslp_traceback":
+                    print(f"  {key}: {value}")
+            body = (
+                d.task.model_dump(mode="json", exclude_none=True)
+                if d.task
+                else d.message.data.decode("utf-8", "replace")
+            )
+            print("  message:", json.dumps(body, indent=2).replace("\n", "\n  "))
+            marker = Ledger(d.task.job_root).read(d.task, "dead") if d.task and d.task.job_root else None
+            traceback = (marker or {}).get("traceback") or d.message.attributes.get("rslp_traceback")
+            if traceback:
+                print("  traceback:\n    " + traceback.rstrip().replace("\n", "\n    "))
+            print()
+
+
+def dlq_replay(
+    job_root: str | None = None,
+    queue: str | None = None,
+    subscription: str | None = None,
+    task_ids: str | None = None,
+    reason: str | None = None,
+    all: bool = False,
+    dry_run: bool = False,
+) -> list[str]:
+    """Republish dead-lettered tasks after a fix: same task ids, attempts reset to 0.
+
+    Choose with --task_ids and/or --reason (both must match), or --all. Each chosen
+    task goes back to the topic its subscription pulls from; its dead letter is acked
+    only once that publish is confirmed.
+
+    Args:
+        job_root: a job root; its manifest gives the queue and subscriptions.
+        queue: pubsub://PROJECT_ID or local://PATH.db (default: the job's).
+        subscription: source subscriptions, comma-separated (default: the job's topics).
+        task_ids: comma-separated task ids (or their first characters) from rslp dlq list.
+        reason: replay the dead letters whose reason contains this (case-insensitive).
+        all: replay every dead letter of the subscriptions.
+        dry_run: only print what would be replayed.
+
+    Returns:
+        The replayed task ids.
+    """
+    if not (task_ids or reason or all):
+        raise ValueError("choose what to replay: --task_ids, --reason or --all")
+    url, subs = _target(job_root, queue, subscription)
+    with open_queue(url) as q, _Peek(q, subs) as peek:
+        letters = peek.letters
+        chosen = _select(letters, task_ids, reason, everything=all)
+        by_topic: dict[str, list[DeadLetter]] = {}
+        for d in chosen:
+            by_topic.setdefault(q.topic_of(d.source), []).append(d)
+        replayed: list[str] = []
+        for topic, group in by_topic.items():
+            unique = list({d.id: d for d in group}.values())
+            print(f"{'would replay' if dry_run else 'replaying'} {len(unique)} tasks to {topic}")
+            replayed += [d.id for d in unique]
+            if dry_run:
+                continue
+            q.publish(topic, [_replayed(d) for d in unique])
+            for d in unique:
+                _clear_markers(d.task)
+            for d in group:
+                peek.ack(d)
+        print(
+            f"{len(chosen)} of {len(letters)} dead letters chosen" + (" (dry run: nothing changed)" if dry_run else "")
+        )
+        return replayed
+
+
+def _clear_markers(task: Task | None) -> None:
+    """Remove a replayed pipeline task's stale markers (its failed markers stay: they are its history)."""
+    if task is not None and task.job_root:
+        Ledger(task.job_root).clear(task, *STALE_MARKERS)
+
+
+def _replayed(d: DeadLetter) -> Outgoing:
+    """The message to republish: the task with a fresh retry budget, or the raw message if it is not a task."""
+    attributes = {k: v for k, v in d.message.attributes.items() if not k.startswith(("rslp_", "CloudPubSubDeadLetter"))}
+    if d.task is None:  # e.g. a newer schema: replayed unchanged, for an upgraded worker
+        return Outgoing(d.message.data, attributes)
+    return Outgoing(d.task.model_copy(update={"attempt": 0, "not_before": None}).encode(), attributes)

@@ -1,0 +1,482 @@
+"""``rslp status``: where a job stands, read from its markers and its queue.
+
+Every task (one step of one partition, or one per-job step) is in one state:
+
+- ``done``, ``dead``, ``failed``, ``running``: the most final marker it has, ranked as
+  the ledger ranks them. ``failed`` means it failed at least once and will be retried;
+  ``dead`` means dead-lettered: it runs again only after ``rslp dlq replay``.
+- ``queued``: no marker, and it can run now: it is its partition's first step, or the
+  step before it is done (for a per-job step: every partition is done). Its message is
+  on the queue, or was lost (status says so when the queue is empty).
+- ``blocked``: no marker, and a step before it is dead: it cannot start until that one
+  is replayed.
+- ``waiting``: no marker, and a step before it is still to do: not reached yet, and
+  no message exists for it yet.
+
+Cost: one listing per step (names and modification times), plus reading the failed
+and dead markers for their reasons (at most :data:`MAX_REASON_READS`). Throughput
+comes from the listed modification times of done markers, which is when the worker
+wrote them: reading each marker's ``time`` field would be one read per task.
+
+This module only reads; it never writes a marker or touches a message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from upath import UPath
+
+from rslp.ledger import STATES, JobManifest, Ledger
+from rslp.pipeline.job import JOB_PARTITION
+from rslp.queue import QueueCounts, dead_letter_name, open_queue
+from rslp.task import task_id_for
+
+#: Columns of the step table, in the order a task moves through them.
+TASK_STATES = ("waiting", "blocked", "queued", "running", "failed", "dead", "done")
+#: States in which a task still needs a worker (the job is not over while any remain).
+ACTIVE = ("waiting", "queued", "running", "failed")
+#: Throughput is measured over done markers written in this many recent seconds.
+RATE_WINDOW = 600.0
+#: At most this many failed/dead markers are read for failure reasons.
+MAX_REASON_READS = 1000
+PUBSUB_BACKLOG_NOTE = "n/a (Pub/Sub backlog needs Cloud Monitoring)"
+_RANK = {state: i for i, state in enumerate(STATES)}
+_CLEAR = "\x1b[H\x1b[2J"
+
+
+@dataclass
+class StepStatus:
+    """One step's tasks by state, and how fast they finish (tasks a minute, recent)."""
+
+    step: str
+    topic: str
+    counts: dict[str, int]
+    rate: float | None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def remaining(self) -> int:
+        """Tasks that will still run: everything but done, dead and blocked."""
+        return sum(self.counts[s] for s in ACTIVE)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.remaining == 0:
+            return 0.0
+        return self.remaining / self.rate * 60 if self.rate else None
+
+
+@dataclass
+class Backlog:
+    """One topic's subscription (same name): backlog, leased messages, oldest, dead letters."""
+
+    topic: str
+    steps: list[str]
+    counts: QueueCounts | None
+    dead_letters: int | None
+
+
+@dataclass
+class FailureGroup:
+    """Failed or dead tasks of one step whose reasons differ only in numbers."""
+
+    count: int
+    state: str
+    step: str
+    kind: str
+    reason: str
+    example: str
+
+
+@dataclass
+class JobStatus:
+    """Everything ``rslp status`` shows, as data (for scripts and tests)."""
+
+    manifest: JobManifest
+    time: float
+    steps: list[StepStatus]
+    #: partition -> task state, per step (per-job steps under :data:`JOB_PARTITION`).
+    tasks: dict[str, dict[str, str]]
+    backlog: list[Backlog]
+    queue_note: str
+    failures: list[FailureGroup]
+    failures_read: int
+    failures_total: int
+    observe: dict[str, Any] | None = None
+    partitions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing left that a worker will run (every task done, dead or blocked)."""
+        return all(s.remaining == 0 for s in self.steps)
+
+    def eta(self) -> tuple[float | None, list[str]]:
+        """Seconds until the slowest step with work left is done, and the steps with no throughput yet."""
+        pending = [s for s in self.steps if s.remaining]
+        known = [e for s in pending if (e := s.eta_seconds) is not None]
+        return (max(known) if known else None), [s.step for s in pending if s.eta_seconds is None]
+
+    def lost(self) -> int:
+        """Queued tasks when every subscription is empty: their messages are gone."""
+        if not self.backlog or any(b.counts is None for b in self.backlog):
+            return 0
+        if any(b.counts and (b.counts.backlog or b.counts.in_flight) for b in self.backlog):
+            return 0
+        return sum(s.counts["queued"] for s in self.steps)
+
+
+# -- collecting -----------------------------------------------------------------------
+
+
+def scan_markers(root: UPath, step: str) -> dict[str, tuple[str, float | None]]:
+    """``task_id -> (state, time its marker was written)`` for ``step``, from one listing."""
+    base = root / "markers" / step
+    try:
+        entries = base.fs.ls(base.path, detail=True)
+    except FileNotFoundError:
+        return {}
+    out: dict[str, tuple[str, float | None]] = {}
+    for info in entries:
+        name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith("."):  # a marker being written
+            continue
+        task_id, _, rest = name.partition(".")
+        state = rest.removesuffix(".json")
+        if state in _RANK and (task_id not in out or _RANK[state] > _RANK[out[task_id][0]]):
+            out[task_id] = (state, _modified(info))
+    return out
+
+
+def _modified(info: dict[str, Any]) -> float | None:
+    """A listing entry's modification time, whatever the filesystem calls it."""
+    for key in ("mtime", "updated", "LastModified", "last_modified", "created"):
+        value = info.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
+
+
+def _unmarked(before: str | None) -> str:
+    """The state of a task without a marker, given its previous step's state (None: first step)."""
+    if before is None or before == "done":
+        return "queued"
+    return "blocked" if before in ("dead", "blocked") else "waiting"
+
+
+def _all_partitions(states: Iterable[str]) -> str:
+    """The state that the first per-job step's predecessor is in: every partition's last step."""
+    seen = set(states)
+    if seen <= {"done"}:
+        return "done"
+    return "blocked" if seen & {"dead", "blocked"} else "waiting"
+
+
+def partition_state(states: Sequence[str]) -> str:
+    """A partition's state on the map, from its steps' states in order."""
+    if "dead" in states or "blocked" in states:
+        return "dead"
+    if all(s == "done" for s in states):
+        return "done"
+    if "failed" in states:
+        return "failed"
+    if "running" in states or "done" in states:
+        return "running"
+    return "queued"
+
+
+def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus:
+    """Read the job root (one listing per step) and its queue into a :class:`JobStatus`."""
+    ledger = Ledger(job_root)
+    manifest = ledger.read_manifest()
+    now = time.time() if now is None else now
+    job_id = manifest.job_id
+    tasks: dict[str, dict[str, str]] = {}
+    done_times: dict[str, list[float]] = {}
+    reason_paths: list[tuple[str, str, UPath]] = []
+    before: dict[str, str] | None = None  # the previous step's states, by partition
+    pids = [p.id for p in manifest.partitions]
+    plan = [(step, pids) for step in manifest.steps] + [(step, [JOB_PARTITION]) for step in manifest.job_steps]
+    for step, partitions in plan:
+        markers = scan_markers(ledger.root, step)
+        if manifest.job_steps and step == manifest.job_steps[0] and before is not None:
+            before = {JOB_PARTITION: _all_partitions(before.values())}
+        states: dict[str, str] = {}
+        times: list[float] = []
+        for pid in partitions:
+            task_id = task_id_for(job_id, pid, step)
+            state, written = markers.get(task_id, (None, None))
+            if state is None:
+                state = _unmarked(None if before is None else before[pid])
+            elif state == "done" and written is not None:
+                times.append(written)
+            elif state in ("failed", "dead"):
+                reason_paths.append((state, step, ledger.marker_path(step, task_id, state)))
+            states[pid] = state
+        tasks[step], done_times[step], before = states, times, states
+    since = max(now - RATE_WINDOW, manifest.created)
+    steps = [
+        StepStatus(
+            step=step,
+            topic=manifest.topics.get(step, "?"),
+            counts={s: n for s, n in zip(TASK_STATES, _count(tasks[step].values()), strict=True)},
+            rate=(sum(t >= since for t in done_times[step]) / (now - since) * 60) if now > since else None,
+        )
+        for step, _ in plan
+    ]
+    backlog, note = _backlog(manifest)
+    # An even spread over steps and partitions, so one step's failures cannot hide another's.
+    sample = reason_paths[:: max(1, math.ceil(len(reason_paths) / MAX_REASON_READS))]
+    return JobStatus(
+        manifest=manifest,
+        time=now,
+        steps=steps,
+        tasks=tasks,
+        backlog=backlog,
+        queue_note=note,
+        failures=_failures(sample, top),
+        failures_read=len(sample),
+        failures_total=len(reason_paths),
+        observe=_observe(ledger.root / "output" / "observe.json"),
+        partitions={pid: partition_state([tasks[step][pid] for step in manifest.steps]) for pid in pids},
+    )
+
+
+def _count(states: Iterable[str]) -> list[int]:
+    counter = Counter(states)
+    return [counter.get(s, 0) for s in TASK_STATES]
+
+
+def _backlog(manifest: JobManifest) -> tuple[list[Backlog], str]:
+    """Per topic: what the queue says (the embedded queue knows; Pub/Sub does not say)."""
+    topics: dict[str, list[str]] = {}
+    for step in manifest.steps + manifest.job_steps:
+        topics.setdefault(manifest.topics.get(step, "?"), []).append(step)
+    url = manifest.queue
+    if not url:
+        return [], "the manifest names no queue"
+    if url.startswith("local://") or url.endswith(".db"):
+        path = url.removeprefix("local://")
+        if not os.path.exists(path):
+            return [], f"queue file {path} does not exist"
+    out = []
+    with open_queue(url) as q:
+        for topic, steps in topics.items():
+            counts = q.counts(topic)
+            dead = q.counts(dead_letter_name(topic))
+            out.append(Backlog(topic, steps, counts, None if dead is None else dead.backlog + (dead.in_flight or 0)))
+    note = PUBSUB_BACKLOG_NOTE if any(b.counts is None for b in out) else ""
+    return out, note
+
+
+def _failures(paths: list[tuple[str, str, UPath]], top: int) -> list[FailureGroup]:
+    """Group failed/dead markers by state, step, kind and reason (numbers ignored)."""
+    groups: dict[tuple[str, str, str, str], FailureGroup] = {}
+    for state, step, path in paths:
+        try:
+            marker = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):  # superseded or being replaced right now
+            continue
+        reason = " ".join(str(marker.get("error") or "no reason recorded").split())
+        kind = str(marker.get("kind") or "?")
+        key = (state, step, kind, re.sub(r"\d+", "N", reason))
+        if key in groups:
+            groups[key].count += 1
+        else:
+            partition = str((marker.get("task") or {}).get("partition") or "")
+            groups[key] = FailureGroup(1, state, step, kind, reason, partition)
+    return sorted(groups.values(), key=lambda g: (-g.count, g.step, g.reason))[:top]
+
+
+def _observe(path: UPath) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+# -- rendering ------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str) -> str:
+    """Plain aligned columns; ``align`` has one letter per column, ``l`` or ``r``."""
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def duration(seconds: float | None) -> str:
+    """``45s``, ``12m03s``, ``3h12m``, ``2d03h``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def render(job: JobStatus) -> str:
+    """The report a user reads in a terminal."""
+    m = job.manifest
+    total = sum(s.total for s in job.steps)
+    done = sum(s.counts["done"] for s in job.steps)
+    lines = [
+        f"job {m.job_id}  ({time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(job.time))})",
+        f"  root   {m.job_root}",
+        f"  queue  {m.queue or '-'}",
+        f"  tasks  {len(m.partitions)} partitions x {len(m.steps)} steps + {len(m.job_steps)} per-job: "
+        f"{total} tasks, {done} done ({100 * done / max(total, 1):.1f}%)",
+        "",
+    ]
+    rows = [
+        [
+            s.step,
+            s.topic,
+            s.total,
+            *(s.counts[c] for c in TASK_STATES),
+            _rate(s.rate),
+            duration(s.eta_seconds) if s.remaining else "-",
+        ]
+        for s in job.steps
+    ]
+    lines.append(table(["step", "topic", "total", *TASK_STATES, "done/min", "eta"], rows, "ll" + "r" * 10))
+    lines += [
+        "  waiting: its previous step is not done; blocked: a previous step is dead; queued: ready for a worker;",
+        "  failed: failed before, will be retried; dead: dead-lettered (rslp dlq list); done/min: last "
+        f"{duration(RATE_WINDOW)}",
+        "",
+        "queue",
+    ]
+    if job.backlog:
+        rows = [
+            [
+                b.topic,
+                ",".join(b.steps),
+                *(("-", "-", "-") if b.counts is None else _counts(b.counts)),
+                "-" if b.dead_letters is None else b.dead_letters,
+            ]
+            for b in job.backlog
+        ]
+        lines.append(
+            table(["topic", "steps", "backlog", "in flight", "oldest unacked", "dead letters"], rows, "llrrrr")
+        )
+    if job.queue_note:
+        lines.append(f"  {job.queue_note}")
+    dead_tasks = Counter[str]()
+    for s in job.steps:
+        dead_tasks[s.topic] += s.counts["dead"]
+    for b in job.backlog:
+        if b.dead_letters is not None and b.dead_letters > dead_tasks[b.topic]:
+            lines.append(
+                f"  {b.topic}: {b.dead_letters - dead_tasks[b.topic]} dead letters without a dead marker: their "
+                "worker died (the task shows as running) or they are not this job's; see rslp dlq list"
+            )
+    if lost := job.lost():
+        lines.append(
+            f"  {lost} queued tasks but the queue is empty: their messages are lost; "
+            "rerun `rslp write-jobs` with the same arguments to republish them"
+        )
+    lines += ["", _eta_line(job)]
+    if job.failures:
+        sampled = "" if job.failures_read == job.failures_total else f", counted in a sample of {job.failures_read}"
+        lines += ["", f"top failure reasons, of {job.failures_total} failed or dead tasks{sampled}"]
+        rows = [[g.count, g.state, g.step, g.kind, f"{g.reason}  (e.g. {g.example})"] for g in job.failures]
+        lines.append(table(["count", "state", "step", "kind", "reason"], rows, "rllll"))
+    if job.observe is not None:
+        lines += ["", _observe_line(job.observe)]
+    return "\n".join(lines)
+
+
+def _rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1f}"
+
+
+def _counts(c: QueueCounts) -> tuple[object, object, str]:
+    return c.backlog, "-" if c.in_flight is None else c.in_flight, duration(c.oldest_unacked_seconds)
+
+
+def _eta_line(job: JobStatus) -> str:
+    if job.finished:
+        dead = sum(s.counts["dead"] + s.counts["blocked"] for s in job.steps)
+        if not dead:
+            return "finished: every task is done"
+        return f"nothing left to run: {dead} tasks dead or blocked behind a dead one (rslp dlq list, then replay)"
+    eta, unknown = job.eta()
+    if eta is None:
+        return "eta: unknown (nothing finished in the last " + duration(RATE_WINDOW) + ")"
+    bound = f" at least (no throughput yet in {', '.join(unknown)})" if unknown else ""
+    return f"eta: {duration(eta)}{bound}"
+
+
+def _observe_line(observe: dict[str, Any]) -> str:
+    """One line on the predictions from observe.json (a WARNING when it has one)."""
+    if observe.get("warning"):
+        return f"WARNING: {observe['warning']}; see {observe.get('plot', 'observe.png')}"
+    drift, threshold = observe.get("drift"), observe.get("threshold")
+    if drift is None:
+        return f"predictions: {observe.get('pixels', 0)} pixels, no reference distribution to compare with"
+    under = "" if threshold is None else f", under the threshold {threshold:g}"
+    return f"predictions: drift {drift:.3f} ({observe.get('metric', '?')} vs the reference){under}"
+
+
+# -- the command ----------------------------------------------------------------------
+
+
+def status(
+    job_root: str, watch: bool = False, interval: float = 10.0, map: str | None = None, top: int = 10
+) -> JobStatus:
+    """Show where a job stands: per-step task counts, throughput, ETA, backlog, failure reasons.
+
+    Reads the job root's manifest and markers (one listing per step) and asks the
+    queue for its backlog (the embedded queue knows; Pub/Sub needs Cloud Monitoring).
+
+    Args:
+        job_root: the job root (local path or gs://...) that write-jobs created.
+        watch: redraw every INTERVAL seconds until nothing is left to run (`--watch true`; Ctrl-C stops).
+        interval: seconds between redraws with --watch.
+        map: also draw the partitions coloured by state into this PNG.
+        top: how many failure reasons to show.
+    """
+    while True:
+        job = collect(job_root, top=top)
+        if map:
+            from rslp.status.map import write_map
+
+            write_map(job.manifest, job.partitions, map)
+        text = render(job) + (f"\n\nmap: {map}" if map else "")
+        if not watch:
+            print(text)
+            return job
+        print(_CLEAR + text, flush=True)
+        if job.finished:
+            return job
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            return job

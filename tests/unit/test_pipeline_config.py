@@ -1,0 +1,179 @@
+"""pipeline.yaml: validation, strict ${VAR}, paths, pluggable parts, and the files it names."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rslp.errors import PermanentError
+from rslp.pipeline.config import ConfigError, load_pipeline_config
+from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
+from rslp.pipeline.partition import GridPartitioner
+from rslp.pipeline.postprocess import RasterMerge
+
+DEMO_FILES = ("pipeline.yaml", "dataset.json", "model.yaml", "checkpoint.ckpt", "request.geojson")
+
+
+@pytest.fixture
+def demo_copy(tmp_path: Path) -> Path:
+    """The demo pipeline copied to tmp_path, its data folder linked to the generated scene."""
+    ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
+    for name in DEMO_FILES:
+        shutil.copy(DEMO_DIR / name, tmp_path / name)
+    (tmp_path / "data").symlink_to(DEMO_DIR / "data")
+    return tmp_path
+
+
+def edit_yaml(path: Path, **changes: object) -> Path:
+    raw = yaml.safe_load(path.read_text())
+    raw.update(changes)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def one_line(e: pytest.ExceptionInfo[BaseException]) -> str:
+    text = str(e.value)
+    assert "\n" not in text
+    return text
+
+
+def test_demo_config_loads_with_steps_topics_and_knobs() -> None:
+    config = load_pipeline_config(DEMO_DIR / "pipeline.yaml")
+    assert config.partition_steps == ["create_windows", "prepare", "ingest", "materialize", "predict", "postprocess"]
+    assert config.job_steps == ["combine", "observe"]
+    assert config.topics["predict"] == "demo-gpu" and config.topics["combine"] == "demo-combine"
+    assert config.next_step("materialize") == "predict" and config.next_step("postprocess") is None
+    assert config.hardware.predict_batch_size == 8 and config.hardware.device == "cpu"
+    assert isinstance(config.build_partitioner(), GridPartitioner)
+    assert isinstance(config.build_postprocessors()[0], RasterMerge)
+    assert config.source.is_absolute()
+
+
+def test_relative_paths_resolve_beside_pipeline_yaml(demo_copy: Path) -> None:
+    config = load_pipeline_config(demo_copy / "pipeline.yaml")
+    assert config.resolve("dataset.json").path == str(demo_copy / "dataset.json")
+    assert config.resolve("/abs/x.ckpt").path == "/abs/x.ckpt"
+    assert config.resolve("gs://bucket/x.ckpt").protocol == "gs"
+    layers = config.load_dataset_config()["layers"]
+    assert layers["image"]["data_source"]["init_args"]["src_dir"] == f"{demo_copy}/data/images"
+
+
+def test_unset_variable_is_an_error_naming_file_and_field(demo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RSLP_TEST_UNSET", raising=False)
+    edit_yaml(demo_copy / "pipeline.yaml", output_dir="${RSLP_TEST_UNSET}/out")
+    with pytest.raises(ConfigError) as e:
+        load_pipeline_config(demo_copy / "pipeline.yaml")
+    assert one_line(e) == (
+        f'{demo_copy}/pipeline.yaml: output_dir: ${{RSLP_TEST_UNSET}} is not set (export it; unset is not "")'
+    )
+    monkeypatch.setenv("RSLP_TEST_UNSET", "/data")
+    assert load_pipeline_config(demo_copy / "pipeline.yaml").output_dir == "/data/out"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"steps": [{"name": "create_windows", "topic": "ab"}]}, "steps.0.topic: String should have at least 3"),
+        ({"colour": "red"}, "colour: unknown field"),
+        ({"hardware": {"batch_size": 0}}, "hardware.batch_size: Input should be greater than or equal to 1"),
+        ({"hardware": {"workers": "many"}}, "hardware.workers: Input should be a valid integer"),
+        (
+            {"steps": [{"name": "prepare", "topic": "cpu"}, {"name": "create_windows", "topic": "cpu"}]},
+            "steps must be unique and in this order",
+        ),
+        (
+            {"steps": [{"name": "create_windows", "topic": "cpu"}, {"name": "combine", "topic": "cpu"}]},
+            "add the postprocess",
+        ),
+        ({"checkpoint": None}, "the predict step needs both model and checkpoint"),
+        ({"steps": [{"name": "create_windows", "topic": "cpu"}, {"name": "predicts", "topic": "cpu"}]}, "steps.1.name"),
+    ],
+)
+def test_field_errors_name_the_field(demo_copy: Path, changes: dict[str, object], expected: str) -> None:
+    edit_yaml(demo_copy / "pipeline.yaml", **changes)
+    with pytest.raises(ConfigError) as e:
+        load_pipeline_config(demo_copy / "pipeline.yaml")
+    assert one_line(e).startswith(f"{demo_copy}/pipeline.yaml: ")
+    assert expected in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"class_path": "no.such.Partitioner"}, "partitioner.class_path: cannot import 'no.such.Partitioner'"),
+        (
+            {"class_path": "collections.OrderedDict"},
+            "partitioner.class_path: collections.OrderedDict is not a Partitioner",
+        ),
+        (
+            {"class_path": "rslp.pipeline.partition.GridPartitioner", "init_args": {"cell_size": -4}},
+            "partitioner.init_args.cell_size: Input should be greater than 0",
+        ),
+        (
+            {"class_path": "rslp.pipeline.partition.GridPartitioner", "init_args": {"cell_size": 4, "size": 1}},
+            "partitioner.init_args.size: unknown field",
+        ),
+    ],
+)
+def test_pluggable_part_errors_point_at_class_path_or_init_args(
+    demo_copy: Path, spec: dict[str, object], expected: str
+) -> None:
+    edit_yaml(demo_copy / "pipeline.yaml", partitioner=spec)
+    config = load_pipeline_config(demo_copy / "pipeline.yaml")
+    with pytest.raises(ConfigError) as e:
+        config.check()
+    assert expected in one_line(e)
+
+
+def test_broken_dataset_json_is_one_line_naming_file_and_field(demo_copy: Path) -> None:
+    raw = json.loads((demo_copy / "dataset.json").read_text())
+    del raw["layers"]["image"]["data_source"]["class_path"]
+    (demo_copy / "dataset.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError) as e:
+        load_pipeline_config(demo_copy / "pipeline.yaml").check()
+    assert one_line(e) == f"{demo_copy}/dataset.json: layers.image.data_source.class_path: Field required"
+
+    (demo_copy / "dataset.json").write_text('{"layers": {')
+    with pytest.raises(ConfigError, match=r"dataset.json: line 1 column 13: not valid JSON"):
+        load_pipeline_config(demo_copy / "pipeline.yaml").check()
+
+
+def test_local_files_src_dir_must_exist_and_be_absolute(demo_copy: Path) -> None:
+    raw = json.loads((demo_copy / "dataset.json").read_text())
+    raw["layers"]["image"]["data_source"]["init_args"]["src_dir"] = "data/images"
+    (demo_copy / "dataset.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=r"layers.image.data_source.init_args.src_dir: 'data/images' is relative"):
+        load_pipeline_config(demo_copy / "pipeline.yaml").check()
+    raw["layers"]["image"]["data_source"]["init_args"]["src_dir"] = "${CONFIG_DIR}/nowhere"
+    (demo_copy / "dataset.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=r"src_dir: .*/nowhere is not a directory"):
+        load_pipeline_config(demo_copy / "pipeline.yaml").check()
+
+
+def test_missing_checkpoint_and_model_are_named(demo_copy: Path) -> None:
+    (demo_copy / "checkpoint.ckpt").unlink()
+    with pytest.raises(ConfigError) as e:
+        load_pipeline_config(demo_copy / "pipeline.yaml").check()
+    assert one_line(e) == f"{demo_copy}/pipeline.yaml: checkpoint: {demo_copy}/checkpoint.ckpt does not exist"
+    (demo_copy / "model.yaml").unlink()
+    with pytest.raises(ConfigError, match=r"pipeline.yaml: model: .*/model.yaml does not exist"):
+        load_pipeline_config(demo_copy / "pipeline.yaml").check()
+
+
+def test_postprocessor_layer_must_exist_in_dataset(demo_copy: Path) -> None:
+    edit_yaml(
+        demo_copy / "pipeline.yaml",
+        postprocessors=[{"class_path": "rslp.pipeline.postprocess.RasterMerge", "init_args": {"layer": "outptu"}}],
+    )
+    with pytest.raises(ConfigError, match=r"dataset.json: layers: no layer 'outptu'"):
+        load_pipeline_config(demo_copy / "pipeline.yaml").check()
+
+
+def test_config_errors_are_permanent() -> None:
+    assert issubclass(ConfigError, PermanentError)
+    with pytest.raises(ConfigError, match=r"does not exist"):
+        load_pipeline_config("/nonexistent/pipeline.yaml")

@@ -1,0 +1,170 @@
+"""write_jobs: manifest, batched publishing, skipping what is done, refusing bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rslp.errors import PermanentError
+from rslp.ledger import Ledger
+from rslp.pipeline import write_jobs as write_jobs_module
+from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
+from rslp.pipeline.job import JOB_PARTITION, make_task
+from rslp.pipeline.write_jobs import write_jobs
+from rslp.queue import Queue, open_queue
+from rslp.task import Task, decode_task
+
+DEMO_FILES = ("pipeline.yaml", "dataset.json", "model.yaml", "checkpoint.ckpt", "request.geojson")
+STEPS = ["create_windows", "prepare", "ingest", "materialize", "predict", "postprocess"]
+
+
+@pytest.fixture
+def demo_copy(tmp_path: Path) -> Path:
+    ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
+    for name in DEMO_FILES:
+        shutil.copy(DEMO_DIR / name, tmp_path / name)
+    (tmp_path / "data").symlink_to(DEMO_DIR / "data")
+    return tmp_path
+
+
+def submit(demo: Path, job_root: Path, request: str = "request.geojson") -> str:
+    """write_jobs; returns the job id from the manifest."""
+    write_jobs(str(demo / "pipeline.yaml"), str(demo / request), str(job_root))
+    return Ledger(job_root).read_manifest().job_id
+
+
+def drain(job_root: Path) -> list[Task]:
+    """Every message on the job's subscriptions, acked."""
+    tasks = []
+    with open_queue(f"local://{job_root}/queue.db") as q:
+        for sub in ("demo-cpu", "demo-gpu", "demo-combine"):
+            while messages := q.pull(sub, lease_seconds=30, max_messages=100):
+                for m in messages:
+                    tasks.append(decode_task(m.data))
+                    q.ack(m)
+    return tasks
+
+
+def mark_done(job_root: Path, partition: str, steps: list[str]) -> None:
+    manifest = Ledger(job_root).read_manifest()
+    for step in steps:
+        Ledger(job_root).mark(make_task(manifest.job_id, str(job_root), step, partition), "done", downstream=[])
+
+
+def test_writes_manifest_and_publishes_first_step_of_each_partition(demo_copy: Path, tmp_path: Path) -> None:
+    job_root = tmp_path / "job"
+    job_id = submit(demo_copy, job_root)
+    manifest = Ledger(job_root).read_manifest()
+    assert manifest.job_id == job_id and manifest.job_root == str(job_root)
+    assert manifest.steps == STEPS and manifest.job_steps == ["combine", "observe"]
+    assert manifest.topics["predict"] == "demo-gpu" and manifest.queue == f"local://{job_root}/queue.db"
+    assert [p.id for p in manifest.partitions] == ["p00000", "p00001", "p00002", "p00003"]
+    assert all(p.geometry["type"] == "Polygon" for p in manifest.partitions)
+    tasks = drain(job_root)
+    assert sorted((t.step, t.partition) for t in tasks) == [("create_windows", p.id) for p in manifest.partitions]
+    task = tasks[0]
+    assert task.project == "pipeline" and task.job_id == job_id and task.job_root == str(job_root)
+    assert task.args == ["--job_root", str(job_root), "--partition", task.partition]
+    assert task.task_id == make_task(job_id, str(job_root), "create_windows", task.partition or "").task_id
+
+
+def test_rerun_of_a_finished_job_publishes_nothing(demo_copy: Path, tmp_path: Path) -> None:
+    job_root = tmp_path / "job"
+    job_id = submit(demo_copy, job_root)
+    drain(job_root)
+    for p in Ledger(job_root).read_manifest().partitions:
+        mark_done(job_root, p.id, STEPS)
+    mark_done(job_root, JOB_PARTITION, ["combine", "observe"])
+    assert submit(demo_copy, job_root) == job_id
+    assert drain(job_root) == []
+
+
+def test_rerun_of_a_half_finished_job_publishes_only_what_is_missing(demo_copy: Path, tmp_path: Path) -> None:
+    job_root = tmp_path / "job"
+    submit(demo_copy, job_root)
+    drain(job_root)
+    mark_done(job_root, "p00000", STEPS)
+    mark_done(job_root, "p00001", STEPS[:4])
+    mark_done(job_root, "p00002", STEPS)
+    Ledger(job_root).mark(
+        make_task(Ledger(job_root).read_manifest().job_id, str(job_root), "predict", "p00001"), "dead", error="x"
+    )
+    submit(demo_copy, job_root)
+    assert sorted((t.step, t.partition) for t in drain(job_root)) == [
+        ("create_windows", "p00003"),
+        ("predict", "p00001"),
+    ]
+
+
+def test_combine_is_republished_when_only_it_is_missing(demo_copy: Path, tmp_path: Path) -> None:
+    job_root = tmp_path / "job"
+    submit(demo_copy, job_root)
+    drain(job_root)
+    for p in Ledger(job_root).read_manifest().partitions:
+        mark_done(job_root, p.id, STEPS)
+    submit(demo_copy, job_root)
+    assert [(t.step, t.partition) for t in drain(job_root)] == [("combine", JOB_PARTITION)]
+
+
+def test_publishes_in_batches_not_one_call_per_message(
+    demo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real_open = write_jobs_module.open_queue
+
+    def spy(url: str) -> Queue:
+        q = real_open(url)
+        publish = q.publish
+
+        def counted(topic: str, messages: Any) -> list[str]:
+            calls.append(len(messages))
+            return publish(topic, messages)
+
+        q.publish = counted  # type: ignore[method-assign]
+        return q
+
+    monkeypatch.setattr(write_jobs_module, "open_queue", spy)
+    monkeypatch.setattr(write_jobs_module, "PUBLISH_CHUNK", 3)
+    submit(demo_copy, tmp_path / "job")
+    assert calls == [3, 1]
+
+
+def break_dataset(demo: Path) -> None:
+    (demo / "dataset.json").write_text(json.dumps({"layers": {"image": {"type": "raster", "band_sets": "B1"}}}))
+
+
+def empty_request(demo: Path) -> None:
+    (demo / "request.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        (empty_request, "request.geojson: features: the request is empty"),
+        (break_dataset, "dataset.json: layers.image.band_sets: Input should be a valid list"),
+        (lambda d: (d / "checkpoint.ckpt").unlink(), "pipeline.yaml: checkpoint: "),
+        (lambda d: (d / "data").unlink(), "dataset.json: layers.image.data_source.init_args.src_dir: "),
+    ],
+)
+def test_bad_input_fails_in_one_line_and_publishes_nothing(
+    demo_copy: Path, tmp_path: Path, breakage: Any, expected: str
+) -> None:
+    breakage(demo_copy)
+    job_root = tmp_path / "job"
+    with pytest.raises(PermanentError) as e:
+        submit(demo_copy, job_root)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+    assert str(demo_copy) in str(e.value)
+    assert not job_root.exists()
+
+
+def test_a_job_root_holding_another_request_is_refused(demo_copy: Path, tmp_path: Path) -> None:
+    job_root = tmp_path / "job"
+    submit(demo_copy, job_root)
+    shutil.copy(demo_copy / "request.geojson", demo_copy / "other.geojson")
+    with pytest.raises(PermanentError, match=r"manifest.json: job .* use another --job_root"):
+        submit(demo_copy, job_root, "other.geojson")

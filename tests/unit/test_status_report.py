@@ -1,0 +1,274 @@
+"""rslp status: exact counts per state on a job with done, running, failed, dead and missing tasks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from rslp import cli
+from rslp.ledger import JobManifest, Ledger, PartitionEntry
+from rslp.pipeline.job import JOB_PARTITION, make_task
+from rslp.queue import Outgoing, open_queue
+from rslp.status.report import PUBSUB_BACKLOG_NOTE, RATE_WINDOW, collect, render, status
+from rslp.task import Task
+
+STEPS = ["create_windows", "predict", "postprocess"]
+TOPICS = {"create_windows": "st-cpu", "predict": "st-gpu", "postprocess": "st-cpu", "combine": "st-combine"}
+NOW = 1_900_000_000.0
+
+
+def square(i: int, per_row: int, size: float = 0.01) -> dict[str, object]:
+    x, y = 10 + (i % per_row) * size, 50 + (i // per_row) * size
+    ring = [[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def make_job(root: Path, partitions: int, steps: list[str] = STEPS, queue: str | None = None) -> JobManifest:
+    """A manifest of ``partitions`` square partitions in a square grid (no pipeline config needed)."""
+    per_row = math.ceil(math.sqrt(partitions))
+    manifest = JobManifest(
+        job_id="job-test",
+        job_root=str(root),
+        config="pipeline.yaml",
+        request="request.geojson",
+        queue=queue or f"local://{root}/queue.db",
+        created=NOW - 3600,
+        steps=steps,
+        job_steps=["combine"],
+        topics={s: TOPICS.get(s, "st-cpu") for s in [*steps, "combine"]},
+        partitions=[PartitionEntry(id=f"p{i:05d}", geometry=square(i, per_row)) for i in range(partitions)],
+    )
+    Ledger(root).write_manifest(manifest)
+    return manifest
+
+
+def mark(root: Path, step: str, partition: str, *states: str, at: float | None = None, error: str = "") -> Task:
+    """Write markers as the worker does: running, then failed/dead (with an error) or done."""
+    task = make_task("job-test", str(root), step, partition)
+    ledger = Ledger(root)
+    for state in states:
+        info = {"kind": "error", "error": error, "attempt": 1} if state in ("failed", "dead") else {}
+        ledger.mark(task, state, worker="w-1", **info)
+        if at is not None:
+            path = Path(ledger.marker_path(step, task.task_id, state).path)
+            os.utime(path, (at, at))
+    return task
+
+
+# Per partition: the markers of each step (create_windows, predict, postprocess).
+SCENARIO: dict[str, list[tuple[str, ...]]] = {
+    "p00000": [("running", "done"), ("running", "done"), ("running", "done")],  # done
+    "p00001": [("running", "done"), ("running", "done"), ("running", "done")],  # done
+    "p00002": [("running", "done"), ("running",)],  # predict running
+    "p00003": [("running", "done"), ("running", "failed")],  # predict failed, will retry
+    "p00004": [("running", "dead")],  # dead at the first step: the rest blocked
+    "p00005": [("running", "done"), ("running", "done"), ("running", "dead")],  # dead at the last step
+    "p00006": [],  # missing: nothing has happened (queued at the first step)
+    "p00007": [("running", "done")],  # predict queued
+    "p00008": [("running", "dead")],
+    "p00009": [("running", "dead")],
+}
+EXPECTED = {  # step -> (waiting, blocked, queued, running, failed, dead, done)
+    "create_windows": (0, 0, 1, 0, 0, 3, 6),
+    "predict": (1, 3, 1, 1, 1, 0, 3),
+    "postprocess": (4, 3, 0, 0, 0, 1, 2),
+    "combine": (0, 1, 0, 0, 0, 0, 0),
+}
+EXPECTED_PARTITIONS = {
+    "p00000": "done",
+    "p00001": "done",
+    "p00002": "running",
+    "p00003": "failed",
+    "p00004": "dead",
+    "p00005": "dead",
+    "p00006": "queued",
+    "p00007": "running",
+    "p00008": "dead",
+    "p00009": "dead",
+}
+
+
+def build_scenario(root: Path) -> JobManifest:
+    manifest = make_job(root, len(SCENARIO))
+    recent = 0
+    for pid, steps in SCENARIO.items():
+        for step, states in zip(STEPS, steps, strict=False):
+            error = {
+                "create_windows": f"RuntimeError: no imagery for partition {pid}",
+                "predict": "RuntimeError: CUDA out of memory",
+                "postprocess": "RuntimeError: disk full",
+            }[step]
+            # Three create_windows done markers in the rate window, the rest an hour ago.
+            in_window = step == "create_windows" and "done" in states and recent < 3
+            recent += in_window
+            mark(root, step, pid, *states, at=NOW - (60 if in_window else 3500), error=error)
+    return manifest
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Path:
+    root = tmp_path / "job"
+    build_scenario(root)
+    with open_queue(f"local://{root}/queue.db") as q:
+        for topic in set(TOPICS.values()):
+            q.setup(topic, topic)
+        q.publish("st-cpu", [Outgoing(b"a"), Outgoing(b"b")])
+        q.publish("st-gpu", [Outgoing(b"c")])
+        q.pull("st-cpu", lease_seconds=600)  # one in flight
+        q.dead_letter(q.pull("st-gpu", lease_seconds=600)[0], "RuntimeError: CUDA out of memory")
+    return root
+
+
+def test_counts_match_exactly_per_step_and_state(job: Path) -> None:
+    result = collect(str(job), now=NOW)
+    got = {
+        s.step: tuple(s.counts[c] for c in ("waiting", "blocked", "queued", "running", "failed", "dead", "done"))
+        for s in result.steps
+    }
+    assert got == EXPECTED
+    assert [s.total for s in result.steps] == [10, 10, 10, 1]
+    assert result.partitions == EXPECTED_PARTITIONS
+    assert result.tasks["combine"] == {JOB_PARTITION: "blocked"}
+    assert not result.finished
+
+
+def test_throughput_and_eta_come_from_recent_done_markers(job: Path) -> None:
+    result = collect(str(job), now=NOW)
+    create, predict = result.steps[0], result.steps[1]
+    assert create.rate == pytest.approx(3 / (RATE_WINDOW / 60))  # 3 done in the last 10 minutes
+    assert create.eta_seconds == pytest.approx(1 / create.rate * 60)  # one queued task left
+    assert predict.rate == 0 and predict.eta_seconds is None  # nothing recent: stalled
+    eta, unknown = result.eta()
+    assert eta == pytest.approx(create.eta_seconds)
+    assert unknown == ["predict", "postprocess"]
+
+
+def test_backlog_comes_from_the_embedded_queue(job: Path) -> None:
+    backlog = {b.topic: b for b in collect(str(job), now=NOW).backlog}
+    assert backlog["st-cpu"].steps == ["create_windows", "postprocess"]
+    cpu, gpu = backlog["st-cpu"].counts, backlog["st-gpu"].counts
+    assert cpu is not None and (cpu.backlog, cpu.in_flight) == (1, 1)
+    assert cpu.oldest_unacked_seconds is not None and cpu.oldest_unacked_seconds >= 0
+    assert gpu is not None and (gpu.backlog, gpu.in_flight) == (0, 0)
+    assert (backlog["st-gpu"].dead_letters, backlog["st-cpu"].dead_letters) == (1, 0)
+
+
+def test_failure_reasons_are_grouped_with_numbers_ignored(job: Path) -> None:
+    result = collect(str(job), now=NOW)
+    groups = [(g.count, g.state, g.step, g.reason) for g in result.failures]
+    assert groups == [
+        (3, "dead", "create_windows", "RuntimeError: no imagery for partition p00004"),
+        (1, "dead", "postprocess", "RuntimeError: disk full"),
+        (1, "failed", "predict", "RuntimeError: CUDA out of memory"),
+    ]
+    assert result.failures_total == result.failures_read == 5
+
+
+def test_render_shows_each_step_row_and_the_queue(job: Path) -> None:
+    text = render(collect(str(job), now=NOW))
+    rows = {
+        line.split()[0]: line.split() for line in text.splitlines() if line.split()[:1] and line.split()[0] in EXPECTED
+    }
+    for step, counts in EXPECTED.items():
+        assert tuple(int(n) for n in rows[step][3:10]) == counts, rows[step]
+    assert "3  dead    create_windows  error  RuntimeError: no imagery for partition p00004  (e.g. p00004)" in text
+    assert "st-gpu: 1 dead letters without a dead marker" in text
+    assert "eta: 3m20s at least (no throughput yet in predict, postprocess)" in text
+
+
+def test_queued_tasks_on_an_empty_queue_are_reported_lost(tmp_path: Path) -> None:
+    root = tmp_path / "job"
+    make_job(root, 3)
+    with open_queue(f"local://{root}/queue.db") as q:
+        for topic in set(TOPICS.values()):
+            q.setup(topic, topic)
+    result = collect(str(root), now=NOW)
+    assert result.lost() == 3
+    assert "3 queued tasks but the queue is empty" in render(result)
+
+
+def test_pubsub_backlog_is_reported_unavailable(tmp_path: Path) -> None:
+    root = tmp_path / "job"
+    make_job(root, 2, queue="pubsub://some-project")
+    result = collect(str(root), now=NOW)
+    assert result.queue_note == PUBSUB_BACKLOG_NOTE and result.lost() == 0
+    assert PUBSUB_BACKLOG_NOTE in render(result)
+
+
+def test_finished_job_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "job"
+    make_job(root, 2)
+    for pid in ("p00000", "p00001"):
+        for step in STEPS:
+            mark(root, step, pid, "running", "done")
+    mark(root, "combine", JOB_PARTITION, "running", "done")
+    result = collect(str(root))
+    assert result.finished and result.eta() == (None, [])
+    assert "finished: every task is done" in render(result)
+
+
+def test_cli_status_prints_the_report(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["status", "--job-root", str(job)]) == 0
+    out = capsys.readouterr().out
+    assert "job job-test" in out and "create_windows" in out
+
+
+def test_watch_stops_when_nothing_is_left_to_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "job"
+    make_job(root, 1)
+    for step in STEPS:
+        mark(root, step, "p00000", "running", "done")
+    mark(root, "combine", JOB_PARTITION, "running", "done")
+    assert status(str(root), watch=True, interval=0.01).finished
+    assert "finished" in capsys.readouterr().out
+
+
+def write_bench_job(root: Path, partitions: int, steps: list[str]) -> int:
+    """A job of ``partitions`` x ``steps`` tasks, marker files written directly (as fast as possible).
+
+    Every task that started has a running marker; most are done, one in 50 failed and one
+    in 200 dead, so the listing is as large as a real job's.
+    """
+    manifest = make_job(root, partitions, steps)
+    files = 0
+    for s, step in enumerate(steps):
+        folder = root / "markers" / step
+        folder.mkdir(parents=True)
+        for i, p in enumerate(manifest.partitions):
+            if (i + s) % 200 == 0:
+                states = ("running", "dead")
+            elif (i + s) % 50 == 0:
+                states = ("running", "failed")
+            else:
+                states = ("running", "done")
+            task = make_task(manifest.job_id, str(root), step, p.id)
+            for state in states:
+                payload = {
+                    "task": {"partition": p.id},
+                    "state": state,
+                    "time": NOW,
+                    "kind": "error",
+                    "error": f"RuntimeError: failed {p.id}",
+                }
+                (folder / f"{task.task_id}.{state}.json").write_text(json.dumps(payload))
+                files += 1
+    return files
+
+
+def test_status_of_10000_tasks_takes_under_a_few_seconds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    steps = ["create_windows", "prepare", "ingest", "materialize", "predict"]
+    files = write_bench_job(tmp_path / "job", 2000, steps)
+    start = time.perf_counter()
+    result = collect(str(tmp_path / "job"))
+    text = render(result)
+    elapsed = time.perf_counter() - start
+    assert sum(s.total for s in result.steps) == 10_001 and files == 20_000
+    assert text
+    with capsys.disabled():
+        print(f"\nstatus of 10,001 tasks ({files} marker files, local disk): {elapsed:.2f} s")
+    assert elapsed < 5.0
