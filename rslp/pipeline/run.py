@@ -82,7 +82,7 @@ def _read_json(path: UPath) -> dict[str, Any]:
 def run(
     config: str,
     request: str,
-    job_root: str,
+    job_root: str | None = None,
     workers: int = 2,
     idle_timeout: float = 5.0,
     lease_seconds: float = 30.0,
@@ -96,7 +96,8 @@ def run(
     Args:
         config: the pipeline.yaml.
         request: the request GeoJSON (WGS84).
-        job_root: where the job's manifest, markers, datasets, queue and outputs go.
+        job_root: where the job's manifest, markers, datasets, queue and outputs go
+            (default: runs/<request name>-<time> in the current directory).
         workers: local worker processes.
         idle_timeout: a worker exits after this many seconds with nothing to do.
         lease_seconds: how soon the task of a worker that died is handed to another.
@@ -104,7 +105,7 @@ def run(
     Returns:
         The paths of the job's outputs (one per postprocessor).
     """
-    root = os.path.abspath(job_root)
+    root = os.path.abspath(job_root or os.path.join("runs", f"{UPath(request).stem}-{time.strftime('%Y%m%d-%H%M%S')}"))
     queue = f"local://{root}/queue.db"
     started = time.monotonic()
     write_jobs(config, request, root, queue=queue)
