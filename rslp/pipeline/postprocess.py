@@ -143,17 +143,8 @@ class RasterMerge(Postprocessor):
         )
         canvas[:, outside] = self.nodata
         xres, yres = projection.x_resolution, projection.y_resolution
-        profile = {
-            "driver": "GTiff",
-            "width": canvas.shape[2],
-            "height": canvas.shape[1],
-            "count": canvas.shape[0],
-            "dtype": canvas.dtype.name,
-            "crs": projection.crs,
-            "transform": Affine(xres, 0, x0 * xres, 0, yres, y0 * yres),
-            "nodata": self.nodata,
-            "compress": "deflate",
-        }
+        transform = Affine(xres, 0, x0 * xres, 0, yres, y0 * yres)
+        profile = _geotiff_profile(canvas, projection.crs, transform, self.nodata)
         with atomic_output(dest) as tmp, rasterio.open(tmp, "w", **profile) as f:
             f.write(canvas)
 
@@ -173,18 +164,7 @@ class RasterMerge(Postprocessor):
                 for src in opened
             ]
             mosaic, transform = merge(aligned, nodata=self.nodata, resampling=Resampling.nearest)
-            profile = {
-                "driver": "GTiff",
-                "width": mosaic.shape[2],
-                "height": mosaic.shape[1],
-                "count": mosaic.shape[0],
-                "dtype": mosaic.dtype.name,
-                "crs": crs,
-                "transform": transform,
-                "nodata": self.nodata,
-                "compress": "deflate",
-                "tiled": True,
-            }
+            profile = {**_geotiff_profile(mosaic, crs, transform, self.nodata), "tiled": True}
             with atomic_output(dest) as tmp, rasterio.open(tmp, "w", **profile) as f:
                 f.write(mosaic)
 
@@ -219,3 +199,18 @@ class VectorMerge(Postprocessor):
 def _write_features(features: list[dict[str, Any]], dest: UPath) -> None:
     with atomic_output(dest) as tmp:
         tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+
+
+def _geotiff_profile(array: Any, crs: Any, transform: Any, nodata: float) -> dict[str, Any]:
+    """The rasterio profile of a deflate-compressed GeoTIFF holding ``array`` (bands, rows, cols)."""
+    return {
+        "driver": "GTiff",
+        "width": array.shape[2],
+        "height": array.shape[1],
+        "count": array.shape[0],
+        "dtype": array.dtype.name,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+        "compress": "deflate",
+    }

@@ -21,6 +21,7 @@ from upath import UPath
 from rslp import log
 from rslp.errors import PermanentError
 from rslp.ledger import Ledger
+from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.job import Job
 from rslp.pipeline.write_jobs import subscriptions, write_jobs
 from rslp.queue import open_queue
@@ -105,22 +106,33 @@ def run(
     Returns:
         The paths of the job's outputs (one per postprocessor).
     """
+    pipeline = load_pipeline_config(config)
     root = os.path.abspath(job_root or os.path.join("runs", f"{UPath(request).stem}-{time.strftime('%Y%m%d-%H%M%S')}"))
     queue = f"local://{root}/queue.db"
     started = time.monotonic()
-    write_jobs(config, request, root, queue=queue)
-    job = Job.load(root)
-    subs = subscriptions(job.manifest)
+    subs = subscriptions(pipeline.partition_steps + pipeline.job_steps, pipeline.topics)
+    with open_queue(queue) as q:
+        for topic in subs:
+            q.setup(topic, topic)
     command = worker_command(queue, subs, idle_timeout, lease_seconds)
+    # Workers start while write_jobs runs: their start-up (imports) overlaps the enqueue.
+    procs = [subprocess.Popen(command) for _ in range(workers)]
+    try:
+        write_jobs(config, request, root, queue=queue)
+    except BaseException:
+        for proc in procs:
+            proc.terminate()
+        raise
+    job = Job.load(root)
     rounds = 0
     while True:
         rounds += 1
-        procs = [subprocess.Popen(command) for _ in range(workers)]
         for proc in procs:
             proc.wait()
         if _pending(queue, subs) == 0:
             break
         logger.info("tasks still queued or leased; starting workers again", round=rounds)
+        procs = [subprocess.Popen(command) for _ in range(workers)]
     outputs = job.output_paths()
     if missing := [str(p) for p in outputs if not p.exists()]:
         reasons = dead_reasons(root)

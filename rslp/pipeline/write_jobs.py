@@ -135,15 +135,15 @@ def write_jobs(config: str, request: str, job_root: str, queue: str | None = Non
                     bar.update(len(chunk))
     skipped = len(manifest.partitions) - sum(1 for t in tasks if t.partition != JOB_PARTITION)
     logger.info("published", job_id=manifest.job_id, tasks=len(tasks), partitions=len(manifest.partitions))
+    subs = ",".join(subscriptions(manifest.steps + manifest.job_steps, manifest.topics))
     print(
         f"job {manifest.job_id}: {len(manifest.partitions)} partitions, {len(tasks)} tasks published "
         f"({skipped} partitions already done) on {queue_url}\n"
         f"  watch it: rslp status --job_root {job_root} --watch\n"
-        f"  run workers: rslp worker --queue {queue_url} --subscription {','.join(subscriptions(manifest))}"
+        f"  run workers: rslp worker --queue {queue_url} --subscription {subs}"
     )
 
 
-def subscriptions(manifest: JobManifest) -> list[str]:
-    """The job's subscriptions, later steps first, so workers finish partitions before starting new ones."""
-    ordered = [manifest.topics[s] for s in reversed(manifest.steps + manifest.job_steps)]
-    return list(dict.fromkeys(ordered))
+def subscriptions(steps: list[str], topics: dict[str, str]) -> list[str]:
+    """The subscriptions of ``steps``, later steps first, so workers finish partitions before starting new ones."""
+    return list(dict.fromkeys(topics[s] for s in reversed(steps)))

@@ -107,7 +107,8 @@ class Worker:
                     if self.settings.idle_timeout > 0 and idle >= self.settings.idle_timeout:
                         self.log.info("idle_exit", idle_seconds=round(idle, 1))
                         return "idle"
-                    self.shutdown.wait(sleep)
+                    remaining = self.settings.idle_timeout - idle if self.settings.idle_timeout > 0 else sleep
+                    self.shutdown.wait(min(sleep, remaining))  # never sleep past the idle deadline
                     sleep = min(1.0, sleep * 2)
                     continue
                 sleep = self.settings.poll_interval

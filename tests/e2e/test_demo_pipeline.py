@@ -55,7 +55,8 @@ def demo_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def backlog(job_root: Path) -> int:
     with open_queue(f"local://{job_root}/queue.db") as q:
-        subs = subscriptions(Ledger(job_root).read_manifest())
+        manifest = Ledger(job_root).read_manifest()
+        subs = subscriptions(manifest.steps + manifest.job_steps, manifest.topics)
         return sum(c.backlog + (c.in_flight or 0) for c in (q.counts(s) for s in subs) if c is not None)
 
 
@@ -79,7 +80,8 @@ def test_a_worker_killed_mid_predict_changes_nothing(demo_job: Path, tmp_path: P
     job_root = tmp_path / "job"
     queue = f"local://{job_root}/queue.db"
     write_jobs(CONFIG, REQUEST, str(job_root), queue=queue)
-    subs = subscriptions(Ledger(job_root).read_manifest())
+    manifest = Ledger(job_root).read_manifest()
+    subs = subscriptions(manifest.steps + manifest.job_steps, manifest.topics)
     # Idle long enough to outlive the killed task's lease, which then comes back.
     command = worker_command(queue, subs, idle_timeout=10, lease_seconds=4)
     env = {**os.environ, "WANDB_MODE": "disabled"}
