@@ -72,9 +72,8 @@ def test_idle_timeout_exits_within_1x_to_3x(backend: Backend, topic: str) -> Non
     assert idle <= (exited - started).total_seconds() <= 3 * idle
 
 
-def test_chained_task_is_published_after_done_marker(backend: Backend, topic: str, tmp_path: Path) -> None:
-    q = backend.open()
-    q.setup(topic, topic)
+def _chain_task(tmp_path: Path, topic: str) -> tuple[Task, Path, Path]:
+    """A job task that writes ``first`` and asks for a downstream write_file of ``second`` on ``topic``."""
     first, second = tmp_path / "first", tmp_path / "second"
     task = Task(
         project="common",
@@ -85,6 +84,13 @@ def test_chained_task_is_published_after_done_marker(backend: Backend, topic: st
         partition="p",
         step="chain",
     )
+    return task, first, second
+
+
+def test_chained_task_is_published_after_done_marker(backend: Backend, topic: str, tmp_path: Path) -> None:
+    q = backend.open()
+    q.setup(topic, topic)
+    task, first, second = _chain_task(tmp_path, topic)
     publish_tasks(q, topic, [task])
     w = WorkerProc(backend.url, topic, idle_timeout=3)
     assert w.wait() == 0
@@ -100,16 +106,7 @@ def test_redelivered_done_task_is_skipped_but_republishes_downstream(
 ) -> None:
     q = backend.open()
     q.setup(topic, topic)
-    first, second = tmp_path / "first", tmp_path / "second"
-    task = Task(
-        project="common",
-        workflow="chain",
-        args=[str(first), topic, str(second)],
-        job_id="j",
-        job_root=str(tmp_path / "job"),
-        partition="p",
-        step="chain",
-    )
+    task, _first, second = _chain_task(tmp_path, topic)
     publish_tasks(q, topic, [task, task])  # a duplicate, as Pub/Sub may deliver
     w = WorkerProc(backend.url, topic, idle_timeout=3)
     assert w.wait() == 0
