@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,21 +10,9 @@ import yaml
 
 from rslp.errors import PermanentError
 from rslp.pipeline.config import ConfigError, load_pipeline_config
-from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
+from rslp.pipeline.demo import DEMO_DIR
 from rslp.pipeline.partition import GridPartitioner
 from rslp.pipeline.postprocess import RasterMerge
-
-DEMO_FILES = ("pipeline.yaml", "dataset.json", "model.yaml", "checkpoint.ckpt", "request.geojson")
-
-
-@pytest.fixture
-def demo_copy(tmp_path: Path) -> Path:
-    """The demo pipeline copied to tmp_path, its data folder linked to the generated scene."""
-    ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
-    for name in DEMO_FILES:
-        shutil.copy(DEMO_DIR / name, tmp_path / name)
-    (tmp_path / "data").symlink_to(DEMO_DIR / "data")
-    return tmp_path
 
 
 def edit_yaml(path: Path, **changes: object) -> Path:

@@ -10,16 +10,6 @@ import yaml
 
 from rslp.pipeline import predict
 from rslp.pipeline.config import ConfigError, load_pipeline_config
-from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
-
-
-@pytest.fixture
-def demo_copy(tmp_path: Path) -> Path:
-    ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
-    for name in ("pipeline.yaml", "dataset.json", "model.yaml", "checkpoint.ckpt"):
-        shutil.copy(DEMO_DIR / name, tmp_path / name)
-    (tmp_path / "data").symlink_to(DEMO_DIR / "data")
-    return tmp_path
 
 
 def load(demo: Path) -> predict.LoadedModel:

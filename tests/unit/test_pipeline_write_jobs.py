@@ -12,23 +12,12 @@ import pytest
 from rslp.errors import PermanentError
 from rslp.ledger import Ledger
 from rslp.pipeline import write_jobs as write_jobs_module
-from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.pipeline.write_jobs import write_jobs
 from rslp.queue import Queue, open_queue
 from rslp.task import Task, decode_task
 
-DEMO_FILES = ("pipeline.yaml", "dataset.json", "model.yaml", "checkpoint.ckpt", "request.geojson")
 STEPS = ["create_windows", "prepare", "ingest", "materialize", "predict", "postprocess"]
-
-
-@pytest.fixture
-def demo_copy(tmp_path: Path) -> Path:
-    ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
-    for name in DEMO_FILES:
-        shutil.copy(DEMO_DIR / name, tmp_path / name)
-    (tmp_path / "data").symlink_to(DEMO_DIR / "data")
-    return tmp_path
 
 
 def submit(demo: Path, job_root: Path, request: str = "request.geojson") -> str:
