@@ -98,7 +98,11 @@ class LocalQueue(Queue):
 
     def topic_of(self, subscription: str) -> str:
         with self._tx() as db:
-            row = db.execute("SELECT topic FROM subscriptions WHERE name = ?", (subscription,)).fetchone()
+            return self._topic(db, subscription)
+
+    def _topic(self, db: sqlite3.Connection, subscription: str) -> str:
+        """The topic of ``subscription``, or a KeyError that says to run ``rslp setup``."""
+        row = db.execute("SELECT topic FROM subscriptions WHERE name = ?", (subscription,)).fetchone()
         if row is None:
             raise KeyError(f"no subscription {subscription!r} in {self.path}; run `rslp setup` first")
         return str(row[0])
@@ -124,8 +128,7 @@ class LocalQueue(Queue):
         out: list[Received] = []
         now = time.time()
         with self._tx() as db:
-            if db.execute("SELECT 1 FROM subscriptions WHERE name = ?", (subscription,)).fetchone() is None:
-                raise KeyError(f"no subscription {subscription!r} in {self.path}; run `rslp setup` first")
+            self._topic(db, subscription)  # raises for an unknown subscription
             self._sweep(db, subscription, now)
             if subscription.endswith(_DLQ_SUFFIX):  # what its source exhausted is due here now
                 self._sweep(db, subscription.removesuffix(_DLQ_SUFFIX), now)

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from rslp.queue import LeaseLostError, Queue, Received
+from rslp.queue import Queue, Received
 
 
 class LeaseKeeper:
@@ -47,7 +47,7 @@ class LeaseKeeper:
                 return
             try:
                 self.queue.extend(self.message, self.lease_seconds)
-            except (LeaseLostError, Exception) as e:  # noqa: BLE001 - any failure means the lease may be gone
+            except Exception as e:  # noqa: BLE001 - LeaseLostError or a transport error: the lease may be gone
                 self.lost = f"{e.__class__.__name__}: {e}"
                 self.log.warning("lease_lost", error=self.lost)
                 return
