@@ -6,6 +6,8 @@ dead-letters it at once instead of spending the retry budget. Any other exceptio
 treated as transient and retried with backoff.
 """
 
+from enum import IntEnum
+
 
 class PermanentError(Exception):
     """Retrying cannot help; dead-letter the task with this message as the reason."""
@@ -17,3 +19,18 @@ class UnknownWorkflowError(PermanentError):
 
 class BadArgsError(PermanentError):
     """The task's args do not parse for the workflow's signature."""
+
+
+class ExitCode(IntEnum):
+    """How a worker (and every ``rslp`` command) ends; Beaker shows it as the job's exit code.
+
+    Zero only when nothing is wrong: a drained queue and a handled preemption are
+    successes, so Beaker does not mark a fleet that did its job as failed.
+    """
+
+    OK = 0  #: idle exit, handled preemption, flush finished
+    CRASH = 1  #: an uncaught exception in the worker itself (Python's own code)
+    USAGE = 2  #: bad command line, config or request: fix the input and rerun
+    TOO_MANY_FAILURES = 3  #: ``--retries`` consecutive tasks failed: look at the dead letters
+    PERMANENT_QUEUE_ERROR = 4  #: a topic, subscription or bucket is missing or forbidden (NOT_FOUND, PERMISSION_DENIED)
+    UNAVAILABLE = 5  #: the queue or storage kept failing with retryable errors past the retry window
