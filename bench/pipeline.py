@@ -42,31 +42,19 @@ def floor(job_root: str, until: str | None = None) -> None:
     ``{"started": EPOCH, "finished": EPOCH, "steps": {STEP: SECONDS}}``: when the first
     step starts, when the last returns, and the seconds spent in each step.
     """
-    from rslp.ledger import JobManifest, Ledger
     from rslp.pipeline import steps
     from rslp.pipeline.config import load_pipeline_config
     from rslp.pipeline.job import JOB_PARTITION
-    from rslp.pipeline.write_jobs import plan_partitions
+    from rslp.pipeline.write_jobs import create_job
 
     config = load_pipeline_config(CONFIG)
     config.check()
-    partitions = plan_partitions(config, str(REQUEST))
-    manifest = JobManifest(
-        job_id="floor",
-        job_root=job_root,
-        config=str(config.source),
-        request=str(REQUEST),
-        steps=config.partition_steps,
-        job_steps=config.job_steps,
-        topics=config.topics,
-        partitions=partitions,
-    )
-    Ledger(job_root).write_manifest(manifest)
+    manifest = create_job(config, str(REQUEST), job_root, queue=None, job_id="floor")
     started = time.time()
     wanted = config.partition_steps
     if until is not None:
         wanted = wanted[: wanted.index(until) + 1]
-    work = [(step, entry.id) for step in wanted for entry in partitions]
+    work = [(step, pid) for step in wanted for pid in manifest.partition_ids()]
     if until is None:
         work += [(step, JOB_PARTITION) for step in config.job_steps]
     by_step: dict[str, float] = {}

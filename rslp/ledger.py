@@ -2,8 +2,17 @@
 
 Layout under a job root::
 
-    manifest.json                         what the job is: id, config, partitions, steps
+    manifest.json                         the job's small header: id, config, steps,
+                                          topics, partition count (a few hundred bytes)
+    records/<shard>.jsonl                 the partitions' records, PARTITIONS_PER_SHARD a
+                                          shard, one JSON line each, in plan order
     markers/<step>/<task_id>.<state>.json one marker per task and state
+
+A partition's id is ``p`` and its index in the plan (``p00042``), so the index, and
+from it the shard and the line, comes from the id alone: a task reads the header and one
+shard (about 50 kB), whatever the job's size, and never lists anything. The records
+are written first and the header last: a job root with a header has every record, and
+an interrupted write-jobs (no header yet) plans again from scratch.
 
 States are ``running`` (a worker started it), ``failed`` (the last failed attempt and
 why), ``dead`` (dead-lettered, with the reason) and ``done`` (its outputs are durable;
@@ -22,29 +31,56 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from upath import UPath
 
+from rslp.errors import PermanentError
 from rslp.task import Downstream, Task
 
 STATES = ("running", "failed", "dead", "done")
 #: Later states win when a task has several markers.
 _RANK = {state: i for i, state in enumerate(STATES)}
+#: Partition records per shard object: a task reads one shard (about 50 kB at 100).
+PARTITIONS_PER_SHARD = 100
+#: Shards written to an object store at once (one concurrent batch, bounded memory).
+SHARD_BATCH = 32
+#: Units per fan-in group (:mod:`rslp.pipeline.fanin`): the most names one arrival lists.
+FANIN_GROUP_SIZE = 100
 
 
-def write_json_atomic(path: UPath, payload: Any) -> None:
-    """Write JSON so that a reader never sees half a file (rename on local disk)."""
-    text = json.dumps(payload, indent=1, default=str)
-    if path.protocol in ("", "file", "local"):
+def is_local(path: UPath) -> bool:
+    return path.protocol in ("", "file", "local")
+
+
+def write_text_atomic(path: UPath, text: str) -> None:
+    """Write text so that a reader never sees half a file (rename on local disk)."""
+    if is_local(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         tmp.write_text(text)
         os.replace(tmp.path, path.path)
     else:  # object stores replace whole objects atomically
         path.write_text(text)
+
+
+def write_json_atomic(path: UPath, payload: Any) -> None:
+    """Write JSON so that a reader never sees half a file (rename on local disk)."""
+    write_text_atomic(path, json.dumps(payload, indent=1, default=str))
+
+
+def partition_id(index: int) -> str:
+    """The id of the partition at ``index`` in the plan: ``p`` and the index (5 digits at least)."""
+    return f"p{index:05d}"
+
+
+def partition_index(pid: str) -> int:
+    """The inverse of :func:`partition_id` (ValueError for an id it did not make)."""
+    if not (pid[:1] == "p" and pid[1:].isdigit() and partition_id(int(pid[1:])) == pid):
+        raise ValueError(f"{pid!r} is not a partition id (p and its index, like p00042)")
+    return int(pid[1:])
 
 
 class PartitionEntry(BaseModel):
@@ -54,14 +90,17 @@ class PartitionEntry(BaseModel):
 
     id: str
     geometry: dict[str, Any]
-    windows: int | None = None
 
 
 class JobManifest(BaseModel):
-    """What a job is, written once by write_jobs: status and the map read it back.
+    """The job's header, written once by write_jobs after its partition records.
 
     ``steps`` lists the per-partition steps in order; ``job_steps`` the per-job steps
     that follow them (combine, observe). ``topics`` maps each step to its topic.
+    ``partition_count`` partitions ``p00000`` ... are in ``records/``, ``shard_size``
+    a shard. The partitions themselves are never in the header: every task reads it.
+    The shard and fan-in group sizes are recorded, not taken from the code, so a job
+    keeps its layout while workers of another version run it.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -75,26 +114,104 @@ class JobManifest(BaseModel):
     steps: list[str]
     job_steps: list[str] = Field(default_factory=list)
     topics: dict[str, str] = Field(default_factory=dict)
-    partitions: list[PartitionEntry]
+    partition_count: int = Field(default=0, ge=0)
+    shard_size: int = Field(default=PARTITIONS_PER_SHARD, ge=1)
+    fanin_group_size: int = Field(default=FANIN_GROUP_SIZE, ge=2)
+
+    def partition_ids(self) -> Iterator[str]:
+        """Every partition's id, in plan order, without reading anything."""
+        return (partition_id(i) for i in range(self.partition_count))
 
 
 class Ledger:
-    """The manifest and markers of one job root."""
+    """The manifest (header and partition records) and markers of one job root."""
 
-    def __init__(self, job_root: str | os.PathLike[str]) -> None:
+    def __init__(self, job_root: str | os.PathLike[str] | UPath) -> None:
         self.root = UPath(job_root)
 
     @property
     def manifest_path(self) -> UPath:
         return self.root / "manifest.json"
 
+    def write_job(self, manifest: JobManifest, geometries: Iterable[dict[str, Any]]) -> JobManifest:
+        """Write ``geometries`` (GeoJSON, WGS84) as partitions p00000... shard by shard, then the header.
+
+        Streams: at most :data:`SHARD_BATCH` shards are in memory at once. Returns the
+        header as written (with its partition count).
+        """
+        size = manifest.shard_size
+        count, lines, batch = 0, [], {}
+        for geometry in geometries:
+            lines.append(json.dumps({"id": partition_id(count), "geometry": geometry}, separators=(",", ":")))
+            count += 1
+            if len(lines) == size:
+                batch[self.shard_path((count - 1) // size)] = "\n".join(lines) + "\n"
+                lines = []
+                if len(batch) == SHARD_BATCH:
+                    self._write_shards(batch)
+                    batch = {}
+        if lines:
+            batch[self.shard_path((count - 1) // size)] = "\n".join(lines) + "\n"
+        self._write_shards(batch)
+        header = manifest.model_copy(update={"partition_count": count})
+        self.write_manifest(header)
+        return header
+
+    def _write_shards(self, batch: dict[UPath, str]) -> None:
+        """Write whole shard objects: concurrently on an object store, atomically on local disk."""
+        if not batch:
+            return
+        if is_local(self.root):
+            for path, text in batch.items():
+                write_text_atomic(path, text)
+        else:
+            self.root.fs.pipe({path.path: text.encode() for path, text in batch.items()})
+
     def write_manifest(self, manifest: JobManifest) -> None:
         write_json_atomic(self.manifest_path, manifest.model_dump(mode="json"))
 
     def read_manifest(self) -> JobManifest:
-        if not self.manifest_path.exists():
-            raise FileNotFoundError(f"{self.manifest_path}: no job manifest (is this a job root?)")
-        return JobManifest.model_validate_json(self.manifest_path.read_text())
+        """The job's header (small: never the partitions)."""
+        try:
+            text = self.manifest_path.read_text()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.manifest_path}: no job manifest (is this a job root?)") from None
+        return JobManifest.model_validate_json(text)
+
+    def shard_path(self, shard: int) -> UPath:
+        return self.root / "records" / f"{shard:05d}.jsonl"
+
+    def check_partition(self, manifest: JobManifest, pid: str) -> int:
+        """``pid``'s index in the plan, read from the id alone (PermanentError if the job has no such partition)."""
+        try:
+            index = partition_index(pid)
+        except ValueError as e:
+            raise PermanentError(f"{self.manifest_path}: {e}") from None
+        if index >= manifest.partition_count:
+            raise PermanentError(
+                f"{self.manifest_path}: partition_count: no partition {pid!r} (the job has {manifest.partition_count})"
+            )
+        return index
+
+    def partition(self, manifest: JobManifest, pid: str) -> PartitionEntry:
+        """``pid``'s record: one shard read (PermanentError if the job has no such partition)."""
+        index = self.check_partition(manifest, pid)
+        shard = self.shard_path(index // manifest.shard_size)
+        try:
+            line = shard.read_text().split("\n")[index % manifest.shard_size]
+        except (FileNotFoundError, IndexError):
+            raise PermanentError(f"{shard}: no record for partition {pid!r} (the job root is damaged)") from None
+        entry = PartitionEntry.model_validate_json(line)
+        if entry.id != pid:
+            raise PermanentError(f"{shard}: line {index % manifest.shard_size + 1} is {entry.id!r}, not {pid!r}")
+        return entry
+
+    def partitions(self, manifest: JobManifest) -> Iterator[PartitionEntry]:
+        """Every partition's record in plan order, streamed one shard at a time."""
+        shards = -(-manifest.partition_count // manifest.shard_size)
+        for shard in range(shards):
+            for line in self.shard_path(shard).read_text().splitlines():
+                yield PartitionEntry.model_validate_json(line)
 
     def marker_path(self, step: str, task_id: str, state: str) -> UPath:
         return self.root / "markers" / step / f"{task_id}.{state}.json"

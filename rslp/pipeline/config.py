@@ -168,6 +168,11 @@ class PipelineConfig(BaseModel):
     group: str = Field(default="default", min_length=1, description="the rslearn window group in each partition")
     partitioner: ClassSpec = ClassSpec(class_path="rslp.pipeline.partition.NoopPartitioner")
     window_partitioner: ClassSpec
+    max_partitions: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="write-jobs refuses a plan with more partitions (a mistyped cell_size), before writing anything",
+    )
     steps: list[StepSpec] = Field(min_length=1)
     postprocessors: list[ClassSpec] = Field(default_factory=list)
     output_dir: str | None = Field(

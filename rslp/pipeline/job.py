@@ -1,21 +1,26 @@
 """A job root's layout, and what every step needs from it.
 
-Beside the ledger's ``manifest.json`` and ``markers/``, a job root holds::
+Beside the ledger's ``manifest.json`` (the header), ``records/`` and ``markers/``, a job
+root holds::
 
     partitions/<partition>/                 the partition's rslearn dataset
                                             (config.json, windows/, tiles/)
     partition_outputs/<postprocessor>/<partition>.<ext>
                                             each postprocessor's file per partition;
                                             combine starts when all of them exist
+    fanin/<level>/<group>/<unit>            completion objects: how the last partition
+                                            knows it is last (:mod:`rslp.pipeline.fanin`)
     output/<postprocessor>.<ext>            the job's outputs (or the pipeline's output_dir)
 
 Tasks carry only ``--job_root`` and ``--partition`` (``job`` for per-job steps): everything else is read from the
-manifest and the pipeline config it names, so a message stays small and a task can
-never disagree with its job.
+header, the partition's own record and the pipeline config, so a message stays small,
+a task can never disagree with its job, and what a task reads does not grow with the
+job.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from upath import UPath
@@ -48,7 +53,7 @@ def make_task(job_id: str, job_root: str, step: str, partition: str) -> Task:
 
 @dataclass
 class Job:
-    """One job: its root, manifest and pipeline config."""
+    """One job: its root, header and pipeline config (never all its partitions)."""
 
     root: UPath
     manifest: JobManifest
@@ -56,7 +61,7 @@ class Job:
 
     @classmethod
     def load(cls, job_root: str) -> Job:
-        """Read the manifest and the pipeline config it names (PermanentError if there is none)."""
+        """Read the header and the pipeline config it names (PermanentError if there is none)."""
         try:
             manifest = Ledger(job_root).read_manifest()
         except FileNotFoundError as e:
@@ -64,15 +69,21 @@ class Job:
         return cls(UPath(job_root), manifest, load_pipeline_config(manifest.config))
 
     def partition(self, partition_id: str) -> PartitionEntry:
-        """The manifest's entry for ``partition_id``."""
-        for entry in self.manifest.partitions:
-            if entry.id == partition_id:
-                return entry
-        raise PermanentError(f"{self.root}/manifest.json: partitions: no partition {partition_id!r}")
+        """``partition_id``'s record (one shard read; PermanentError if the job has no such partition)."""
+        return Ledger(self.root).partition(self.manifest, partition_id)
+
+    def partition_ids(self) -> Iterator[str]:
+        """Every partition's id in plan order (reads nothing)."""
+        return self.manifest.partition_ids()
+
+    def partitions(self) -> Iterator[PartitionEntry]:
+        """Every partition's record in plan order, streamed a shard at a time."""
+        return Ledger(self.root).partitions(self.manifest)
 
     def dataset_root(self, partition_id: str) -> UPath:
         """The partition's rslearn dataset (PermanentError if the job has no such partition)."""
-        return self.root / "partitions" / self.partition(partition_id).id
+        Ledger(self.root).check_partition(self.manifest, partition_id)
+        return self.root / "partitions" / partition_id
 
     def partition_output_dir(self, postprocessor: str) -> UPath:
         """Where ``postprocessor`` writes one file per partition."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import abc
 import json
 import math
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import shapely
@@ -97,32 +98,60 @@ def from_geojson(geometry: dict[str, Any]) -> STGeometry:
     return STGeometry(WGS84_PROJECTION, shapely.geometry.shape(geometry), None)
 
 
-def footprint(part: STGeometry, request: list[STGeometry]) -> STGeometry | None:
-    """The part of the request that ``part`` covers, or None if it covers none of it.
+class Clip:
+    """Clips parts to a request: the request's union, reprojected once per projection.
 
-    Area requests are clipped to the part, so windows are only made where asked for;
-    for point and line requests the part itself is the footprint (a window around a
-    point is what was asked for).
+    Planning a continent clips about 100k parts; reprojecting the request for each
+    would cost more than the rest of planning.
     """
-    union = shapely.union_all([g.shp for g in request])
-    wanted = STGeometry(WGS84_PROJECTION, union, None).to_projection(part.projection).shp
-    if union.area > 0:
-        clipped = shapely.intersection(part.shp, wanted)
-        if clipped.area <= _SLIVER * part.shp.area:
-            return None
-        return STGeometry(part.projection, clipped, None)
-    return part if part.shp.intersects(wanted) else None
+
+    def __init__(self, request: list[STGeometry]) -> None:
+        self.union = shapely.union_all([g.shp for g in request])
+        self._wanted: dict[tuple[str, float, float], shapely.Geometry] = {}
+
+    def wanted(self, projection: Projection) -> shapely.Geometry:
+        """The request in ``projection`` (prepared for fast predicates)."""
+        key = (str(projection.crs), projection.x_resolution, projection.y_resolution)
+        if key not in self._wanted:
+            shp = STGeometry(WGS84_PROJECTION, self.union, None).to_projection(projection).shp
+            shapely.prepare(shp)
+            self._wanted[key] = shp
+        return self._wanted[key]
+
+    def __call__(self, part: STGeometry) -> STGeometry | None:
+        """The part of the request that ``part`` covers, or None if it covers none of it.
+
+        Area requests are clipped to the part, so windows are only made where asked for;
+        for point and line requests the part itself is the footprint (a window around a
+        point is what was asked for).
+        """
+        wanted = self.wanted(part.projection)
+        if self.union.area > 0:
+            if shapely.contains_properly(wanted, part.shp):
+                return part
+            clipped = shapely.intersection(part.shp, wanted)
+            if clipped.area <= _SLIVER * part.shp.area:
+                return None
+            return STGeometry(part.projection, clipped, None)
+        return part if part.shp.intersects(wanted) else None
+
+
+def footprint(part: STGeometry, request: list[STGeometry]) -> STGeometry | None:
+    """The part of ``request`` that ``part`` covers (see :class:`Clip`, for many parts)."""
+    return Clip(request)(part)
 
 
 class Partitioner(abc.ABC):
     """Splits geometries into parts: partitions of a job, or windows of a partition."""
 
     @abc.abstractmethod
-    def partition(self, geometries: list[STGeometry]) -> list[STGeometry]:
+    def partition(self, geometries: list[STGeometry]) -> Iterable[STGeometry]:
         """Parts covering ``geometries`` (WGS84), each in a projection of its own choosing.
 
         Window partitioners must return parts in a projected CRS with pixel
-        coordinates, whose bounds become rslearn window bounds.
+        coordinates, whose bounds become rslearn window bounds. A list or a generator:
+        write_jobs consumes them one at a time, so a partitioner that yields can plan
+        a continent (and be stopped at the job's ``max_partitions``) in bounded memory.
         """
 
 
@@ -182,8 +211,8 @@ class GridPartitioner(Partitioner):
     resolution: PositiveFloat = 10.0
     crs: str | None = None
 
-    def partition(self, geometries: list[STGeometry]) -> list[STGeometry]:
-        """The intersecting cells, row by row from the top left."""
+    def partition(self, geometries: list[STGeometry]) -> Iterator[STGeometry]:
+        """The intersecting cells, row by row (one row of cells in memory at a time)."""
         union = shapely.union_all([g.shp for g in geometries])
         projection = _projection(self.crs, self.resolution, union)
         shp = STGeometry(WGS84_PROJECTION, union, None).to_projection(projection).shp
@@ -191,16 +220,11 @@ class GridPartitioner(Partitioner):
         minx, miny, maxx, maxy = shp.bounds
         cols = range(math.floor(minx / size), max(math.ceil(maxx / size), math.floor(minx / size) + 1))
         rows = range(math.floor(miny / size), max(math.ceil(maxy / size), math.floor(miny / size) + 1))
-        cells = shapely.box(
-            *[
-                [c * size for r in rows for c in cols],
-                [r * size for r in rows for c in cols],
-                [(c + 1) * size for r in rows for c in cols],
-                [(r + 1) * size for r in rows for c in cols],
-            ]
-        )
         shapely.prepare(shp)
-        hit = cells[shapely.intersects(shp, cells)]
-        if shp.area > 0:
-            hit = hit[shapely.area(shapely.intersection(hit, shp)) > _SLIVER * size * size]
-        return [STGeometry(projection, cell, None) for cell in hit]
+        for r in rows:
+            cells = shapely.box([c * size for c in cols], r * size, [(c + 1) * size for c in cols], (r + 1) * size)
+            hit = cells[shapely.intersects(shp, cells)]
+            if shp.area > 0:
+                hit = hit[shapely.area(shapely.intersection(hit, shp)) > _SLIVER * size * size]
+            for cell in hit:
+                yield STGeometry(projection, cell, None)

@@ -1,6 +1,7 @@
 """The ``pipeline`` project's workflows: one function per step, each a thin layer.
 
-A step loads its job (manifest + pipeline config), runs its rslearn operation on its
+A step loads its job (the small header + pipeline config; its partition's record only
+when it needs the footprint), runs its rslearn operation on its
 partition (:mod:`~rslp.pipeline.rslearn_ops`, :mod:`~rslp.pipeline.predict`,
 :mod:`~rslp.pipeline.postprocess`), which checks what was written, and returns the
 downstream task: the partition's next step, and after the last partition's postprocess,
@@ -38,7 +39,7 @@ def create_windows(*, job_root: str, partition: str) -> list[Downstream]:
     started = time.monotonic()
     job = Job.load(job_root)
     footprint = from_geojson(job.partition(partition).geometry)
-    parts = job.config.build_window_partitioner().partition([footprint])
+    parts = list(job.config.build_window_partitioner().partition([footprint]))
     if not parts:
         raise PermanentError(job.config.where(f"window_partitioner: made no windows for partition {partition}"))
     root = job.dataset_root(partition)
@@ -88,22 +89,25 @@ def predict(*, job_root: str, partition: str) -> list[Downstream]:
 def postprocess(*, job_root: str, partition: str) -> list[Downstream]:
     """Merge the partition's window outputs into one file per postprocessor.
 
-    Then, if every partition's files exist, ask for combine. Checking the files (not
-    the done markers) is what makes this safe: this task's own marker is not written
-    until it returns, and of two partitions finishing together at least the later one
-    sees both files. A duplicate combine is harmless: same task id, idempotent.
+    Then arrive at the job's fan-in (:mod:`~rslp.pipeline.fanin`): if this was the last
+    partition to finish, ask for combine. Arriving only after the files exist is what
+    makes this safe: combine is never asked for on partial inputs, and this task's own
+    done marker (which records the combine it asked for, for a redelivery to republish)
+    is written only after it returns. A duplicate combine is harmless: same task id,
+    idempotent.
     """
+    from rslp.ledger import Ledger
+    from rslp.pipeline import fanin
     from rslp.pipeline.partition import from_geojson
-    from rslp.pipeline.postprocess import listing
     from rslp.pipeline.rslearn_ops import covered_windows, open_dataset
 
     started = time.monotonic()
     job = Job.load(job_root)
+    entry = job.partition(partition)
     dataset = open_dataset(job.dataset_root(partition))
     covered, _ = covered_windows(dataset, dataset.load_windows(groups=[job.config.group]))
-    footprint = from_geojson(job.partition(partition).geometry)
-    postprocessors = job.config.build_postprocessors()
-    for pp in postprocessors:
+    footprint = from_geojson(entry.geometry)
+    for pp in job.config.build_postprocessors():
         dest = job.partition_output_dir(pp.name) / f"{partition}{pp.suffix}"
         pp.merge_windows(dataset, covered, footprint, dest)
         if not dest.exists():
@@ -111,11 +115,9 @@ def postprocess(*, job_root: str, partition: str) -> list[Downstream]:
     logger.info("postprocessed", partition=partition, windows=len(covered), seconds=time.monotonic() - started)
     downstream = job.downstream("postprocess", partition)
     if "combine" in job.config.job_steps:
-        wanted = {p.id for p in job.manifest.partitions}
-        if all(
-            wanted <= {n.removesuffix(pp.suffix) for n in listing(job.partition_output_dir(pp.name))}
-            for pp in postprocessors
-        ):
+        index = Ledger(job.root).check_partition(job.manifest, partition)
+        if fanin.arrive(job.root, job.manifest.partition_count, index, job.manifest.fanin_group_size):
+            logger.info("last partition finished; asking for combine", partition=partition)
             downstream.append(Downstream(topic=job.config.topics["combine"], task=job.task("combine", JOB_PARTITION)))
     return downstream
 
@@ -127,13 +129,13 @@ def combine(*, job_root: str, partition: str) -> list[Downstream]:
     started = time.monotonic()
     job = Job.load(job_root)
     for pp, dest in zip(job.config.build_postprocessors(), job.output_paths(), strict=True):
-        sources = [job.partition_output_dir(pp.name) / f"{p.id}{pp.suffix}" for p in job.manifest.partitions]
+        sources = [job.partition_output_dir(pp.name) / f"{pid}{pp.suffix}" for pid in job.partition_ids()]
         if missing := [str(s) for s in sources if not s.exists()]:
             raise RuntimeError(f"combine needs every partition's output; {len(missing)} missing, e.g. {missing[0]}")
         pp.combine(sources, dest)
         if not dest.exists():
             raise RuntimeError(f"postprocessor {pp.name} combined but {dest} does not exist")
-    logger.info("combined", partitions=len(job.manifest.partitions), seconds=time.monotonic() - started)
+    logger.info("combined", partitions=job.manifest.partition_count, seconds=time.monotonic() - started)
     if "observe" in job.config.job_steps:
         return [Downstream(topic=job.config.topics["observe"], task=job.task("observe", JOB_PARTITION))]
     return []

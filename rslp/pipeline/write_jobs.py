@@ -2,7 +2,8 @@
 
 It checks every file the steps will read before publishing anything (so a broken
 dataset.json or a missing checkpoint fails here, in one line, with nothing enqueued),
-splits the request into partitions, writes the job manifest, and publishes for each
+splits the request into partitions (streamed: a continent's 100k partitions are never
+all in memory), writes the job's partition records and header, and publishes for each
 partition the first step that is not done yet. Rerunning it on the same job root is
 safe and cheap: the manifest is kept, a finished job publishes nothing, a half-finished
 one only its unfinished partitions (and combine, if only that is missing). Done-ness is
@@ -11,21 +12,24 @@ read from the markers with one listing per step, never one read per task.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import tempfile
 import time
 import uuid
-from collections import defaultdict
+from collections.abc import Iterator
+from typing import IO, Any
 
 from tqdm import tqdm
 from upath import UPath
 
 from rslp import log
 from rslp.errors import PermanentError
-from rslp.ledger import JobManifest, Ledger, PartitionEntry
+from rslp.ledger import JobManifest, Ledger
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.pipeline.job import JOB_PARTITION, make_task
-from rslp.queue import Outgoing, open_queue
+from rslp.queue import Outgoing, Queue, open_queue
 from rslp.task import Task, task_id_for
 
 logger = log.get(__name__)
@@ -38,23 +42,83 @@ def _absolute(path: str) -> str:
     return os.path.abspath(p.path) if p.protocol in ("", "file", "local") else str(p)
 
 
-def plan_partitions(config: PipelineConfig, request: str) -> list[PartitionEntry]:
-    """The request split by the pipeline's partitioner, each clipped to the request."""
-    from rslp.pipeline.partition import RequestError, footprint, load_request, to_geojson
+def plan_partitions(config: PipelineConfig, request: str, spool: IO[str], max_partitions: int | None = None) -> int:
+    """Split the request with the pipeline's partitioner into ``spool``: one GeoJSON footprint a line.
 
+    Each part is clipped to the request and written at once, so memory does not grow
+    with the plan. Returns how many partitions were planned; above ``max_partitions``
+    (default: the config's) it only counts on, then raises naming the count and the knob.
+    """
+    from rslp.pipeline.partition import Clip, RequestError, load_request, to_geojson
+
+    ceiling = config.max_partitions if max_partitions is None else max_partitions
     geometries = load_request(request)
+    clip = Clip(geometries)
+    count = 0
     try:
-        parts = config.build_partitioner().partition(geometries)
+        for part in config.build_partitioner().partition(geometries):
+            if count >= ceiling:  # over the ceiling: count the rest, clip nothing
+                count += 1
+                continue
+            fp = clip(part)
+            if fp is not None:
+                spool.write(json.dumps(to_geojson(fp), separators=(",", ":")) + "\n")
+                count += 1
     except ValueError as e:
         raise RequestError(f"{request}: features: {e} ({config.where('partitioner')})") from None
-    footprints = [fp for fp in (footprint(part, geometries) for part in parts) if fp is not None]
-    if not footprints:
+    if count > ceiling:
+        raise PermanentError(
+            f"{request}: the plan has {count} partitions, over max_partitions={ceiling} "
+            f"({config.where('max_partitions')}, or --max_partitions); is the partitioner's cell_size right?"
+        )
+    if not count:
         raise RequestError(f"{request}: features: the partitioner made no partition that covers the request")
-    return [PartitionEntry(id=f"p{i:05d}", geometry=to_geojson(fp)) for i, fp in enumerate(footprints)]
+    return count
 
 
-def _manifest(config: PipelineConfig, request: str, job_root: str, queue: str) -> JobManifest:
-    """The job root's manifest: the existing one (same config and request) or a new one."""
+def _geometries(spool: IO[str]) -> Iterator[dict[str, Any]]:
+    spool.seek(0)
+    for line in spool:
+        yield json.loads(line)
+
+
+def create_job(
+    config: PipelineConfig,
+    request: str,
+    job_root: str,
+    queue: str | None,
+    max_partitions: int | None = None,
+    job_id: str | None = None,
+) -> JobManifest:
+    """Plan a new job into JOB_ROOT: its partition records, then its header.
+
+    The plan goes to a local spool file first, so a plan over the ceiling fails before
+    anything is written to the job root, and memory does not grow with the plan.
+    """
+    with tempfile.TemporaryFile("w+") as spool:
+        planned = plan_partitions(config, request, spool, max_partitions)
+        logger.info("planned", partitions=planned)
+        header = JobManifest(
+            job_id=job_id or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+            job_root=job_root,
+            config=str(config.source),
+            request=request,
+            queue=queue,
+            steps=config.partition_steps,
+            job_steps=config.job_steps,
+            topics=config.topics,
+        )
+        return Ledger(job_root).write_job(header, _geometries(spool))
+
+
+def _manifest(
+    config: PipelineConfig, request: str, job_root: str, queue: str, max_partitions: int | None = None
+) -> JobManifest:
+    """The job root's header: the existing one (same config and request), or a new job's.
+
+    A job root without a header (write-jobs was interrupted while writing records) is
+    planned again from scratch.
+    """
     ledger = Ledger(job_root)
     if ledger.manifest_path.exists():
         manifest = ledger.read_manifest()
@@ -64,53 +128,52 @@ def _manifest(config: PipelineConfig, request: str, job_root: str, queue: str) -
                 f"{manifest.request}, not {config.source} and {request}; use another --job_root"
             )
         return manifest
-    manifest = JobManifest(
-        job_id=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
-        job_root=job_root,
-        config=str(config.source),
-        request=request,
-        queue=queue,
-        steps=config.partition_steps,
-        job_steps=config.job_steps,
-        topics=config.topics,
-        partitions=plan_partitions(config, request),
-    )
-    ledger.write_manifest(manifest)
-    return manifest
+    return create_job(config, request, job_root, queue, max_partitions)
 
 
-def pending_tasks(manifest: JobManifest) -> list[Task]:
-    """For each partition, its first step without a done marker; then combine if only it is left."""
+def pending_tasks(manifest: JobManifest) -> Iterator[Task]:
+    """For each partition, its first step without a done marker; then combine if only it is left.
+
+    A generator over the partition ids (nothing is read but one listing per step), so
+    a continent's tasks are never all in memory.
+    """
     ledger = Ledger(manifest.job_root)
     done = {
         step: {tid for tid, state in ledger.states(step).items() if state == "done"}
         for step in manifest.steps + manifest.job_steps
     }
-    tasks = []
-    for entry in manifest.partitions:
+    any_partition_left = False
+    for pid in manifest.partition_ids():
         for step in manifest.steps:
-            if task_id_for(manifest.job_id, entry.id, step) not in done[step]:
-                tasks.append(make_task(manifest.job_id, manifest.job_root, step, entry.id))
+            if task_id_for(manifest.job_id, pid, step) not in done[step]:
+                any_partition_left = True
+                yield make_task(manifest.job_id, manifest.job_root, step, pid)
                 break
     for step in manifest.job_steps:
-        if not tasks and task_id_for(manifest.job_id, JOB_PARTITION, step) not in done[step]:
-            tasks.append(make_task(manifest.job_id, manifest.job_root, step, JOB_PARTITION))
-    return tasks
+        if any_partition_left:
+            break
+        if task_id_for(manifest.job_id, JOB_PARTITION, step) not in done[step]:
+            yield make_task(manifest.job_id, manifest.job_root, step, JOB_PARTITION)
+            break
 
 
-def write_jobs(config: str, request: str, job_root: str, queue: str | None = None) -> None:
+def write_jobs(
+    config: str, request: str, job_root: str, queue: str | None = None, max_partitions: int | None = None
+) -> None:
     """Split REQUEST (GeoJSON) with the pipeline CONFIG into tasks under JOB_ROOT and enqueue them.
 
     Checks every file the pipeline names first, so bad input fails before anything is
-    published. Writes JOB_ROOT/manifest.json, skips partitions that are already done,
-    publishes the next step of the others, and prints the job id and how to watch it.
-    Rerunning it for the same job root publishes only what is missing.
+    published. Writes JOB_ROOT/manifest.json (the header) and records/ (the partitions),
+    skips partitions that are already done, publishes the next step of the others, and
+    prints the job id and how to watch it. Rerunning it for the same job root publishes
+    only what is missing (also after it was killed while publishing).
 
     Args:
         config: the pipeline.yaml.
         request: the request GeoJSON (WGS84).
         job_root: where the job's manifest, markers, datasets and outputs go (local or gs://).
         queue: pubsub://PROJECT_ID or local://PATH.db (default: local://JOB_ROOT/queue.db).
+        max_partitions: refuse a plan with more partitions than this (default: the config's max_partitions).
 
     The job id is printed and recorded in JOB_ROOT/manifest.json. Nothing is returned,
     so the registered ``pipeline/write_jobs`` workflow can also run as a queued task.
@@ -119,29 +182,41 @@ def write_jobs(config: str, request: str, job_root: str, queue: str | None = Non
     pipeline.check()
     job_root = _absolute(job_root)
     queue_url = queue or f"local://{job_root}/queue.db"
-    manifest = _manifest(pipeline, _absolute(request), job_root, queue_url)
-    tasks = pending_tasks(manifest)
-    by_topic: dict[str, list[Task]] = defaultdict(list)
-    for task in tasks:
-        by_topic[manifest.topics[task.step or ""]].append(task)
+    manifest = _manifest(pipeline, _absolute(request), job_root, queue_url, max_partitions)
+    published, first_steps = 0, 0
     with open_queue(queue_url) as q:
         for topic in sorted(set(manifest.topics.values())):
             q.setup(topic, topic)
-        with tqdm(total=len(tasks), desc="publishing", unit="task", file=sys.stderr) as bar:
-            for topic, batch in by_topic.items():
-                for i in range(0, len(batch), PUBLISH_CHUNK):
-                    chunk = batch[i : i + PUBLISH_CHUNK]
-                    q.publish(topic, [Outgoing(t.encode()) for t in chunk])
-                    bar.update(len(chunk))
-    skipped = len(manifest.partitions) - sum(1 for t in tasks if t.partition != JOB_PARTITION)
-    logger.info("published", job_id=manifest.job_id, tasks=len(tasks), partitions=len(manifest.partitions))
+        chunks: dict[str, list[Task]] = {}
+        with tqdm(desc="publishing", unit="task", file=sys.stderr) as bar:
+            for task in pending_tasks(manifest):
+                first_steps += task.partition != JOB_PARTITION
+                chunk = chunks.setdefault(manifest.topics[task.step or ""], [])
+                chunk.append(task)
+                if len(chunk) == PUBLISH_CHUNK:
+                    published += _publish(q, manifest.topics[task.step or ""], chunk, bar)
+            for topic, chunk in chunks.items():
+                published += _publish(q, topic, chunk, bar)
+    skipped = manifest.partition_count - first_steps
+    logger.info("published", job_id=manifest.job_id, tasks=published, partitions=manifest.partition_count)
     subs = ",".join(subscriptions(manifest.steps + manifest.job_steps, manifest.topics))
     print(
-        f"job {manifest.job_id}: {len(manifest.partitions)} partitions, {len(tasks)} tasks published "
+        f"job {manifest.job_id}: {manifest.partition_count} partitions, {published} tasks published "
         f"({skipped} partitions already done) on {queue_url}\n"
         f"  watch it: rslp status --job_root {job_root} --watch\n"
         f"  run workers: rslp worker --queue {queue_url} --subscription {subs}"
     )
+
+
+def _publish(q: Queue, topic: str, chunk: list[Task], bar: tqdm[Any]) -> int:
+    """Publish ``chunk`` (and empty it); returns how many were published."""
+    if not chunk:
+        return 0
+    q.publish(topic, [Outgoing(t.encode()) for t in chunk])
+    n = len(chunk)
+    bar.update(n)
+    chunk.clear()
+    return n
 
 
 def subscriptions(steps: list[str], topics: dict[str, str]) -> list[str]:

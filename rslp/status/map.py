@@ -20,7 +20,7 @@ from matplotlib.ticker import MaxNLocator
 from shapely.geometry import Polygon, shape
 from upath import UPath
 
-from rslp.ledger import JobManifest
+from rslp.ledger import JobManifest, Ledger
 
 #: State -> fill colour; a partition's state is :func:`rslp.status.report.partition_state`.
 STATE_COLOURS = {
@@ -49,21 +49,24 @@ def _path(polygon: Polygon) -> Path:
 
 
 def draw_map(manifest: JobManifest, states: dict[str, str], title: str | None = None) -> Figure:
-    """A figure of ``manifest``'s partitions (WGS84) coloured by ``states`` (missing: queued).
+    """A figure of the job's partitions (WGS84) coloured by ``states`` (missing: queued).
 
-    The axes are in degrees, stretched by the latitude so that tiles keep their shape.
+    The partition records are streamed from the job root a shard at a time; only the
+    drawable paths are kept. The axes are in degrees, stretched by the latitude so that tiles keep their shape.
     """
     fig = Figure(figsize=(9, 7), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.08, 0.08, 0.6, 0.84))
     paths, colours = [], []
-    for entry in manifest.partitions:
+    counts = {s: 0 for s in STATE_COLOURS}
+    for entry in Ledger(manifest.job_root).partitions(manifest):
+        counts[states.get(entry.id, "queued")] += 1
         geometry = shape(entry.geometry)
         for polygon in getattr(geometry, "geoms", [geometry]):
             if isinstance(polygon, Polygon) and not polygon.is_empty:
                 paths.append(_path(polygon))
                 colours.append(STATE_COLOURS[states.get(entry.id, "queued")])
-    outline = 0.4 if len(manifest.partitions) <= OUTLINE_MAX else 0.0
+    outline = 0.4 if manifest.partition_count <= OUTLINE_MAX else 0.0
     # One collection of plain paths: a patch object per partition costs seconds at 10,000.
     ax.add_collection(PathCollection(paths, facecolors=colours, edgecolors="white", linewidths=outline))
     ax.autoscale_view()
@@ -72,14 +75,11 @@ def draw_map(manifest: JobManifest, states: dict[str, str], title: str | None = 
     ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
-    counts = {s: 0 for s in STATE_COLOURS}
-    for entry in manifest.partitions:
-        counts[states.get(entry.id, "queued")] += 1
     handles = [
         Patch(facecolor=c, edgecolor="black", label=f"{LABELS[s]}: {counts[s]}") for s, c in STATE_COLOURS.items()
     ]
     fig.legend(handles=handles, loc="center right", title="partitions", frameon=False)
-    ax.set_title(title or f"job {manifest.job_id}: {counts['done']}/{len(manifest.partitions)} partitions done")
+    ax.set_title(title or f"job {manifest.job_id}: {counts['done']}/{manifest.partition_count} partitions done")
     return fig
 
 

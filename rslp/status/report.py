@@ -214,7 +214,7 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
     done_times: dict[str, list[float]] = {}
     reason_paths: list[tuple[str, str, UPath]] = []
     before: dict[str, str] | None = None  # the previous step's states, by partition
-    pids = [p.id for p in manifest.partitions]
+    pids = list(manifest.partition_ids())
     plan = [(step, pids) for step in manifest.steps] + [(step, [JOB_PARTITION]) for step in manifest.job_steps]
     for step, partitions in plan:
         markers = scan_markers(ledger.root, step)
@@ -350,7 +350,7 @@ def render(job: JobStatus) -> str:
         f"job {m.job_id}  ({time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(job.time))})",
         f"  root   {m.job_root}",
         f"  queue  {m.queue or '-'}",
-        f"  tasks  {len(m.partitions)} partitions x {len(m.steps)} steps + {len(m.job_steps)} per-job: "
+        f"  tasks  {m.partition_count} partitions x {len(m.steps)} steps + {len(m.job_steps)} per-job: "
         f"{total} tasks, {done} done ({100 * done / max(total, 1):.1f}%)",
         "",
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rslp.ledger import JobManifest, Ledger, PartitionEntry
+from rslp.ledger import JobManifest, Ledger
 from rslp.status.dlq import dlq_list, dlq_replay
 from rslp.status.report import collect
 from rslp.task import Task
@@ -25,9 +25,8 @@ def test_fix_the_cause_replay_and_the_job_completes(backend: Backend, topic: str
         queue=backend.url,
         steps=["write"],
         topics={"write": topic},
-        partitions=[PartitionEntry(id=p, geometry=square(i, 2)) for i, p in enumerate(PARTITIONS)],
     )
-    Ledger(root).write_manifest(manifest)
+    manifest = Ledger(root).write_job(manifest, [square(i, 2) for i in range(len(PARTITIONS))])
     # Each task writes into a folder that does not exist yet: FileNotFoundError on every attempt.
     tasks = [
         Task(

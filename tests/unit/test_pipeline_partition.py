@@ -94,7 +94,7 @@ def test_missing_request_file() -> None:
 
 
 def test_grid_partitioner_picks_the_utm_zone_and_aligned_cells() -> None:
-    cells = GridPartitioner(cell_size=256, resolution=10).partition(demo_request())
+    cells = list(GridPartitioner(cell_size=256, resolution=10).partition(demo_request()))
     assert {c.projection.crs.to_epsg() for c in cells} == {32610}
     assert {(c.projection.x_resolution, c.projection.y_resolution) for c in cells} == {(10, -10)}
     for cell in cells:

@@ -117,18 +117,20 @@ def test_rerunning_steps_after_a_partial_predict_gives_identical_output(
     assert output.read_bytes() == before
 
 
-def test_postprocess_asks_for_combine_only_when_every_partition_file_exists(
+def test_postprocess_asks_for_combine_only_when_every_partition_has_arrived(
     finished_job: tuple[str, list[Downstream]],
 ) -> None:
-    job_root, _ = finished_job
+    job_root, seen = finished_job
+    assert [d.task.step for d in seen].count("combine") == 1  # only the last of the 4 partitions asked
     job = Job.load(job_root)
+    group = job.root / "fanin" / "0" / "000000"
+    assert sorted(p.name for p in group.iterdir()) == ["000000", "000001", "000002", "000003"]
     assert [d.task.step for d in run_step("postprocess", job_root, "p00002")] == ["combine"]
-    parked = job.root / "parked.tif"
-    (job.partition_output_dir("prediction") / "p00003.tif").rename(parked.path)
+    (group / "000003").unlink()  # as if p00003 had not finished yet
     try:
         assert run_step("postprocess", job_root, "p00002") == []
     finally:
-        parked.rename(job.partition_output_dir("prediction") / "p00003.tif")
+        (group / "000003").write_text("")
 
 
 def test_request_outside_the_imagery_fails_permanently_at_prepare(tmp_path: Path) -> None:
@@ -141,7 +143,7 @@ def test_request_outside_the_imagery_fails_permanently_at_prepare(tmp_path: Path
     (tmp_path / "outside.geojson").write_text(json.dumps(request))
     job_root = str(tmp_path / "job")
     write_jobs(str(DEMO_DIR / "pipeline.yaml"), str(tmp_path / "outside.geojson"), job_root)
-    partition = Ledger(job_root).read_manifest().partitions[0].id
+    partition = next(Ledger(job_root).read_manifest().partition_ids())
     run_step("create_windows", job_root, partition)
     with pytest.raises(PermanentError) as e:
         run_step("prepare", job_root, partition)
@@ -154,7 +156,7 @@ def test_a_step_for_an_unknown_partition_or_job_root_is_permanent(
     finished_job: tuple[str, list[Downstream]], tmp_path: Path
 ) -> None:
     job_root, _ = finished_job
-    with pytest.raises(PermanentError, match=r"manifest.json: partitions: no partition 'p99999'"):
+    with pytest.raises(PermanentError, match=r"manifest.json: partition_count: no partition 'p99999' \(the job has 4"):
         run_step("prepare", job_root, "p99999")
     with pytest.raises(PermanentError, match=r"no job manifest"):
         run_step("prepare", str(tmp_path), "p00000")

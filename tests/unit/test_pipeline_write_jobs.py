@@ -51,10 +51,12 @@ def test_writes_manifest_and_publishes_first_step_of_each_partition(demo_copy: P
     assert manifest.job_id == job_id and manifest.job_root == str(job_root)
     assert manifest.steps == STEPS and manifest.job_steps == ["combine", "observe"]
     assert manifest.topics["predict"] == "demo-gpu" and manifest.queue == f"local://{job_root}/queue.db"
-    assert [p.id for p in manifest.partitions] == ["p00000", "p00001", "p00002", "p00003"]
-    assert all(p.geometry["type"] == "Polygon" for p in manifest.partitions)
+    assert manifest.partition_count == 4 and "partitions" not in manifest.model_dump()
+    records = list(Ledger(job_root).partitions(manifest))
+    assert [p.id for p in records] == ["p00000", "p00001", "p00002", "p00003"]
+    assert all(p.geometry["type"] == "Polygon" for p in records)
     tasks = drain(job_root)
-    assert sorted((t.step, t.partition) for t in tasks) == [("create_windows", p.id) for p in manifest.partitions]
+    assert sorted((t.step, t.partition) for t in tasks) == [("create_windows", p.id) for p in records]
     task = tasks[0]
     assert task.project == "pipeline" and task.job_id == job_id and task.job_root == str(job_root)
     assert task.args == ["--job_root", str(job_root), "--partition", task.partition]
@@ -65,8 +67,8 @@ def test_rerun_of_a_finished_job_publishes_nothing(demo_copy: Path, tmp_path: Pa
     job_root = tmp_path / "job"
     job_id = submit(demo_copy, job_root)
     drain(job_root)
-    for p in Ledger(job_root).read_manifest().partitions:
-        mark_done(job_root, p.id, STEPS)
+    for pid in Ledger(job_root).read_manifest().partition_ids():
+        mark_done(job_root, pid, STEPS)
     mark_done(job_root, JOB_PARTITION, ["combine", "observe"])
     assert submit(demo_copy, job_root) == job_id
     assert drain(job_root) == []
@@ -93,8 +95,8 @@ def test_combine_is_republished_when_only_it_is_missing(demo_copy: Path, tmp_pat
     job_root = tmp_path / "job"
     submit(demo_copy, job_root)
     drain(job_root)
-    for p in Ledger(job_root).read_manifest().partitions:
-        mark_done(job_root, p.id, STEPS)
+    for pid in Ledger(job_root).read_manifest().partition_ids():
+        mark_done(job_root, pid, STEPS)
     submit(demo_copy, job_root)
     assert [(t.step, t.partition) for t in drain(job_root)] == [("combine", JOB_PARTITION)]
 

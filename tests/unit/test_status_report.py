@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rslp import cli
-from rslp.ledger import JobManifest, Ledger, PartitionEntry
+from rslp.ledger import JobManifest, Ledger
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.queue import Outgoing, open_queue
 from rslp.status.report import PUBSUB_BACKLOG_NOTE, RATE_WINDOW, collect, render, status
@@ -41,10 +41,8 @@ def make_job(root: Path, partitions: int, steps: list[str] = STEPS, queue: str |
         steps=steps,
         job_steps=["combine"],
         topics={s: TOPICS.get(s, "st-cpu") for s in [*steps, "combine"]},
-        partitions=[PartitionEntry(id=f"p{i:05d}", geometry=square(i, per_row)) for i in range(partitions)],
     )
-    Ledger(root).write_manifest(manifest)
-    return manifest
+    return Ledger(root).write_job(manifest, (square(i, per_row) for i in range(partitions)))
 
 
 def mark(root: Path, step: str, partition: str, *states: str, at: float | None = None, error: str = "") -> Task:
@@ -239,21 +237,21 @@ def write_bench_job(root: Path, partitions: int, steps: list[str]) -> int:
     for s, step in enumerate(steps):
         folder = root / "markers" / step
         folder.mkdir(parents=True)
-        for i, p in enumerate(manifest.partitions):
+        for i, pid in enumerate(manifest.partition_ids()):
             if (i + s) % 200 == 0:
                 states = ("running", "dead")
             elif (i + s) % 50 == 0:
                 states = ("running", "failed")
             else:
                 states = ("running", "done")
-            task = make_task(manifest.job_id, str(root), step, p.id)
+            task = make_task(manifest.job_id, str(root), step, pid)
             for state in states:
                 payload = {
-                    "task": {"partition": p.id},
+                    "task": {"partition": pid},
                     "state": state,
                     "time": NOW,
                     "kind": "error",
-                    "error": f"RuntimeError: failed {p.id}",
+                    "error": f"RuntimeError: failed {pid}",
                 }
                 (folder / f"{task.task_id}.{state}.json").write_text(json.dumps(payload))
                 files += 1

@@ -1,0 +1,61 @@
+"""Fan-in: how the last partition to finish learns that the job is ready for combine.
+
+The job's partitions are the leaves of a tree of groups (of the header's
+``fanin_group_size``, 100 by default; GCS lists 1,000 names a call); a
+completion object per finished unit lives under its group's folder::
+
+    fanin/<level>/<group>/<unit>      empty; <unit> is a partition index at level 0,
+                                      a group index of the level below above it
+
+A partition's postprocess, once its outputs exist, arrives (:func:`arrive`): it writes its
+level-0 object and lists its group's folder (at most a group's names: one list call
+on GCS). If the group is complete, the group itself has arrived one level up, and so on;
+whoever completes the top group asks for combine. A task does O(group size) work at
+most a few levels (three at 100k partitions), so the whole job does O(N), and no
+object is written by more than the units of one group.
+
+Why it is race-free: every arrival writes before it lists, and listings are strongly
+consistent (local disk; GCS lists after writes), so of the last units of a group to
+arrive, at least the one that lists last sees all of them; at worst two see it and
+combine is asked for twice, which is harmless (the same task id, skipped once done).
+A task killed after writing its object but before returning has no done marker, so it
+is redelivered and arrives again; one killed after its done marker is republished
+from the marker's recorded downstream by the worker. Either way combine is asked for,
+and never before every partition's outputs exist (objects are written after them).
+"""
+
+from __future__ import annotations
+
+from upath import UPath
+
+from rslp.ledger import write_text_atomic
+
+
+def arrive(root: UPath, partition_count: int, index: int, group_size: int) -> bool:
+    """Record that partition ``index`` of ``partition_count`` is finished; True if the job now is.
+
+    Idempotent: arriving again rewrites the same objects and answers the same or True.
+    """
+    if not 0 <= index < partition_count:
+        raise ValueError(f"partition index {index} is outside the job's {partition_count} partitions")
+    units, level, unit = partition_count, 0, index
+    while units > 1:
+        group = unit // group_size
+        members = min(group_size, units - group * group_size)
+        folder = root / "fanin" / str(level) / f"{group:06d}"
+        write_text_atomic(folder / f"{unit:06d}", "")
+        if arrived(folder) < members:
+            return False
+        units, level, unit = -(-units // group_size), level + 1, group
+    return True
+
+
+def arrived(folder: UPath) -> int:
+    """How many units have a completion object in ``folder`` (one listing, never a cached one)."""
+    fs = folder.fs
+    fs.invalidate_cache(folder.path)
+    try:
+        names = fs.ls(folder.path, detail=False)
+    except FileNotFoundError:
+        return 0
+    return sum(1 for name in names if str(name).rstrip("/").rsplit("/", 1)[-1].isdigit())
