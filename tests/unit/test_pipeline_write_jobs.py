@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from rslp.errors import PermanentError
 from rslp.ledger import Ledger
 from rslp.pipeline import write_jobs as write_jobs_module
 from rslp.pipeline.job import JOB_PARTITION, make_task
+from rslp.pipeline.partition import GridPartitioner, load_request
 from rslp.pipeline.write_jobs import write_jobs
 from rslp.queue import Queue, open_queue
 from rslp.task import Task, decode_task
@@ -159,3 +163,76 @@ def test_a_job_root_holding_another_request_is_refused(demo_copy: Path, tmp_path
     shutil.copy(demo_copy / "request.geojson", demo_copy / "other.geojson")
     with pytest.raises(PermanentError, match=r"manifest.json: job .* use another --job_root"):
         submit(demo_copy, job_root, "other.geojson")
+
+
+def finer_partitions(demo: Path, cell_size: int) -> None:
+    """The demo pipeline with partitions of ``cell_size`` pixels (the windows stay 64 px)."""
+    text = (demo / "pipeline.yaml").read_text()
+    (demo / "pipeline.yaml").write_text(text.replace("{cell_size: 256,", f"{{cell_size: {cell_size},", 1))
+
+
+def test_a_plan_over_max_partitions_fails_in_one_line_before_anything_is_written(
+    demo_copy: Path, tmp_path: Path
+) -> None:
+    finer_partitions(demo_copy, 8)  # a mistyped cell_size: 1,024 times the partitions
+    with (demo_copy / "pipeline.yaml").open("a") as f:
+        f.write("max_partitions: 1000\n")
+    job_root = tmp_path / "job"
+    with pytest.raises(PermanentError) as e:
+        submit(demo_copy, job_root)
+    message = str(e.value)
+    cells = sum(1 for _ in GridPartitioner(cell_size=8).partition(load_request(str(demo_copy / "request.geojson"))))
+    assert f"the plan has {cells} partitions, over max_partitions=1000 (" in message and "\n" not in message
+    assert "pipeline.yaml: max_partitions, or --max_partitions" in message
+    assert not job_root.exists()
+
+
+def test_the_max_partitions_flag_overrides_the_config(demo_copy: Path, tmp_path: Path) -> None:
+    job_root = tmp_path / "job"
+    config, request = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson")
+    with pytest.raises(PermanentError, match=r"the plan has 4 partitions, over max_partitions=3 .*--max_partitions"):
+        write_jobs(config, request, str(job_root), max_partitions=3)
+    assert not job_root.exists()
+    write_jobs(config, request, str(job_root), max_partitions=4)
+    assert Ledger(job_root).read_manifest().partition_count == 4
+
+
+KILLED_WHILE_PUBLISHING = """
+import sys, time
+from pathlib import Path
+from rslp.pipeline import write_jobs as w
+from rslp.queue.local import LocalQueue
+
+real = LocalQueue.publish
+def publish(self, topic, messages):
+    ids = real(self, topic, messages)
+    Path(sys.argv[4]).write_text("published one chunk")
+    time.sleep(600)  # killed here, with the rest of the tasks still to publish
+LocalQueue.publish = publish
+w.PUBLISH_CHUNK = 10
+w.write_jobs(sys.argv[1], sys.argv[2], sys.argv[3])
+"""
+
+
+def test_write_jobs_killed_while_publishing_and_rerun_loses_no_partition(demo_copy: Path, tmp_path: Path) -> None:
+    finer_partitions(demo_copy, 64)  # 56 partitions: several publish chunks
+    job_root, signal_file = tmp_path / "job", tmp_path / "published"
+    config, request = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WHILE_PUBLISHING, config, request, str(job_root), str(signal_file)]
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not signal_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert signal_file.exists(), "write_jobs never published"
+    finally:
+        proc.kill()  # SIGKILL: no cleanup, no flush
+        proc.wait()
+    partitions = Ledger(job_root).read_manifest().partition_count
+    before = drain(job_root)
+    assert partitions > 30 and len(before) == 10  # killed after the first of several chunks
+    write_jobs(config, request, str(job_root))
+    after = drain(job_root)
+    assert {t.partition for t in before + after} == {f"p{i:05d}" for i in range(partitions)}
+    assert {t.step for t in before + after} == {"create_windows"}
