@@ -270,3 +270,22 @@ def test_status_of_10000_tasks_takes_under_a_few_seconds(tmp_path: Path, capsys:
     with capsys.disabled():
         print(f"\nstatus of 10,001 tasks ({files} marker files, local disk): {elapsed:.2f} s")
     assert elapsed < 5.0
+
+
+def test_throughput_of_a_large_step_is_estimated_from_a_sample_of_done_markers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above RATE_SAMPLE tasks a step, only an even sample of done markers is stat'ed; the rate stays right."""
+    from rslp.status import report
+
+    monkeypatch.setattr(report, "RATE_SAMPLE", 100)
+    root = tmp_path / "job"
+    make_job(root, 800, ["create_windows"])
+    for i in range(800):  # a quarter finished in the last 10 minutes, the rest an hour ago
+        mark(root, "create_windows", f"p{i:05d}", "done", at=NOW - 60 if i % 4 == 0 else NOW - 3500)
+    stats: list[str] = []
+    real = report._stat_mtime
+    monkeypatch.setattr(report, "_stat_mtime", lambda entry: stats.append(entry.name) or real(entry))
+    (step, _) = collect(str(root), now=NOW).steps
+    assert step.counts["done"] == 800 and 50 <= len(stats) <= 200
+    assert step.rate == pytest.approx(200 / (RATE_WINDOW / 60), rel=0.35)
