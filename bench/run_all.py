@@ -32,6 +32,7 @@ BENCHMARKS = [
     ("cold_start", "4. Cold start: spawn to first task pulled"),
     ("pipeline", "5. Pipeline: the demo job with one worker vs the floor"),
     ("drain", "6. Drain and exit: idle workers leave"),
+    ("scale", "7. Scale: cost against job size, 10 to 100k partitions"),
 ]
 RESULTS = REPO / "bench" / "RESULTS.md"
 COMMAND = "make bench  (= WANDB_MODE=disabled .venv/bin/python -m bench.run_all)"
