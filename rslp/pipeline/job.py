@@ -72,6 +72,10 @@ class Job:
         """``partition_id``'s record (one shard read; PermanentError if the job has no such partition)."""
         return Ledger(self.root).partition(self.manifest, partition_id)
 
+    def partition_index(self, partition_id: str) -> int:
+        """``partition_id``'s index in the plan, from the id alone (PermanentError if the job has no such partition)."""
+        return Ledger(self.root).check_partition(self.manifest, partition_id)
+
     def partition_ids(self) -> Iterator[str]:
         """Every partition's id in plan order (reads nothing)."""
         return self.manifest.partition_ids()
@@ -82,7 +86,7 @@ class Job:
 
     def dataset_root(self, partition_id: str) -> UPath:
         """The partition's rslearn dataset (PermanentError if the job has no such partition)."""
-        Ledger(self.root).check_partition(self.manifest, partition_id)
+        self.partition_index(partition_id)
         return self.root / "partitions" / partition_id
 
     def partition_output_dir(self, postprocessor: str) -> UPath:

@@ -96,7 +96,6 @@ def postprocess(*, job_root: str, partition: str) -> list[Downstream]:
     is written only after it returns. A duplicate combine is harmless: same task id,
     idempotent.
     """
-    from rslp.ledger import Ledger
     from rslp.pipeline import fanin
     from rslp.pipeline.partition import from_geojson
     from rslp.pipeline.rslearn_ops import covered_windows, open_dataset
@@ -115,7 +114,7 @@ def postprocess(*, job_root: str, partition: str) -> list[Downstream]:
     logger.info("postprocessed", partition=partition, windows=len(covered), seconds=time.monotonic() - started)
     downstream = job.downstream("postprocess", partition)
     if "combine" in job.config.job_steps:
-        index = Ledger(job.root).check_partition(job.manifest, partition)
+        index = job.partition_index(partition)
         if fanin.arrive(job.root, job.manifest.partition_count, index, job.manifest.fanin_group_size):
             logger.info("last partition finished; asking for combine", partition=partition)
             downstream.append(Downstream(topic=job.config.topics["combine"], task=job.task("combine", JOB_PARTITION)))
