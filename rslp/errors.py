@@ -34,3 +34,17 @@ class ExitCode(IntEnum):
     TOO_MANY_FAILURES = 3  #: ``--retries`` consecutive tasks failed: look at the dead letters
     PERMANENT_QUEUE_ERROR = 4  #: a topic, subscription or bucket is missing or forbidden (NOT_FOUND, PERMISSION_DENIED)
     UNAVAILABLE = 5  #: the queue or storage kept failing with retryable errors past the retry window
+
+
+#: Dead-letter reasons are at most this many characters: a reason is built from a
+#: message's content, and a 4 MB message must not become a 4 MB log line or attribute.
+REASON_LIMIT = 1000
+
+
+def clip(text: str, limit: int = REASON_LIMIT) -> str:
+    """``text`` on one line, cut to ``limit`` characters with a note of how much was cut."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    kept = limit - 40  # room for the note, whose number has at most 20 digits
+    return f"{line[:kept]}... ({len(line) - kept} more characters)"

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from upath import UPath
 
+from rslp.paths import under
 from rslp.task import Downstream, Task
 
 STATES = ("running", "failed", "dead", "done")
@@ -97,7 +98,8 @@ class Ledger:
         return JobManifest.model_validate_json(self.manifest_path.read_text())
 
     def marker_path(self, step: str, task_id: str, state: str) -> UPath:
-        return self.root / "markers" / step / f"{task_id}.{state}.json"
+        """``markers/<step>/<task_id>.<state>.json``, proved to lie under the job root."""
+        return under(self.root, "markers", step, f"{task_id}.{state}.json")
 
     def mark(self, task: Task, state: str, **info: Any) -> None:
         """Write ``state``'s marker for ``task`` with ``info`` (worker, error, downstream...)."""

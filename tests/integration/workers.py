@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+from rslp.ledger import JobManifest, Ledger
 from rslp.queue import Outgoing, Queue, dead_letter_name
 from rslp.task import Task
 from rslp.testing import workers
@@ -16,6 +18,14 @@ class WorkerProc(workers.WorkerProc):
     def __init__(self, queue_url: str, subscription: str, **flags: Any) -> None:
         defaults = {"idle_timeout": 30, "retry_sleep": 0, "scratch_root": "/tmp/rslp-test-scratch"}
         super().__init__(queue_url, subscription, **{**defaults, **flags})
+
+
+def write_job(root: Path, job_id: str, topics: dict[str, str]) -> None:
+    """A minimal job root: a manifest of ``job_id`` and its steps (-> topics); workers check job tasks on it."""
+    manifest = JobManifest(
+        job_id=job_id, job_root=str(root), config="-", request="-", steps=list(topics), topics=topics, partitions=[]
+    )
+    Ledger(root).write_manifest(manifest)
 
 
 def publish_tasks(q: Queue, topic: str, tasks: list[Task]) -> None:
