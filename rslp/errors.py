@@ -6,6 +6,7 @@ dead-letters it at once instead of spending the retry budget. Any other exceptio
 treated as transient and retried with backoff.
 """
 
+import re
 from enum import IntEnum
 
 
@@ -41,9 +42,26 @@ class ExitCode(IntEnum):
 REASON_LIMIT = 1000
 
 
+#: Values that must never appear in a reason or a log line (resolved ``${VAR}`` values).
+_SECRETS: set[str] = set()
+
+
+def keep_secret(value: str) -> None:
+    """Remember ``value`` so :func:`redact` (and so every reason) hides it."""
+    if len(value) >= 4:  # shorter values would blank out ordinary words
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every value given to :func:`keep_secret` replaced by ``***`` (whole words only)."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "***", text)
+    return text
+
+
 def clip(text: str, limit: int = REASON_LIMIT) -> str:
-    """``text`` on one line, cut to ``limit`` characters with a note of how much was cut."""
-    line = " ".join(text.split())
+    """``text`` on one line, secrets hidden, cut to ``limit`` characters with a note of how much was cut."""
+    line = " ".join(redact(text).split())
     if len(line) <= limit:
         return line
     kept = limit - 40  # room for the note, whose number has at most 20 digits
