@@ -28,6 +28,7 @@ import math
 import os
 import re
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -317,9 +318,18 @@ def _observe(path: UPath) -> dict[str, Any] | None:
 # -- rendering ------------------------------------------------------------------------
 
 
+def printable(text: str) -> str:
+    r"""``text`` with every control and format character but newline escaped (``\x1b``, ``\u202e``).
+
+    Reasons, job ids and attributes come from messages and job roots: printed raw, an
+    escape sequence could move the cursor, fake a line, or write the clipboard (OSC 52).
+    """
+    return "".join(ch if ch == "\n" or not unicodedata.category(ch).startswith("C") else ascii(ch)[1:-1] for ch in text)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str) -> str:
-    """Plain aligned columns; ``align`` has one letter per column, ``l`` or ``r``."""
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    """Plain aligned columns; ``align`` has one letter per column, ``l`` or ``r``; control characters escaped."""
+    cells = [[printable(str(c)).replace("\n", "\\n") for c in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     return "\n".join(
         "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align, strict=True)).rstrip()
@@ -469,7 +479,7 @@ def status(
             from rslp.status.map import write_map
 
             write_map(job.manifest, job.partitions, map)
-        text = render(job) + (f"\n\nmap: {map}" if map else "")
+        text = printable(render(job) + (f"\n\nmap: {map}" if map else ""))
         if not watch:
             print(text)
             return job

@@ -272,3 +272,14 @@ def test_status_of_10000_tasks_takes_under_a_few_seconds(tmp_path: Path, capsys:
     with capsys.disabled():
         print(f"\nstatus of 10,001 tasks ({files} marker files, local disk): {elapsed:.2f} s")
     assert elapsed < 5.0
+
+
+def test_status_escapes_control_characters_from_markers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A reason with terminal escapes (OSC 52 clipboard write, a cursor move, a fake line) prints inert."""
+    root = tmp_path / "job"
+    make_job(root, 2)
+    mark(root, "create_windows", "p00000", "running", "dead", error="boom\x1b]52;c;cHduZWQ=\x07\x1b[1A\rjob finished")
+    status(str(root))
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "boom\\x1b]52;c;cHduZWQ=\\x07" in out
