@@ -49,12 +49,14 @@ def drain(q: Queue, subscription: str, lease: float, timeout: float = 5) -> list
     return out
 
 
-def dead_letters(q: Queue, subscription: str, lease: float, expect: int, timeout: float = 30) -> list[Any]:
-    """Collect at least ``expect`` dead letters of ``subscription`` (or fail after ``timeout``)."""
+def dead_letters(
+    q: Queue, subscription: str, lease: float, expect: int, timeout: float = 30, batch: int = 50
+) -> list[Any]:
+    """Collect at least ``expect`` dead letters of ``subscription`` (or fail after ``timeout``), ``batch`` a pull."""
     got: list[Any] = []
     deadline = time.monotonic() + timeout
     while len(got) < expect and time.monotonic() < deadline:
-        for m in q.pull(dead_letter_name(subscription), lease, max_messages=50):
+        for m in q.pull(dead_letter_name(subscription), lease, max_messages=batch):
             got.append(m)
             q.ack(m)
         time.sleep(0.1)
