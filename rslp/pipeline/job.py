@@ -22,6 +22,7 @@ from upath import UPath
 
 from rslp.errors import PermanentError
 from rslp.ledger import JobManifest, Ledger, PartitionEntry
+from rslp.paths import under
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.task import Downstream, Task
 
@@ -72,7 +73,7 @@ class Job:
 
     def dataset_root(self, partition_id: str) -> UPath:
         """The partition's rslearn dataset (PermanentError if the job has no such partition)."""
-        return self.root / "partitions" / self.partition(partition_id).id
+        return under(self.root, "partitions", self.partition(partition_id).id)
 
     def partition_output_dir(self, postprocessor: str) -> UPath:
         """Where ``postprocessor`` writes one file per partition."""

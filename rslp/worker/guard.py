@@ -37,6 +37,7 @@ from rslp.errors import PermanentError, UnknownWorkflowError, clip
 from rslp.ledger import JobManifest, Ledger
 from rslp.paths import PathEscapeError
 from rslp.task import Downstream, Task
+from rslp.worker.runner import Outcome
 
 #: Comma-separated job-root prefixes a worker accepts, when ``--job_roots`` is not given.
 JOB_ROOTS_ENV = "RSLP_JOB_ROOTS"
@@ -55,11 +56,12 @@ class Rejected(PermanentError):
 
 @dataclass(frozen=True)
 class Admitted:
-    """A task that may run: its workflow, its job's ledger, and what its done marker recorded (if done)."""
+    """A task that may run: its workflow, its job's ledger and topics, and what its done marker recorded (if done)."""
 
     workflow: registry.Workflow
     ledger: Ledger | None
     done_downstream: list[Downstream] | None
+    topics: frozenset[str] = frozenset()
 
 
 def admit(task: Task, job_roots: Iterable[str] = ()) -> Admitted:
@@ -70,7 +72,30 @@ def admit(task: Task, job_roots: Iterable[str] = ()) -> Admitted:
     root = check_job_root(task.job_root, job_roots)
     ledger, manifest = _open_job(root)
     _check_job_task(task, manifest)
-    return Admitted(workflow, ledger, _recorded_downstream(task, ledger, manifest))
+    topics = frozenset(manifest.topics.values())
+    return Admitted(workflow, ledger, _recorded_downstream(task, ledger, manifest), topics)
+
+
+def check_downstream(task: Task, outcome: Outcome, topics: Iterable[str]) -> Outcome:
+    """``outcome``, or a permanent failure if it asks to publish outside ``topics`` or for another job.
+
+    A workflow's downstream can follow its arguments (``chain`` takes a topic), so a
+    message could otherwise make the worker publish, with its credentials, to another
+    fleet's topic. ``topics``: the job's own, or for a task without a job the topic it
+    came from.
+    """
+    allowed = set(topics)
+    for d in outcome.downstream:
+        if d.topic not in allowed:
+            reason = (
+                f"downstream topic {d.topic[:100]!r} is not one of this task's topics ({', '.join(sorted(allowed))})"
+            )
+        elif (d.task.job_id or d.task.job_root) and (d.task.job_id, d.task.job_root) != (task.job_id, task.job_root):
+            reason = "a downstream task belongs to another job"
+        else:
+            continue
+        return Outcome("permanent", reason=clip(reason), duration=outcome.duration)
+    return outcome
 
 
 def delay(task: Task, max_delay: float) -> float:

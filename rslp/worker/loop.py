@@ -202,6 +202,9 @@ class Worker:
             lease = LeaseKeeper(self.queue, message, self.settings.lease_seconds, self.settings.max_lease, self.log)
             with lease:
                 outcome = self.runner.run(task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds)
+                if outcome.downstream:
+                    topics = admitted.topics or {self.queue.topic_of(message.subscription)}
+                    outcome = guard.check_downstream(task, outcome, topics)
                 self._finish(message, task, outcome, ledger)
             self.metrics.task_finished(outcome.kind, task.name, outcome.duration)
             self.metrics.lease_extended(lease.extensions)

@@ -35,6 +35,7 @@ def _hostile(world: Path, topic: str, other_fleet: str) -> dict[str, bytes]:
     job = {"job_id": "mine", "job_root": str(mine)}
     bad_marker = Task(project="common", workflow="noop", **job, partition="p-bad-marker", step="write")
     forwarder = Task(project="common", workflow="noop", **job, partition="p-forward", step="write")
+    marker_other_job = Task(project="common", workflow="noop", **job, partition="p-other-job", step="write")
     return {
         "scratch rmtree via ../": _message(**noop, task_id="../victim"),
         "scratch rmtree via absolute path": _message(**noop, task_id=str(world / "outside" / "dir")),
@@ -84,6 +85,11 @@ def _hostile(world: Path, topic: str, other_fleet: str) -> dict[str, bytes]:
         "a job_id that is a number": _message(**noop, job_id=5, partition="p", step="write"),
         "parent with a path": _message(**noop, parent="../../etc"),
         "terminal escapes in the workflow name": _message(project="common", workflow="\x1b]52;c;cHduZWQ=\x07"),
+        "a schema from the future": _message(**noop, schema_version=99),
+        "chain to another fleet's topic": _message(
+            project="common", workflow="chain", args=[str(mine / "chained"), other_fleet, str(world / "pwned")]
+        ),
+        "done marker forwarding into another job": marker_other_job.encode(),
     }
 
 
@@ -123,6 +129,18 @@ def test_hostile_messages_are_dead_lettered_and_the_worker_lives(backend: Backen
                             topic=other_fleet,
                             task=Task(project="common", workflow="write_file", args=[str(world / "pwned"), "x"]),
                         ).model_dump(mode="json")
+                    ]
+                }
+            ),
+        ),
+        (
+            "done marker forwarding into another job",
+            json.dumps(
+                {
+                    "downstream": [
+                        Downstream(topic=topic, task=make_task("other", str(other), "predict", "p1")).model_dump(
+                            mode="json"
+                        )
                     ]
                 }
             ),

@@ -14,6 +14,7 @@ from rslp.pipeline.job import make_task
 from rslp.task import Downstream, Task
 from rslp.worker import guard
 from rslp.worker.guard import Rejected, admit
+from rslp.worker.runner import Outcome
 
 
 def _job(root: Path, job_id: str = "job-a", steps: tuple[str, ...] = ("prepare", "predict")) -> None:
@@ -154,3 +155,18 @@ def test_a_not_before_past_the_ceiling_is_refused() -> None:
     far = Task(project="common", workflow="noop", not_before=datetime(2999, 1, 1, tzinfo=UTC))
     with pytest.raises(Rejected, match="past this worker's ceiling"):
         guard.delay(far, 3600)
+
+
+def test_a_runs_downstream_stays_on_its_topics_and_in_its_job() -> None:
+    """`chain` takes its topic from the message: the worker must not publish to another fleet's topic."""
+    task = Task(project="common", workflow="chain", args=["/tmp/x", "other-fleet", "/tmp/y"])
+    write = Task(project="common", workflow="write_file", args=["/tmp/y", "z"])
+    ok = Outcome("ok", downstream=[Downstream(topic="mine", task=write)])
+    assert guard.check_downstream(task, ok, {"mine"}) is ok
+    away = guard.check_downstream(
+        task, Outcome("ok", downstream=[Downstream(topic="other-fleet", task=write)]), {"mine"}
+    )
+    assert away.kind == "permanent" and "'other-fleet' is not one of this task's topics" in away.reason
+    other_job = Downstream(topic="mine", task=make_task("job-b", "/elsewhere", "predict", "p1"))
+    refused = guard.check_downstream(task, Outcome("ok", downstream=[other_job]), {"mine"})
+    assert refused.kind == "permanent" and "another job" in refused.reason
