@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rslp.errors import BadArgsError, UnknownWorkflowError, clip
+from rslp.errors import BadArgsError, UnknownWorkflowError
+from rslp.text import clip
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rslp.errors import clip
 from rslp.paths import ID_PATTERN
+from rslp.text import clip
 
 SCHEMA_VERSION = 1
 #: Task ids: derived ids are 24 hex digits; a sender's own ids keep to this form.

@@ -38,7 +38,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
 from upath import UPath
 
-from rslp.errors import PermanentError, keep_secret, redact
+from rslp.errors import PermanentError
+from rslp.text import keep_secret, redact
 
 if TYPE_CHECKING:
     from rslp.pipeline.partition import Partitioner

@@ -31,8 +31,9 @@ from datetime import UTC, datetime
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, Received, dead_letter_name, open_queue
 from rslp.queue.base import DEAD_LETTER_REASON, MAX_DELIVERIES_REASON
-from rslp.status.report import duration, printable, table
+from rslp.status.report import duration, table
 from rslp.task import Task, TaskDecodeError, decode_task
+from rslp.text import printable
 
 #: How long listed dead letters stay invisible to others before they are handed back.
 PEEK_LEASE = 120.0

@@ -28,7 +28,6 @@ import math
 import os
 import re
 import time
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from rslp.ledger import STATES, JobManifest, Ledger
 from rslp.pipeline.job import JOB_PARTITION
 from rslp.queue import QueueCounts, dead_letter_name, open_queue
 from rslp.task import task_id_for
+from rslp.text import printable
 
 #: Columns of the step table, in the order a task moves through them.
 TASK_STATES = ("waiting", "blocked", "queued", "running", "failed", "dead", "done")
@@ -316,15 +316,6 @@ def _observe(path: UPath) -> dict[str, Any] | None:
 
 
 # -- rendering ------------------------------------------------------------------------
-
-
-def printable(text: str) -> str:
-    r"""``text`` with every control and format character but newline escaped (``\x1b``, ``\u202e``).
-
-    Reasons, job ids and attributes come from messages and job roots: printed raw, an
-    escape sequence could move the cursor, fake a line, or write the clipboard (OSC 52).
-    """
-    return "".join(ch if ch == "\n" or not unicodedata.category(ch).startswith("C") else ascii(ch)[1:-1] for ch in text)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str) -> str:

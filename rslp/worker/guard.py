@@ -33,10 +33,11 @@ from pydantic import ValidationError
 from upath import UPath
 
 from rslp import registry
-from rslp.errors import PermanentError, UnknownWorkflowError, clip
+from rslp.errors import PermanentError, UnknownWorkflowError
 from rslp.ledger import JobManifest, Ledger
 from rslp.paths import PathEscapeError
 from rslp.task import Downstream, Task
+from rslp.text import clip
 from rslp.worker.runner import Outcome
 
 #: Comma-separated job-root prefixes a worker accepts, when ``--job_roots`` is not given.

@@ -140,7 +140,8 @@ def _child_main(conn: Connection) -> None:
     # Ctrl-C reaches the whole process group; the worker decides what happens to the task.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from rslp import log, registry
-    from rslp.errors import PermanentError, redact
+    from rslp.errors import PermanentError
+    from rslp.text import redact
 
     log.setup()
     while True:
@@ -174,6 +175,6 @@ def _check_downstream(result: Any) -> list[Downstream]:
 
 
 def _reason(e: BaseException) -> str:
-    from rslp.errors import clip
+    from rslp.text import clip
 
     return clip(f"{e.__class__.__name__}: {str(e) or '(no message)'}", 500)
