@@ -151,7 +151,7 @@ def _is_under(job_root: str, prefix: str) -> bool:
     if root.protocol != base.protocol:
         return False
     if root.protocol in LOCAL_PROTOCOLS:
-        path, start = os.path.abspath(root.path), os.path.abspath(base.path)
+        path, start = os.path.realpath(root.path), os.path.realpath(base.path)  # a symlink may point out
     else:
         path, start = root.path.rstrip("/"), base.path.rstrip("/")
     return path == start or path.startswith(start.rstrip("/") + "/")

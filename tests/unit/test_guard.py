@@ -96,6 +96,10 @@ def test_configured_prefixes_pin_the_job_roots(tmp_path: Path, monkeypatch: pyte
     for outside in (f"{allowed}-evil/a", str(tmp_path / "other"), "gs://bucket/jobsx", "s3://bucket/jobs/a"):
         with pytest.raises(Rejected, match="is not under this worker's job roots"):
             guard.check_job_root(outside, [allowed, "gs://bucket/jobs"])
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "link").symlink_to(tmp_path / "other")
+    with pytest.raises(Rejected, match="is not under"):
+        guard.check_job_root(f"{allowed}/link/job", [allowed])
     monkeypatch.setenv(guard.JOB_ROOTS_ENV, "gs://a/jobs, /data/jobs")
     assert guard.job_roots_from(None) == ("gs://a/jobs", "/data/jobs")
     assert guard.job_roots_from("/x") == ("/x",)
