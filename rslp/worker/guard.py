@@ -107,8 +107,7 @@ def delay(task: Task, max_delay: float) -> float:
     if wait > max_delay:
         raise Rejected(
             f"not_before {task.not_before.isoformat()} is {wait:.0f}s away, past this worker's ceiling of "
-            f"{max_delay:g}s (--max_delay)",
-            kind="rejected",
+            f"{max_delay:g}s (--max_delay)"
         )
     return max(0.0, wait)
 
@@ -148,9 +147,10 @@ def check_job_root(job_root: str, prefixes: Iterable[str]) -> UPath:
 
 def _is_under(job_root: str, prefix: str) -> bool:
     root, base = UPath(job_root), UPath(prefix)
-    if root.protocol != base.protocol:
+    local = root.protocol in LOCAL_PROTOCOLS
+    if local != (base.protocol in LOCAL_PROTOCOLS) or (not local and root.protocol != base.protocol):
         return False
-    if root.protocol in LOCAL_PROTOCOLS:
+    if local:
         path, start = os.path.realpath(root.path), os.path.realpath(base.path)  # a symlink may point out
     else:
         path, start = root.path.rstrip("/"), base.path.rstrip("/")

@@ -92,6 +92,7 @@ def test_by_default_only_local_job_roots_are_accepted(job_root: str, fragment: s
 def test_configured_prefixes_pin_the_job_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     allowed = str(tmp_path / "jobs")
     assert guard.check_job_root(f"{allowed}/a", [allowed])
+    assert guard.check_job_root(f"file://{allowed}/a", [allowed])
     assert guard.check_job_root("gs://bucket/jobs/a", ["gs://bucket/jobs"])
     for outside in (f"{allowed}-evil/a", str(tmp_path / "other"), "gs://bucket/jobsx", "s3://bucket/jobs/a"):
         with pytest.raises(Rejected, match="is not under this worker's job roots"):
