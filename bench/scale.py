@@ -96,7 +96,9 @@ def _child(code: str, *args: str) -> dict[str, Any]:
 
 def write_jobs_cost(request: Path, folder: Path, repeats: int) -> tuple[dict[str, float], Path]:
     """Median seconds and peak RSS of write-jobs; returns the last run's job root too."""
-    from rslp.pipeline.demo import DEMO_DIR
+    from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
+
+    ensure_scene(DEMO_SCENE, DEMO_DIR / "data")  # the pipeline's checks need the demo imagery
 
     runs, root = [], folder
     for i in range(repeats):

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from upath import UPath
 
 from rslp.errors import PermanentError
+from rslp.paths import under
 from rslp.task import Downstream, Task
 
 STATES = ("running", "failed", "dead", "done")
@@ -214,7 +215,8 @@ class Ledger:
                 yield PartitionEntry.model_validate_json(line)
 
     def marker_path(self, step: str, task_id: str, state: str) -> UPath:
-        return self.root / "markers" / step / f"{task_id}.{state}.json"
+        """``markers/<step>/<task_id>.<state>.json``, proved to lie under the job root."""
+        return under(self.root, "markers", step, f"{task_id}.{state}.json")
 
     def mark(self, task: Task, state: str, **info: Any) -> None:
         """Write ``state``'s marker for ``task`` with ``info`` (worker, error, downstream...)."""

@@ -16,6 +16,8 @@ from typing import Any
 
 import structlog
 
+from rslp.text import printable
+
 _configured = False
 
 
@@ -26,8 +28,12 @@ def setup(level: str | None = None) -> None:
         return
     _configured = True
     level_no = getattr(logging, (level or os.environ.get("RSLP_LOG_LEVEL", "INFO")).upper(), logging.INFO)
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False) if sys.stderr.isatty() else structlog.processors.JSONRenderer()
+    # On a terminal, nothing from a message may reach it raw: the console renderer repr()s
+    # values but prints the event and a traceback as they are; JSON escapes everything.
+    renderer: list[Any] = (
+        [_printable_values, structlog.dev.ConsoleRenderer(colors=False)]
+        if sys.stderr.isatty()
+        else [structlog.processors.JSONRenderer()]
     )
     structlog.configure(
         processors=[
@@ -35,7 +41,7 @@ def setup(level: str | None = None) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            renderer,
+            *renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
@@ -45,6 +51,10 @@ def setup(level: str | None = None) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("google").addHandler(handler)
+
+
+def _printable_values(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {k: printable(v) if k in ("event", "exception") and isinstance(v, str) else v for k, v in event.items()}
 
 
 def get(name: str | None = None, **bound: Any) -> Any:

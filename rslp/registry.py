@@ -23,15 +23,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from rslp.errors import BadArgsError, UnknownWorkflowError
+from rslp.text import clip
 
 
 @dataclass(frozen=True)
 class Workflow:
-    """A registered workflow: where its code lives and its default time limit (seconds)."""
+    """A registered workflow: where its code lives, whether a message may run it, its time limit (seconds).
+
+    ``from_message`` is False for the fleet's own commands (``worker``, ``launch``,
+    ``write_jobs``): from a message they would start workers, fleets or jobs with the
+    worker's credentials, so they run only from the command line.
+    """
 
     project: str
     name: str
     target: str
+    from_message: bool
     time_limit: float | None = None
 
     def function(self) -> Callable[..., Any]:
@@ -56,9 +63,9 @@ class Workflow:
         except SystemExit as e:
             if e.code in (0, None):  # --help
                 raise
-            raise BadArgsError(f"bad args {args!r} for {self.project}/{self.name}") from None
+            raise BadArgsError(clip(f"bad args {args!r} for {self.project}/{self.name}")) from None
         except (jsonargparse.ArgumentError, TypeError, ValueError) as e:
-            raise BadArgsError(f"bad args {args!r} for {self.project}/{self.name}: {_one_line(e)}") from None
+            raise BadArgsError(clip(f"bad args {args!r} for {self.project}/{self.name}: {_one_line(e)}")) from None
         return namespace.as_dict()  # type: ignore[no-any-return]
 
     def run(self, args: list[str]) -> Any:
@@ -94,9 +101,12 @@ def _one_line(e: BaseException) -> str:
 _WORKFLOWS: dict[str, dict[str, Workflow]] = {}
 
 
-def register(project: str, name: str, target: str, time_limit: float | None = None) -> None:
-    """Register ``project/name`` as ``target`` (``"module:function"``); code only, never messages."""
-    _WORKFLOWS.setdefault(project, {})[name] = Workflow(project, name, target, time_limit)
+def register(project: str, name: str, target: str, *, from_message: bool, time_limit: float | None = None) -> None:
+    """Register ``project/name`` as ``target`` (``"module:function"``); code only, never messages.
+
+    ``from_message`` must be decided for each workflow: may a queue message run it?
+    """
+    _WORKFLOWS.setdefault(project, {})[name] = Workflow(project, name, target, from_message, time_limit)
 
 
 def get(project: str, name: str) -> Workflow:
@@ -114,17 +124,14 @@ def projects() -> dict[str, list[str]]:
     return {p: sorted(w) for p, w in sorted(_WORKFLOWS.items())}
 
 
-register("common", "worker", "rslp.common.worker:worker")
-register("common", "launch", "rslp.common.launch:launch")
-register("common", "write_file", "rslp.common.diagnostics:write_file")
-register("common", "sleep", "rslp.common.diagnostics:sleep")
-register("common", "fail", "rslp.common.diagnostics:fail")
-register("common", "crash", "rslp.common.diagnostics:crash")
-register("common", "spin", "rslp.common.diagnostics:spin")
-register("common", "chain", "rslp.common.diagnostics:chain")
-register("common", "noop", "rslp.common.diagnostics:noop")
+# The fleet's own commands: CLI only.
+register("common", "worker", "rslp.common.worker:worker", from_message=False)
+register("common", "launch", "rslp.common.launch:launch", from_message=False)
+# The ancestor's diagnostics: smoke and fault tests of a fleet send them as messages.
+for _name in ("write_file", "sleep", "fail", "crash", "spin", "chain", "noop"):
+    register("common", _name, f"rslp.common.diagnostics:{_name}", from_message=True)
 
 # The rslearn batch-inference pipeline (rslp/pipeline/): one workflow per step.
 for _step in ("create_windows", "prepare", "ingest", "materialize", "predict", "postprocess", "combine", "observe"):
-    register("pipeline", _step, f"rslp.pipeline.steps:{_step}")
-register("pipeline", "write_jobs", "rslp.pipeline.write_jobs:write_jobs")
+    register("pipeline", _step, f"rslp.pipeline.steps:{_step}", from_message=True)
+register("pipeline", "write_jobs", "rslp.pipeline.write_jobs:write_jobs", from_message=False)

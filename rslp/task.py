@@ -8,8 +8,14 @@ job / partition / step it belongs to, the failed-attempt count, the parent task 
 the creation time.
 
 Decoding never raises anything but :class:`TaskDecodeError`, whose message is one line
-a user can act on. Unknown fields are rejected rather than silently dropped, because a
-field this version ignores is usually a field the sender expected to matter.
+a user can act on, at most :data:`~rslp.errors.REASON_LIMIT` characters. Unknown fields
+are rejected rather than silently dropped, because a field this version ignores is
+usually a field the sender expected to matter.
+
+A message is data (invariant 7): ids become path components, so they are checked here
+in a strict form (:data:`~rslp.paths.ID_PATTERN`, task ids :data:`TASK_ID_PATTERN`);
+a job task's id must be the one derived from its job, partition and step, so a
+message cannot name another task's markers; times must carry a timezone.
 """
 
 from __future__ import annotations
@@ -19,9 +25,18 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rslp.paths import ID_PATTERN
+from rslp.text import clip
 
 SCHEMA_VERSION = 1
+#: Task ids: derived ids are 24 hex digits; a sender's own ids keep to this form.
+TASK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+#: Project and workflow names (looked up in the registry, never imported).
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+#: How many field errors a decode reason lists before it counts the rest.
+_MAX_LISTED_ERRORS = 5
 
 
 class TaskDecodeError(ValueError):
@@ -49,19 +64,19 @@ class Task(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: int = SCHEMA_VERSION
-    project: str = Field(min_length=1)
-    workflow: str = Field(min_length=1)
+    project: str = Field(pattern=NAME_PATTERN)
+    workflow: str = Field(pattern=NAME_PATTERN)
     args: list[str] = Field(default_factory=list)
-    task_id: str = ""
-    job_id: str | None = None
-    job_root: str | None = None
-    partition: str | None = None
-    step: str | None = None
+    task_id: str = Field(default="", pattern=TASK_ID_PATTERN)
+    job_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    job_root: str | None = Field(default=None, min_length=1, max_length=1024)
+    partition: str | None = Field(default=None, pattern=ID_PATTERN)
+    step: str | None = Field(default=None, pattern=ID_PATTERN)
     attempt: int = Field(default=0, ge=0)
-    parent: str | None = None
-    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    parent: str | None = Field(default=None, pattern=TASK_ID_PATTERN)
+    created: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     time_limit: float | None = Field(default=None, gt=0)
-    not_before: datetime | None = None
+    not_before: AwareDatetime | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -72,7 +87,8 @@ class Task(BaseModel):
                 parts = (data.get("job_id"), data.get("partition"), data.get("step"))
             else:
                 parts = (data.get("project"), data.get("workflow"), json.dumps(data.get("args", [])))
-            data["task_id"] = task_id_for(*parts)
+            if all(p is None or isinstance(p, str) for p in parts):  # else the fields' own checks say why
+                data["task_id"] = task_id_for(*parts)
         return data
 
     @model_validator(mode="after")
@@ -82,6 +98,21 @@ class Task(BaseModel):
                 f"schema_version {self.schema_version} is newer than this worker understands "
                 f"({SCHEMA_VERSION}); upgrade the worker image"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_job_fields(self) -> Task:
+        """A job task names its job, partition and step together, and its id is derived from them.
+
+        The id names the task's markers: a message that could choose it could mark
+        another job's task done (its real run would then be skipped).
+        """
+        job = {"job_id": self.job_id, "partition": self.partition, "step": self.step}
+        if any(job.values()) or self.job_root:
+            if missing := [k for k, v in job.items() if not v]:
+                raise ValueError(f"a job task needs job_id, partition and step together; missing {', '.join(missing)}")
+            if self.task_id != task_id_for(self.job_id, self.partition, self.step):
+                raise ValueError("task_id of a job task must be the id derived from its job_id, partition and step")
         return self
 
     @property
@@ -107,22 +138,46 @@ def decode_task(data: bytes) -> Task:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         preview = data[:60].decode("utf-8", "replace")
-        raise TaskDecodeError(f"message is not JSON ({e.__class__.__name__}: {e}): {preview!r}") from None
+        raise TaskDecodeError(clip(f"message is not JSON ({e.__class__.__name__}: {e}): {preview!r}")) from None
+    except RecursionError:
+        raise TaskDecodeError("message is nested too deeply to be a task") from None
     if not isinstance(raw, dict):
         raise TaskDecodeError(f"message must be a JSON object, got {type(raw).__name__}")
     try:
         return Task.model_validate(raw)
     except ValidationError as e:
-        reasons = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {_short(err)}" for err in e.errors())
-        raise TaskDecodeError(f"invalid task message: {reasons}") from None
+        raise TaskDecodeError(clip(f"invalid task message: {_describe(e)}")) from None
+    except RecursionError:
+        raise TaskDecodeError("message is nested too deeply to be a task") from None
+
+
+def _describe(e: ValidationError) -> str:
+    """The first few field errors, unknown fields summarised as a count (never their values)."""
+    errors = e.errors()
+    unknown = [err for err in errors if err["type"] == "extra_forbidden"]
+    others = [err for err in errors if err["type"] != "extra_forbidden"]
+    parts = [f"{_loc(err)[:60]}: {_short(err)}" for err in others[:_MAX_LISTED_ERRORS]]
+    if len(others) > _MAX_LISTED_ERRORS:
+        parts.append(f"and {len(others) - _MAX_LISTED_ERRORS} more errors")
+    if len(unknown) == 1:
+        parts.append(f"{_loc(unknown[0])[:60]}: unknown field (not part of the task schema)")
+    elif unknown:
+        parts.append(f"{len(unknown)} unknown fields (not part of the task schema), e.g. {_loc(unknown[0])[:60]!r}")
+    return "; ".join(parts)
+
+
+def _loc(err: Any) -> str:
+    return ".".join(str(p) for p in err["loc"]) or "message"
 
 
 def _short(err: Any) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown field (not part of the task schema)"
     if err["type"] == "missing":
         return "required field is missing"
-    return str(err["msg"])
+    if err["type"] == "string_pattern_mismatch":
+        return "not a valid id or name (letters, digits, '_', '-', '.'; no '/')"
+    if err["type"] == "timezone_aware":
+        return "needs a timezone (e.g. 2026-01-01T00:00:00Z)"
+    return clip(str(err["msg"]), 200)
 
 
 class Downstream(BaseModel):

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from rslp.queue import Outgoing, open_queue
 from rslp.task import Task
 from rslp.worker import WorkerSettings, run_worker
+from rslp.worker.guard import job_roots_from
 
 
 def worker(
@@ -30,6 +31,9 @@ def worker(
     worker_id: str | None = None,
     flush_messages: bool = False,
     metrics_port: int | None = None,
+    metrics_address: str = "127.0.0.1",
+    job_roots: str | None = None,
+    max_delay: float = 3600.0,
 ) -> str:
     """Run a worker: pull tasks one at a time and run them until idle or preempted.
 
@@ -44,12 +48,16 @@ def worker(
         max_attempts: runs per task before it is dead-lettered.
         lease_seconds: lease length; how soon a crashed worker's task is redelivered.
         max_lease: no task runs longer than this (seconds).
-        time_limit: default per-task time limit when neither the task nor its workflow sets one.
+        time_limit: per-task time limit; the smallest of this, the workflow's and the task's wins.
         grace_seconds: on SIGTERM, let the running task finish if it does within this.
         scratch_root: where per-task scratch directories go (deleted after each task).
         worker_id: name in logs and markers (default: $RSLP_WORKER_NAME or host, plus pid).
         flush_messages: ack every message without running it, then exit (drains a subscription).
         metrics_port: serve Prometheus metrics (tasks by outcome, task durations, lease extensions) on this port.
+        metrics_address: the metrics server's address (default loopback; 0.0.0.0 serves every interface).
+        job_roots: comma-separated job-root prefixes a message may name, e.g. gs://bucket/jobs
+            (default: $RSLP_JOB_ROOTS; unset, local paths only).
+        max_delay: dead-letter a task whose not_before is more than this many seconds away.
     """
     if queue is None:
         if project_id is None:
@@ -75,6 +83,9 @@ def worker(
         worker_id=worker_id,
         flush_messages=flush_messages,
         metrics_port=metrics_port,
+        metrics_address=metrics_address,
+        job_roots=list(job_roots_from(job_roots)),
+        max_delay=max_delay,
     )
     return run_worker(settings)
 

@@ -25,6 +25,7 @@ from rslp.launch.beaker import (
     worker_names,
 )
 from rslp.launch.config import DEFAULT_GCP_CREDENTIALS_PATH, LaunchConfig, Priority
+from rslp.worker.guard import JOB_ROOTS_ENV
 
 
 def connect() -> FleetClient:
@@ -56,6 +57,7 @@ def launch(
     retries: int | None = None,
     retry_sleep: float | None = None,
     worker_args: list[str] | None = None,
+    job_roots: str | None = None,
     dry_run: bool = False,
 ) -> list[str]:
     """Launch NUM_WORKERS workers of fleet FLEET on Beaker, each running `rslp worker`.
@@ -89,6 +91,8 @@ def launch(
         retries: consecutive task failures before a worker exits (worker default if unset).
         retry_sleep: seconds a worker waits after a failed task (worker default if unset).
         worker_args: more arguments appended to the worker command.
+        job_roots: the job roots this fleet serves, comma-separated prefixes (e.g. gs://bucket/jobs/JOB);
+            workers refuse tasks of any other job root ($RSLP_JOB_ROOTS in each worker).
         dry_run: print the specs and contact nothing.
 
     Returns:
@@ -107,7 +111,7 @@ def launch(
                 "priority": priority,
                 "preemptible": preemptible,
                 "timeout": timeout,
-                "env": env or {},
+                "env": {**(env or {}), **({JOB_ROOTS_ENV: job_roots} if job_roots else {})},
                 "secret_env": secret_env or {},
                 "gcp_credentials": (
                     {"secret": gcp_credentials_secret, "mount_path": gcp_credentials_path}

@@ -12,6 +12,15 @@ says what was expected, because the same message ends up as a dead-letter reason
 break the syntax); an unset variable is an error, never "" as in rslearn, where an
 unset ``src_dir`` silently becomes the current directory.
 
+A config lives in a job root that others may write, and a worker's environment holds
+its secrets (Beaker secrets are plain env vars). So only ``${CONFIG_DIR}`` and names
+starting with :data:`VAR_PREFIX` are substituted; any other name is an error (data
+sources read their own credentials from the environment). A resolved value is never
+echoed in an error (:func:`rslp.errors.redact`), and the dataset config written to a
+partition keeps ``${RSLP_...}`` as is: rslearn resolves it when it opens the dataset,
+so no value lands in a shared file. YAML aliases are refused: a 377-byte alias bomb
+expands to a million values.
+
 Loading a config never imports torch; validating the dataset config imports
 rslearn's config module only.
 """
@@ -30,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraint
 from upath import UPath
 
 from rslp.errors import PermanentError
+from rslp.text import keep_secret, redact
 
 if TYPE_CHECKING:
     from rslp.pipeline.partition import Partitioner
@@ -41,6 +51,8 @@ PARTITION_STEPS = ("create_windows", "prepare", "ingest", "materialize", "predic
 JOB_STEPS = ("combine", "observe")
 
 _VAR = re.compile(r"\$\{([^}]*)\}")
+#: Environment variables a config may name; others are refused.
+VAR_PREFIX = "RSLP_"
 
 TopicId = Annotated[
     str,
@@ -49,26 +61,63 @@ TopicId = Annotated[
 
 
 class ConfigError(PermanentError):
-    """A config file is wrong; the message names the file and field in one line."""
+    """A config file is wrong; the message names the file and field in one line (resolved values hidden)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
-def substitute(value: Any, source: str, variables: Mapping[str, str], where: str = "") -> Any:
-    """Replace ``${VAR}`` in every string of a parsed config, from ``variables`` then the environment."""
+def substitute(value: Any, source: str, variables: Mapping[str, str], where: str = "", keep_env: bool = False) -> Any:
+    """Replace ``${VAR}`` in every string of a parsed config: ``variables``, then ``RSLP_*`` env vars.
+
+    With ``keep_env``, an environment variable is checked (allowed and set) but left as
+    ``${NAME}``, for a file that rslearn reads and resolves itself.
+    """
     if isinstance(value, dict):
-        return {k: substitute(v, source, variables, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {
+            k: substitute(v, source, variables, f"{where}.{k}" if where else str(k), keep_env) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [substitute(v, source, variables, f"{where}.{i}" if where else str(i)) for i, v in enumerate(value)]
+        return [
+            substitute(v, source, variables, f"{where}.{i}" if where else str(i), keep_env) for i, v in enumerate(value)
+        ]
     if not isinstance(value, str):
         return value
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
-        found = variables.get(name, os.environ.get(name))
+        if name in variables:
+            return variables[name]
+        at = f"{source}: {where or 'value'}: ${{{name[:60]}}}"
+        if not name.startswith(VAR_PREFIX):
+            raise ConfigError(
+                f"{at} is not allowed: configs may use ${{CONFIG_DIR}} and {VAR_PREFIX}* variables only "
+                "(data sources read their own credentials from the environment)"
+            )
+        found = os.environ.get(name)
         if found is None:
-            raise ConfigError(f'{source}: {where or "value"}: ${{{name}}} is not set (export it; unset is not "")')
-        return found
+            raise ConfigError(f'{at} is not set (export it; unset is not "")')
+        keep_secret(found)
+        return match.group(0) if keep_env else found
 
     return _VAR.sub(replace, value)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses aliases (``*name``, ``<<: *name``): no expansion bombs."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases are not allowed (*{event.anchor}); write the value out", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely and without aliases."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader: never builds Python objects
 
 
 def describe(e: ValidationError, source: str, prefix: str = "") -> str:
@@ -165,6 +214,10 @@ class PipelineConfig(BaseModel):
     dataset_config: str = Field(description="rslearn dataset config (dataset.json)")
     model: str | None = Field(default=None, description="rslearn model config (model.yaml); predict needs it")
     checkpoint: str | None = Field(default=None, description="model weights; predict needs them")
+    trust_checkpoint: bool = Field(
+        default=False,
+        description="unpickle the checkpoint fully (runs any code it holds); default: weights only",
+    )
     group: str = Field(default="default", min_length=1, description="the rslearn window group in each partition")
     partitioner: ClassSpec = ClassSpec(class_path="rslp.pipeline.partition.NoopPartitioner")
     window_partitioner: ClassSpec
@@ -262,27 +315,34 @@ class PipelineConfig(BaseModel):
             raise ConfigError(self.where(f"postprocessors: names must be unique, got {names}"))
         return built
 
-    def load_dataset_config(self) -> dict[str, Any]:
-        """dataset.json with ``${VAR}`` replaced, validated by rslearn's own schema."""
+    def load_dataset_config(self, resolve_env: bool = False) -> dict[str, Any]:
+        """dataset.json with ``${CONFIG_DIR}`` replaced, validated by rslearn's own schema.
+
+        ``${RSLP_*}`` stay as written unless ``resolve_env``: this is what a partition's
+        config.json on the shared job root holds, and rslearn resolves them itself.
+        """
         from rslearn.config import DatasetConfig
 
         path = self.resolve(self.dataset_config)
         raw = _read_structured(path, self.where("dataset_config"), json.loads)
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a JSON object with a 'layers' field")
-        resolved = substitute(raw, str(path), {"CONFIG_DIR": str(path.parent)})
+        variables = {"CONFIG_DIR": str(path.parent)}
+        resolved = substitute(raw, str(path), variables)
         try:
             DatasetConfig.model_validate(resolved)
         except ValidationError as e:
             raise ConfigError(describe(e, str(path))) from None
-        return resolved  # type: ignore[no-any-return]
+        if resolve_env:
+            return resolved  # type: ignore[no-any-return]
+        return substitute(raw, str(path), variables, keep_env=True)  # type: ignore[no-any-return]
 
     def load_model_config(self) -> dict[str, Any]:
         """model.yaml with ``${VAR}`` replaced; rslearn's parser validates the rest."""
         if not self.model:
             raise ConfigError(self.where("model: not set, but the predict step needs it"))
         path = self.resolve(self.model)
-        raw = _read_structured(path, self.where("model"), yaml.safe_load)
+        raw = _read_structured(path, self.where("model"), load_yaml)
         if not isinstance(raw, dict) or "model" not in raw or "data" not in raw:
             raise ConfigError(f"{path}: expected a Lightning config with 'model' and 'data' sections")
         return substitute(raw, str(path), {"CONFIG_DIR": str(path.parent)})  # type: ignore[no-any-return]
@@ -300,7 +360,7 @@ class PipelineConfig(BaseModel):
         """Load everything the steps will load, so a broken file fails before any task is published."""
         self.build_partitioner()
         self.build_window_partitioner()
-        layers = self.load_dataset_config()["layers"]
+        layers = self.load_dataset_config(resolve_env=True)["layers"]
         for name, layer in layers.items():
             self._check_local_files(name, layer)
         for i, pp in enumerate(self.build_postprocessors()):
@@ -347,7 +407,7 @@ def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
     if source.protocol in ("", "file", "local"):
         # Absolute, because workers may run elsewhere and the manifest records it.
         source = UPath(os.path.abspath(source.path))
-    raw = _read_structured(source, str(source), yaml.safe_load)
+    raw = _read_structured(source, str(source), load_yaml)
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of pipeline fields")
     raw = substitute(raw, str(source), {"CONFIG_DIR": str(source.parent)})

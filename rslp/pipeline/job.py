@@ -27,6 +27,7 @@ from upath import UPath
 
 from rslp.errors import PermanentError
 from rslp.ledger import JobManifest, Ledger, PartitionEntry
+from rslp.paths import under
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.task import Downstream, Task
 
@@ -87,7 +88,7 @@ class Job:
     def dataset_root(self, partition_id: str) -> UPath:
         """The partition's rslearn dataset (PermanentError if the job has no such partition)."""
         self.partition_index(partition_id)
-        return self.root / "partitions" / partition_id
+        return under(self.root, "partitions", partition_id)
 
     def partition_output_dir(self, postprocessor: str) -> UPath:
         """Where ``postprocessor`` writes one file per partition."""

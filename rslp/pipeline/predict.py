@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import pickle
+import re
 import shutil
 import tempfile
 import time
@@ -103,13 +104,27 @@ def load_model(config: PipelineConfig) -> LoadedModel:
     placeholder = copy.deepcopy(data)
     placeholder.setdefault("init_args", {})["path"] = "unused"
     module = _instantiate(_parser(with_model=True), {"model": raw["model"], "data": placeholder}, source).model
+    # A checkpoint is a file in a job root or bucket that others may write: unpickling it
+    # fully would run any code it holds. Only tensors and plain containers, unless the
+    # pipeline's author vouches for the file (trust_checkpoint).
+    if config.trust_checkpoint:
+        logger.warning("checkpoint_fully_unpickled", checkpoint=str(checkpoint), reason="trust_checkpoint: true")
     try:
-        state = torch.load(io.BytesIO(checkpoint.read_bytes()), map_location="cpu", weights_only=False)
+        state = torch.load(
+            io.BytesIO(checkpoint.read_bytes()), map_location="cpu", weights_only=not config.trust_checkpoint
+        )
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as e:
+        if code := re.search(r"unsupported GLOBAL \S+", str(e)):
+            raise ConfigError(
+                config.where(
+                    f"checkpoint: {checkpoint} holds more than weights and was not loaded ({code.group(0)}); "
+                    "re-save it with torch.save(model.state_dict()) or, if you trust the file, "
+                    "set trust_checkpoint: true"
+                )
+            ) from None
         raise ConfigError(
             config.where(f"checkpoint: {checkpoint} is not a PyTorch checkpoint ({_one_line(e)})")
         ) from None
-    # The checkpoint is named by the pipeline config, not by a message: trusted like code.
     try:
         missing, unexpected = module.load_state_dict(state.get("state_dict", state), strict=False)
     except RuntimeError as e:  # shapes differ

@@ -29,8 +29,11 @@ from rslp.queue import open_queue
 logger = log.get(__name__)
 
 
-def worker_command(queue: str, subs: list[str], idle_timeout: float, lease_seconds: float) -> list[str]:
-    """The command line of one local worker."""
+def worker_command(
+    queue: str, subs: list[str], idle_timeout: float, lease_seconds: float, job_root: str | None = None
+) -> list[str]:
+    """The command line of one local worker (pinned to ``job_root`` when given)."""
+    pin = ["--job_roots", job_root] if job_root else []
     return [
         sys.executable,
         "-m",
@@ -44,6 +47,7 @@ def worker_command(queue: str, subs: list[str], idle_timeout: float, lease_secon
         str(idle_timeout),
         "--lease_seconds",
         str(lease_seconds),
+        *pin,
     ]
 
 
@@ -114,7 +118,7 @@ def run(
     with open_queue(queue) as q:
         for topic in subs:
             q.setup(topic, topic)
-    command = worker_command(queue, subs, idle_timeout, lease_seconds)
+    command = worker_command(queue, subs, idle_timeout, lease_seconds, job_root=root)
     # Workers start while write_jobs runs: their start-up (imports) overlaps the enqueue.
     procs = [subprocess.Popen(command) for _ in range(workers)]
     try:

@@ -70,6 +70,9 @@ class LocalQueue(Queue):
         if self.path.protocol not in ("", "file", "local"):
             raise ValueError(f"the embedded queue needs a local file, not {path}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Messages are tasks: only their owner may read or inject them. SQLite gives its
+        # -wal and -shm files the database file's mode, so creating it 0600 covers all three.
+        os.close(os.open(self.path.path, os.O_CREAT | os.O_RDWR, 0o600))
         self._local = threading.local()
         self._db().executescript(_SCHEMA)  # executescript manages its own transaction
 

@@ -11,20 +11,29 @@ queued, or as failed when earlier attempts failed, until a worker takes it), and
 then acks the dead letter. A crash in between leaves a duplicate task, which the
 worker's done-marker check absorbs, never a lost one. Several dead letters of one task
 (a duplicated message) are replayed once.
+
+A dead letter is whatever someone published, so these tools treat it as data: it is
+replayed to the subscription being read (never to one its attributes name), markers
+are read or cleared only under the ``--job_root`` the operator gave, a message that
+does not decode is listed as such, every pulled dead letter is handed back however
+the command ends, and every control character is escaped before it reaches the
+terminal.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, Received, dead_letter_name, open_queue
-from rslp.queue.base import DEAD_LETTER_REASON, DEAD_LETTER_SOURCE, MAX_DELIVERIES_REASON
+from rslp.queue.base import DEAD_LETTER_REASON, MAX_DELIVERIES_REASON
 from rslp.status.report import duration, table
 from rslp.task import Task, TaskDecodeError, decode_task
+from rslp.text import printable
 
 #: How long listed dead letters stay invisible to others before they are handed back.
 PEEK_LEASE = 120.0
@@ -87,13 +96,14 @@ class _Peek:
     def __init__(self, q: Queue, subscriptions: list[str], lease: float = PEEK_LEASE) -> None:
         self.queue = q
         self.letters: list[DeadLetter] = []
+        self._pulled: list[Received] = []
         self._acked: set[int] = set()
         try:
             for sub in subscriptions:
                 while batch := q.pull(dead_letter_name(sub), lease, max_messages=100, wait=2.0):
-                    self.letters += [
-                        DeadLetter(m, m.attributes.get(DEAD_LETTER_SOURCE) or sub, _decode(m)) for m in batch
-                    ]
+                    self._pulled += batch  # handed back on exit, even if something below fails
+                    # The source is the subscription being read: a sender can set any attribute.
+                    self.letters += [DeadLetter(m, sub, _decode(m)) for m in batch]
         except KeyError as e:  # the embedded queue has no such subscription
             self.__exit__()
             raise ValueError(str(e).strip("'\"")) from None
@@ -103,22 +113,34 @@ class _Peek:
 
     def ack(self, letter: DeadLetter) -> None:
         self.queue.ack(letter.message)
-        self._acked.add(id(letter))
+        self._acked.add(id(letter.message))
 
     def __enter__(self) -> _Peek:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for d in self.letters:
-            if id(d) not in self._acked:
-                self.queue.nack(d.message)
+        for m in self._pulled:
+            if id(m) not in self._acked:
+                self.queue.nack(m)
 
 
 def _decode(message: Received) -> Task | None:
+    """The task, or None for anything that is not one (listed as "(not a task)")."""
     try:
         return decode_task(message.data)
-    except TaskDecodeError:
+    except (TaskDecodeError, RecursionError, ValueError, TypeError):
         return None
+
+
+def _own_job(task: Task | None, job_root: str | None) -> bool:
+    """Whether ``task`` belongs to the job root the operator named (markers elsewhere are never touched)."""
+    if task is None or not task.job_root or not job_root:
+        return False
+    return _normal(task.job_root) == _normal(job_root)
+
+
+def _normal(root: str) -> str:
+    return os.path.normpath(root if "://" in root else os.path.abspath(root))
 
 
 def _select(
@@ -187,7 +209,8 @@ def dlq_show(
 
     Args:
         task_id: the task id (or its first characters, or the message id) from rslp dlq list.
-        job_root: a job root; its manifest gives the queue and subscriptions.
+        job_root: a job root; its manifest gives the queue and subscriptions, and the
+            traceback is read from its markers only.
         queue: pubsub://PROJECT_ID or local://PATH.db (default: the job's).
         subscription: source subscriptions, comma-separated (default: the job's topics).
     """
@@ -198,20 +221,24 @@ def dlq_show(
         if not chosen:
             raise ValueError(f"no dead letter with task or message id {task_id!r} on {', '.join(subs)}")
         for d in chosen:
-            print(f"task {d.id}  (message {d.message.message_id} on {dead_letter_name(d.source)}, age {_age(d)})")
+            print(
+                printable(
+                    f"task {d.id}  (message {d.message.message_id} on {dead_letter_name(d.source)}, age {_age(d)})"
+                )
+            )
             for key, value in sorted(d.message.attributes.items()):
                 if key != "rslp_traceback":
-                    print(f"  {key}: {value}")
+                    print(printable(f"  {key}: {value}"))
             body = (
                 d.task.model_dump(mode="json", exclude_none=True)
                 if d.task
                 else d.message.data.decode("utf-8", "replace")
             )
             print("  message:", json.dumps(body, indent=2).replace("\n", "\n  "))
-            marker = Ledger(d.task.job_root).read(d.task, "dead") if d.task and d.task.job_root else None
-            traceback = (marker or {}).get("traceback") or d.message.attributes.get("rslp_traceback")
+            marker = Ledger(job_root or "").read(d.task, "dead") if d.task and _own_job(d.task, job_root) else None
+            traceback = str((marker or {}).get("traceback") or d.message.attributes.get("rslp_traceback") or "")
             if traceback:
-                print("  traceback:\n    " + traceback.rstrip().replace("\n", "\n    "))
+                print(printable("  traceback:\n    " + traceback.rstrip().replace("\n", "\n    ")))
             print()
 
 
@@ -231,7 +258,8 @@ def dlq_replay(
     only once that publish is confirmed.
 
     Args:
-        job_root: a job root; its manifest gives the queue and subscriptions.
+        job_root: a job root; its manifest gives the queue and subscriptions, and only
+            its tasks' markers are cleared (a dead letter's own job_root is never trusted).
         queue: pubsub://PROJECT_ID or local://PATH.db (default: the job's).
         subscription: source subscriptions, comma-separated (default: the job's topics).
         task_ids: comma-separated task ids (or their first characters) from rslp dlq list.
@@ -260,19 +288,14 @@ def dlq_replay(
                 continue
             q.publish(topic, [_replayed(d) for d in unique])
             for d in unique:
-                _clear_markers(d.task)
+                if d.task is not None and _own_job(d.task, job_root):
+                    Ledger(d.task.job_root or "").clear(d.task, *STALE_MARKERS)
             for d in group:
                 peek.ack(d)
         print(
             f"{len(chosen)} of {len(letters)} dead letters chosen" + (" (dry run: nothing changed)" if dry_run else "")
         )
         return replayed
-
-
-def _clear_markers(task: Task | None) -> None:
-    """Remove a replayed pipeline task's stale markers (its failed markers stay: they are its history)."""
-    if task is not None and task.job_root:
-        Ledger(task.job_root).clear(task, *STALE_MARKERS)
 
 
 def _replayed(d: DeadLetter) -> Outgoing:

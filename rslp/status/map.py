@@ -79,7 +79,11 @@ def draw_map(manifest: JobManifest, states: dict[str, str], title: str | None = 
         Patch(facecolor=c, edgecolor="black", label=f"{LABELS[s]}: {counts[s]}") for s, c in STATE_COLOURS.items()
     ]
     fig.legend(handles=handles, loc="center right", title="partitions", frameon=False)
-    ax.set_title(title or f"job {manifest.job_id}: {counts['done']}/{manifest.partition_count} partitions done")
+    # parse_math=False: a job id is text, and "$" would start mathtext (and crash on a lone one).
+    ax.set_title(
+        title or f"job {manifest.job_id}: {counts['done']}/{manifest.partition_count} partitions done",
+        parse_math=False,
+    )
     return fig
 
 

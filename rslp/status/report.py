@@ -43,6 +43,7 @@ from rslp.ledger import STATES, JobManifest, Ledger, is_local
 from rslp.pipeline.job import JOB_PARTITION
 from rslp.queue import QueueCounts, dead_letter_name, open_queue
 from rslp.task import task_id_for
+from rslp.text import printable
 
 #: Columns of the step table, in the order a task moves through them.
 TASK_STATES = ("waiting", "blocked", "queued", "running", "failed", "dead", "done")
@@ -380,8 +381,8 @@ def _observe(path: UPath) -> dict[str, Any] | None:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str) -> str:
-    """Plain aligned columns; ``align`` has one letter per column, ``l`` or ``r``."""
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    """Plain aligned columns; ``align`` has one letter per column, ``l`` or ``r``; control characters escaped."""
+    cells = [[printable(str(c)).replace("\n", "\\n") for c in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     return "\n".join(
         "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align, strict=True)).rstrip()
@@ -531,7 +532,7 @@ def status(
             from rslp.status.map import write_map
 
             write_map(job.manifest, job.partitions, map)
-        text = render(job) + (f"\n\nmap: {map}" if map else "")
+        text = printable(render(job) + (f"\n\nmap: {map}" if map else ""))
         if not watch:
             print(text)
             return job

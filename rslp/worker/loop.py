@@ -32,11 +32,12 @@ from pathlib import Path
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field
 
-from rslp import log, registry
-from rslp.errors import UnknownWorkflowError
+from rslp import log
 from rslp.ledger import Ledger
+from rslp.paths import under
 from rslp.queue import Outgoing, Queue, Received, open_queue
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
+from rslp.worker import guard
 from rslp.worker.lease import LeaseKeeper
 from rslp.worker.metrics import WorkerMetrics
 from rslp.worker.retry import RetryPolicy
@@ -60,13 +61,20 @@ class WorkerSettings(BaseModel):
     max_attempts: int = Field(3, ge=1, description="runs per task before it is dead-lettered")
     lease_seconds: float = Field(60.0, ge=1, le=600, description="lease length; the failover time after a crash")
     max_lease: float = Field(24 * 3600.0, gt=0, description="a task never holds its lease longer than this")
-    default_time_limit: float | None = Field(None, gt=0, description="when neither task nor workflow sets one")
+    default_time_limit: float | None = Field(
+        None, gt=0, description="the worker's time limit; the smallest of task, workflow and this wins"
+    )
+    job_roots: list[str] = Field(
+        default_factory=list, description="job-root prefixes a message may name; empty: local paths only"
+    )
+    max_delay: float = Field(3600.0, gt=0, description="dead-letter a task whose not_before is further away")
     grace_seconds: float = Field(0.0, ge=0, description="on preemption, let the task finish if it can within this")
     poll_interval: float = Field(0.05, gt=0, description="sleep between empty pulls (grows to 1 s)")
     scratch_root: str | None = Field(None, description="per-task scratch dirs go here; deleted after each task")
     publish_patience: float = Field(600.0, gt=0, description="keep retrying a failing publish this long")
     worker_id: str | None = None
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus metrics on this port")
+    metrics_address: str = Field("127.0.0.1", description="the metrics server's address; 0.0.0.0 for every interface")
     flush_messages: bool = Field(False, description="ack everything without running it, then exit")
 
 
@@ -93,7 +101,7 @@ class Worker:
         """Pull and handle tasks until idle, preempted, or too many failures in a row."""
         self.shutdown.install()
         if self.settings.metrics_port is not None:
-            self.metrics.start(self.settings.metrics_port)
+            self.metrics.start(self.settings.metrics_port, self.settings.metrics_address)
         self.log.info("worker_started", queue=self.settings.queue, subscriptions=self.settings.subscriptions)
         if not self.settings.flush_messages:
             self.runner.start()
@@ -167,35 +175,36 @@ class Worker:
 
     def _handle_task(self, message: Received, task: Task) -> None:
         self.log.info("received", delivery_attempt=message.delivery_attempt, message_id=message.message_id)
-        if task.not_before and (wait := (task.not_before - datetime.now(UTC)).total_seconds()) > 0:
-            self.queue.nack(message, delay=wait)  # a retry in backoff: not yet
-            return
         try:
-            workflow = registry.get(task.project, task.workflow)
-        except UnknownWorkflowError as e:
-            self._dead_letter(message, task, str(e), kind="unknown_workflow")
-            self.metrics.task_finished("malformed", None)  # the name comes from the message: not a label
+            if (wait := guard.delay(task, self.settings.max_delay)) > 0:
+                self.queue.nack(message, delay=wait)  # a retry in backoff: not yet
+                return
+            admitted = guard.admit(task, self.settings.job_roots)
+        except guard.Rejected as e:  # the message's content, not the worker's health: no failure counted
+            self._dead_letter(message, task, e.reason, kind=e.kind)
+            self.metrics.task_finished("malformed", None)  # names come from the message: not a label
             return
-        ledger = Ledger(task.job_root) if task.job_root else None
-        if ledger is not None and (downstream := ledger.done_downstream(task)) is not None:
+        workflow, ledger = admitted.workflow, admitted.ledger
+        if ledger is not None and (downstream := admitted.done_downstream) is not None:
             self.log.info("skipped_done", downstream=len(downstream))
             self._publish_downstream(task, downstream)
             self.queue.ack(message)
             self.metrics.task_finished("skipped", task.name)
             return
-        time_limit = min(
-            task.time_limit or workflow.time_limit or self.settings.default_time_limit or self.settings.max_lease,
-            self.settings.max_lease,
-        )
+        time_limit = guard.time_limit(task, workflow, self.settings.default_time_limit, self.settings.max_lease)
         if ledger is not None:
             ledger.mark(task, "running", worker=self.worker_id)
-        scratch = self.scratch_root / task.task_id
-        scratch.mkdir(parents=True, exist_ok=True)
+        scratch = under(self.scratch_root, task.task_id)
+        self.scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        scratch.mkdir(mode=0o700, exist_ok=True)
         self.log.info("started", time_limit=time_limit)
         try:
             lease = LeaseKeeper(self.queue, message, self.settings.lease_seconds, self.settings.max_lease, self.log)
             with lease:
                 outcome = self.runner.run(task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds)
+                if outcome.downstream:
+                    topics = admitted.topics or {self.queue.topic_of(message.subscription)}
+                    outcome = guard.check_downstream(task, outcome, topics)
                 self._finish(message, task, outcome, ledger)
             self.metrics.task_finished(outcome.kind, task.name, outcome.duration)
             self.metrics.lease_extended(lease.extensions)

@@ -52,8 +52,12 @@ class WorkerMetrics:
         )
         self._server: WSGIServer | None = None
 
-    def start(self, port: int, addr: str = "0.0.0.0") -> int:
-        """Serve ``/metrics`` on ``addr:port`` from a daemon thread; returns the port (0 picks one)."""
+    def start(self, port: int, addr: str = "127.0.0.1") -> int:
+        """Serve ``/metrics`` on ``addr:port`` from a daemon thread; returns the port (0 picks one).
+
+        Loopback by default: the page names workflows and the fleet's load, so serving
+        every interface (``0.0.0.0``) is the operator's explicit choice.
+        """
         self._server, _ = start_http_server(port, addr, registry=self.registry)
         return int(self._server.server_port)
 

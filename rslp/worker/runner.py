@@ -141,6 +141,7 @@ def _child_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from rslp import log, registry
     from rslp.errors import PermanentError
+    from rslp.text import redact
 
     log.setup()
     while True:
@@ -155,9 +156,9 @@ def _child_main(conn: Connection) -> None:
             downstream = _check_downstream(result)
             message: tuple[str, Any, str, str] = ("ok", [d.model_dump(mode="json") for d in downstream], "", "")
         except PermanentError as e:
-            message = ("permanent", None, _reason(e), traceback.format_exc(limit=-8))
+            message = ("permanent", None, _reason(e), redact(traceback.format_exc(limit=-8)))
         except BaseException as e:  # noqa: BLE001 - every failure is reported, never raised
-            message = ("error", None, _reason(e), traceback.format_exc(limit=-8))
+            message = ("error", None, _reason(e), redact(traceback.format_exc(limit=-8)))
         finally:
             tempfile.tempdir = None
         conn.send(message)
@@ -174,5 +175,6 @@ def _check_downstream(result: Any) -> list[Downstream]:
 
 
 def _reason(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or "(no message)"
-    return f"{e.__class__.__name__}: {text}"[:500]
+    from rslp.text import clip
+
+    return clip(f"{e.__class__.__name__}: {str(e) or '(no message)'}", 500)

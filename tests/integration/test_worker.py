@@ -13,7 +13,7 @@ from rslp.queue import Outgoing
 from rslp.queue.base import DEAD_LETTER_REASON
 from rslp.task import Task
 from tests.conftest import PROJECT, Backend, pull_until
-from tests.integration.workers import WorkerProc, dead_letters, publish_tasks
+from tests.integration.workers import WorkerProc, dead_letters, publish_tasks, write_job
 
 
 def _lease(backend: Backend) -> float:
@@ -75,6 +75,7 @@ def test_idle_timeout_exits_within_1x_to_3x(backend: Backend, topic: str) -> Non
 def _chain_task(tmp_path: Path, topic: str) -> tuple[Task, Path, Path]:
     """A job task that writes ``first`` and asks for a downstream write_file of ``second`` on ``topic``."""
     first, second = tmp_path / "first", tmp_path / "second"
+    write_job(tmp_path / "job", "j", {"chain": topic})
     task = Task(
         project="common",
         workflow="chain",
@@ -151,6 +152,7 @@ def test_poison_messages_are_dead_lettered_and_the_rest_complete(backend: Backen
 def test_failing_task_retried_then_dead_lettered_with_attempts(backend: Backend, topic: str, tmp_path: Path) -> None:
     q = backend.open()
     q.setup(topic, topic)
+    write_job(tmp_path / "job", "j", {"fail": topic})
     task = Task(
         project="common",
         workflow="fail",
@@ -256,6 +258,7 @@ def test_kill9_mid_task_is_redelivered_and_200_tasks_done_once(backend: Backend,
     job = tmp_path / "job"
     out = tmp_path / "out"
     out.mkdir()
+    write_job(job, "j200", {"sleep": topic})
     tasks = [
         Task(
             project="common",

@@ -10,7 +10,7 @@ from rslp.queue import Outgoing, Received
 from rslp.queue.local import LocalQueue
 from rslp.task import Task
 from rslp.worker import Worker, WorkerSettings
-from tests.integration.workers import drain
+from tests.integration.workers import drain, write_job
 
 
 class FlakyQueue(LocalQueue):
@@ -38,6 +38,7 @@ class FlakyQueue(LocalQueue):
 
 def test_transient_downstream_publish_failure_is_retried_before_ack(tmp_path: Path) -> None:
     job = Ledger(tmp_path / "job")
+    write_job(tmp_path / "job", "j", {"chain": "first-step", "write": "next-step"})
     task = Task(
         project="common",
         workflow="chain",

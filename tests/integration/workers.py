@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+from rslp.ledger import JobManifest, Ledger
 from rslp.queue import Outgoing, Queue, dead_letter_name
 from rslp.task import Task
 from rslp.testing import workers
@@ -16,6 +18,14 @@ class WorkerProc(workers.WorkerProc):
     def __init__(self, queue_url: str, subscription: str, **flags: Any) -> None:
         defaults = {"idle_timeout": 30, "retry_sleep": 0, "scratch_root": "/tmp/rslp-test-scratch"}
         super().__init__(queue_url, subscription, **{**defaults, **flags})
+
+
+def write_job(root: Path, job_id: str, topics: dict[str, str]) -> None:
+    """A minimal job root: a manifest of ``job_id`` and its steps (-> topics); workers check job tasks on it."""
+    manifest = JobManifest(
+        job_id=job_id, job_root=str(root), config="-", request="-", steps=list(topics), topics=topics
+    )
+    Ledger(root).write_manifest(manifest)
 
 
 def publish_tasks(q: Queue, topic: str, tasks: list[Task]) -> None:
@@ -39,12 +49,14 @@ def drain(q: Queue, subscription: str, lease: float, timeout: float = 5) -> list
     return out
 
 
-def dead_letters(q: Queue, subscription: str, lease: float, expect: int, timeout: float = 30) -> list[Any]:
-    """Collect at least ``expect`` dead letters of ``subscription`` (or fail after ``timeout``)."""
+def dead_letters(
+    q: Queue, subscription: str, lease: float, expect: int, timeout: float = 30, batch: int = 50
+) -> list[Any]:
+    """Collect at least ``expect`` dead letters of ``subscription`` (or fail after ``timeout``), ``batch`` a pull."""
     got: list[Any] = []
     deadline = time.monotonic() + timeout
     while len(got) < expect and time.monotonic() < deadline:
-        for m in q.pull(dead_letter_name(subscription), lease, max_messages=50):
+        for m in q.pull(dead_letter_name(subscription), lease, max_messages=batch):
             got.append(m)
             q.ack(m)
         time.sleep(0.1)

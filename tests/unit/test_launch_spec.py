@@ -315,3 +315,22 @@ def test_ancestor_fleet_name_is_a_valid_beaker_name() -> None:
     assert fleet_name("rslp-job-queue-me-sub") == "rslp-job-queue-me-sub"
     assert fleet_name("a~b%c+d") == "a-b-c-d"
     make_config(fleet=fleet_name("~weird" + "x" * 100))
+
+
+def test_a_fleet_started_for_a_job_accepts_only_that_jobs_root(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(commands, "connect", lambda: None)
+    commands.launch(
+        fleet="demo",
+        image="someone/rslp-worker",
+        queue="pubsub://p",
+        subscription="s",
+        num_workers=1,
+        clusters=["ai2/jupiter"],
+        job_roots="gs://bucket/jobs/j1",
+        dry_run=True,
+    )
+    assert "RSLP_JOB_ROOTS" in capsys.readouterr().out
+    env = env_of(task_json(make_config(env={"RSLP_JOB_ROOTS": "gs://bucket/jobs/j1"})))
+    assert env["RSLP_JOB_ROOTS"] == {"value": "gs://bucket/jobs/j1"}

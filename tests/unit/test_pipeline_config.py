@@ -164,3 +164,48 @@ def test_config_errors_are_permanent() -> None:
     assert issubclass(ConfigError, PermanentError)
     with pytest.raises(ConfigError, match=r"does not exist"):
         load_pipeline_config("/nonexistent/pipeline.yaml")
+
+
+def test_only_config_dir_and_rslp_variables_are_substituted(demo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config may not read the worker's other env vars (Beaker secrets are env vars)."""
+    monkeypatch.setenv("SECRET", "hunter2-topsecret")
+    edit_yaml(demo_copy / "pipeline.yaml", output_dir="${SECRET}/out")
+    with pytest.raises(ConfigError) as e:
+        load_pipeline_config(demo_copy / "pipeline.yaml")
+    assert "${SECRET} is not allowed" in one_line(e) and "hunter2" not in one_line(e)
+
+
+def test_a_resolved_variable_is_never_echoed_in_an_error(demo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RSLP_TEST_KEY", "hunter2-topsecret")
+    edit_yaml(demo_copy / "pipeline.yaml", partitioner={"class_path": "x.${RSLP_TEST_KEY}.Y"})
+    config = load_pipeline_config(demo_copy / "pipeline.yaml")
+    with pytest.raises(ConfigError) as e:
+        config.check()
+    assert "class_path" in one_line(e) and "hunter2" not in one_line(e) and "***" in one_line(e)
+
+
+def test_a_resolved_variable_is_not_written_into_the_partition_dataset_config(
+    demo_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Partitions' config.json (on the shared job root) keeps ${RSLP_*}; rslearn resolves it when it opens it."""
+    monkeypatch.setenv("RSLP_TEST_KEY", "hunter2-topsecret")
+    raw = json.loads((demo_copy / "dataset.json").read_text())
+    raw["layers"]["image"]["data_source"]["init_args"]["api_key"] = "${RSLP_TEST_KEY}"
+    (demo_copy / "dataset.json").write_text(json.dumps(raw))
+    config = load_pipeline_config(demo_copy / "pipeline.yaml")
+    written = config.load_dataset_config()
+    assert written["layers"]["image"]["data_source"]["init_args"]["api_key"] == "${RSLP_TEST_KEY}"
+    assert "hunter2" not in json.dumps(written)
+    assert written["layers"]["image"]["data_source"]["init_args"]["src_dir"] == f"{demo_copy}/data/images"
+    resolved = config.load_dataset_config(resolve_env=True)
+    assert resolved["layers"]["image"]["data_source"]["init_args"]["api_key"] == "hunter2-topsecret"
+
+
+def test_yaml_aliases_are_refused_before_they_expand(demo_copy: Path) -> None:
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]" for p, c in zip("abcde", "bcdef", strict=True)]
+    text = (demo_copy / "pipeline.yaml").read_text() + "\nbomb:\n" + "\n".join(f"  {line}" for line in levels) + "\n"
+    (demo_copy / "pipeline.yaml").write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_pipeline_config(demo_copy / "pipeline.yaml")
+    assert "aliases are not allowed (*a)" in one_line(e)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -69,3 +70,31 @@ def test_model_yaml_needs_a_prediction_writer(demo_copy: Path, tmp_path: Path) -
         predict._partition_objects(
             load(demo_copy), tmp_path, "default", load_pipeline_config(demo_copy / "pipeline.yaml").hardware
         )  # type: ignore[arg-type]
+
+
+class _Payload:
+    """Unpickling this runs os.makedirs(path): stands in for any code a checkpoint could carry."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+
+        return (os.makedirs, (self.path,))
+
+
+def test_a_checkpoint_is_loaded_as_weights_only_unless_the_config_trusts_it(demo_copy: Path, tmp_path: Path) -> None:
+    import torch
+
+    ran = tmp_path / "payload-ran"
+    state = torch.load(demo_copy / "checkpoint.ckpt", map_location="cpu", weights_only=True)
+    state["payload"] = _Payload(str(ran))
+    torch.save(state, demo_copy / "checkpoint.ckpt")
+    with pytest.raises(ConfigError, match=r"holds more than weights and was not loaded.*trust_checkpoint: true"):
+        load(demo_copy)
+    assert not ran.exists()
+
+    (demo_copy / "pipeline.yaml").write_text((demo_copy / "pipeline.yaml").read_text() + "\ntrust_checkpoint: true\n")
+    assert load(demo_copy) is not None  # the author opted in: full unpickling, with a warning
+    assert ran.exists()

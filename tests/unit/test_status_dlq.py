@@ -10,10 +10,11 @@ import pytest
 from rslp import cli
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, dead_letter_name, open_queue
-from rslp.queue.base import MAX_DELIVERIES_REASON
+from rslp.queue.base import DEAD_LETTER_SOURCE, MAX_DELIVERIES_REASON
 from rslp.status.dlq import dlq_list, dlq_replay, dlq_show
 from rslp.task import Task, decode_task
 from tests.conftest import pull_until
+from tests.integration.workers import write_job
 
 TOPIC = "dl-work"
 
@@ -45,6 +46,7 @@ def dlq(tmp_path: Path) -> tuple[str, Path, list[Task]]:
     root = tmp_path / "job"
     tasks = [job_task(root, "p1"), job_task(root, "p2"), Task(project="common", workflow="fail", args=["boom"])]
     ledger = Ledger(root)
+    write_job(root, "j", {"noop": TOPIC})
     with open_queue(url) as q:
         q.setup(TOPIC, TOPIC)
         for task in tasks[:2]:
@@ -86,8 +88,8 @@ def test_list_filters_by_reason(dlq: tuple[str, Path, list[Task]]) -> None:
 def test_show_prints_the_task_and_the_ledgers_traceback(
     dlq: tuple[str, Path, list[Task]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url, _, tasks = dlq
-    dlq_show(tasks[0].task_id[:8], queue=url, subscription=TOPIC)
+    url, root, tasks = dlq
+    dlq_show(tasks[0].task_id[:8], job_root=str(root), queue=url, subscription=TOPIC)
     out = capsys.readouterr().out
     assert f"task {tasks[0].task_id}" in out and '"partition": "p1"' in out and "Traceback: disk" in out
     with pytest.raises(ValueError, match="no dead letter"):
@@ -97,7 +99,7 @@ def test_show_prints_the_task_and_the_ledgers_traceback(
 
 def test_replay_by_reason_keeps_ids_resets_attempts_and_clears_stale_markers(dlq: tuple[str, Path, list[Task]]) -> None:
     url, root, tasks = dlq
-    replayed = dlq_replay(queue=url, subscription=TOPIC, reason="disk full")
+    replayed = dlq_replay(job_root=str(root), queue=url, subscription=TOPIC, reason="disk full")
     assert sorted(replayed) == sorted(t.task_id for t in tasks[:2])
     assert dead_count(url) == 2  # boom and the malformed one stay
     with open_queue(url) as q:
@@ -151,3 +153,64 @@ def test_a_message_the_queue_moved_after_its_worker_died_is_listed_as_max_delive
         MAX_DELIVERIES_REASON,
         "crash",
     )
+
+
+def test_replay_goes_to_the_subscription_being_read_not_the_one_a_letter_names(tmp_path: Path) -> None:
+    """A sender can set any attribute: rslp_dead_letter_source must not pick the destination."""
+    url = f"local://{tmp_path / 'queue.db'}"
+    with open_queue(url) as q:
+        q.setup(TOPIC, TOPIC)
+        q.setup("other-fleet", "other-fleet")
+        forged = Task(project="common", workflow="write_file", args=["/tmp/x", "y"])
+        q.publish(dead_letter_name(TOPIC), [Outgoing(forged.encode(), {DEAD_LETTER_SOURCE: "other-fleet"})])
+    assert dlq_replay(queue=url, subscription=TOPIC, all=True) == [forged.task_id]
+    with open_queue(url) as q:
+        assert q.pull("other-fleet", 30, max_messages=10) == []
+        assert [decode_task(m.data).task_id for m in q.pull(TOPIC, 30, max_messages=10)] == [forged.task_id]
+
+
+def test_markers_are_touched_only_under_the_operators_job_root(
+    dlq: tuple[str, Path, list[Task]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dead letter naming another job's root must not clear (or read) that job's markers."""
+    url, root, _ = dlq
+    victim_root = tmp_path / "victim"
+    victim = job_task(victim_root, "p9")
+    Ledger(victim_root).mark(victim, "dead", error="secret traceback", traceback="victim traceback")
+    Ledger(victim_root).mark(victim, "running")
+    with open_queue(url) as q:
+        dead_letter(q, victim.encode(), "forged")
+    dlq_show(victim.task_id, job_root=str(root), queue=url, subscription=TOPIC)
+    assert "victim traceback" not in capsys.readouterr().out
+    assert victim.task_id in dlq_replay(job_root=str(root), queue=url, subscription=TOPIC, all=True)
+    assert Ledger(victim_root).states("noop") == {victim.task_id: "dead"}
+    assert Ledger(victim_root).read(victim, "running") is not None
+
+
+def test_an_undecodable_dead_letter_is_listed_and_every_letter_handed_back(
+    dlq: tuple[str, Path, list[Task]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, _, _ = dlq
+    deep = b'{"project": "common", "workflow": "noop", "args": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with open_queue(url) as q:
+        dead_letter(q, deep, "message is nested too deeply to be a task", kind="malformed", attempts=1)
+    letters = dlq_list(queue=url, subscription=TOPIC)
+    assert len(letters) == 5 and sum(d.task is None for d in letters) == 2
+    assert capsys.readouterr().out.count("(not a task)") == 2
+    with open_queue(url) as q:  # nothing stays leased: a following replay sees every letter
+        assert len(q.pull(dead_letter_name(TOPIC), 30, max_messages=10)) == 5
+
+
+def test_control_characters_never_reach_the_terminal(
+    dlq: tuple[str, Path, list[Task]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, _, _ = dlq
+    hostile = "boom\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2K\rdone: 0 failures"
+    task = Task(project="common", workflow="fail", args=["\x1b[31mred"])
+    with open_queue(url) as q:
+        dead_letter(q, task.encode(), hostile)
+    dlq_list(queue=url, subscription=TOPIC)
+    dlq_show(task.task_id, queue=url, subscription=TOPIC)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "boom\\x1b]52;c;" in out

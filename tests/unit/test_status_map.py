@@ -57,3 +57,12 @@ def test_map_leaves_holes_in_partitions_unfilled(tmp_path: Path) -> None:
     fig.canvas.draw()
     assert np.allclose(pixel(image, fig, 0.5, 2), to_rgb(STATE_COLOURS["done"]), atol=1 / 255)
     assert np.allclose(pixel(image, fig, 2, 2), (1, 1, 1), atol=1 / 255)
+
+
+def test_a_job_id_with_dollar_signs_is_drawn_as_text(tmp_path: Path) -> None:
+    """Matplotlib would read "$...$" as mathtext, and a lone "$" crashed the map."""
+    manifest = make_job(tmp_path / "job", 1)
+    manifest.job_id = "cost-$x^$-2"  # "$x^$" is broken mathtext
+    write_map(manifest, {}, str(tmp_path / "map.png"))
+    fig = draw_map(manifest, {})
+    assert fig.axes[0].get_title().startswith("job cost-$x^$-2:")

@@ -289,3 +289,14 @@ def test_throughput_of_a_large_step_is_estimated_from_a_sample_of_done_markers(
     (step, _) = collect(str(root), now=NOW).steps
     assert step.counts["done"] == 800 and 50 <= len(stats) <= 200
     assert step.rate == pytest.approx(200 / (RATE_WINDOW / 60), rel=0.35)
+
+
+def test_status_escapes_control_characters_from_markers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A reason with terminal escapes (OSC 52 clipboard write, a cursor move, a fake line) prints inert."""
+    root = tmp_path / "job"
+    make_job(root, 2)
+    mark(root, "create_windows", "p00000", "running", "dead", error="boom\x1b]52;c;cHduZWQ=\x07\x1b[1A\rjob finished")
+    status(str(root))
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "boom\\x1b]52;c;cHduZWQ=\\x07" in out

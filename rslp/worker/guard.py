@@ -1,0 +1,224 @@
+"""What a worker lets a message do: the checks between decoding a task and running it.
+
+A message is data (invariant 7). Whoever can publish to a topic chooses every field
+of a message, and whoever can write a job root chooses its manifest and markers. So
+before a task runs, :func:`admit` proves that:
+
+- its workflow is registered *and* marked runnable from a message (the fleet's own
+  commands run only from the command line);
+- its ``not_before`` is within the worker's ceiling (a far-future one would park the
+  message forever and keep ``rslp run`` restarting workers for it);
+- its job root lies under the prefixes the worker accepts (``--job_roots`` or
+  ``$RSLP_JOB_ROOTS``; by default local paths only), and is a job root whose manifest
+  names this job and this step;
+- a pipeline task is exactly the task ``write_jobs`` would have made (its args name its
+  own job root and partition), and no other workflow carries a pipeline step's name, so
+  only pipeline tasks write pipeline markers;
+- a done marker's recorded downstream tasks go only to the job's own topics, for the
+  same job.
+
+Every refusal is a :class:`Rejected` with a one-line reason; the worker dead-letters
+the message and does not count it toward its failure streak, because the message's
+content caused it, not the worker's health. This module never touches the queue.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+from upath import UPath
+
+from rslp import registry
+from rslp.errors import PermanentError, UnknownWorkflowError
+from rslp.ledger import JobManifest, Ledger
+from rslp.paths import PathEscapeError
+from rslp.task import Downstream, Task
+from rslp.text import clip
+from rslp.worker.runner import Outcome
+
+#: Comma-separated job-root prefixes a worker accepts, when ``--job_roots`` is not given.
+JOB_ROOTS_ENV = "RSLP_JOB_ROOTS"
+#: Protocols of local disk: accepted without a configured prefix.
+LOCAL_PROTOCOLS = ("", "file", "local")
+
+
+class Rejected(PermanentError):
+    """The message may not run here; ``reason`` says why in one line, ``kind`` names the check."""
+
+    def __init__(self, reason: str, kind: str = "rejected") -> None:
+        super().__init__(clip(reason))
+        self.reason = clip(reason)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A task that may run: its workflow, its job's ledger and topics, and what its done marker recorded (if done)."""
+
+    workflow: registry.Workflow
+    ledger: Ledger | None
+    done_downstream: list[Downstream] | None
+    topics: frozenset[str] = frozenset()
+
+
+def admit(task: Task, job_roots: Iterable[str] = ()) -> Admitted:
+    """Check everything a message chooses before its task runs; raise :class:`Rejected` if anything is wrong."""
+    workflow = _workflow(task)
+    if task.job_root is None:
+        return Admitted(workflow, None, None)
+    root = check_job_root(task.job_root, job_roots)
+    ledger, manifest = _open_job(root)
+    _check_job_task(task, manifest)
+    topics = frozenset(manifest.topics.values())
+    return Admitted(workflow, ledger, _recorded_downstream(task, ledger, manifest), topics)
+
+
+def check_downstream(task: Task, outcome: Outcome, topics: Iterable[str]) -> Outcome:
+    """``outcome``, or a permanent failure if it asks to publish outside ``topics`` or for another job.
+
+    A workflow's downstream can follow its arguments (``chain`` takes a topic), so a
+    message could otherwise make the worker publish, with its credentials, to another
+    fleet's topic. ``topics``: the job's own, or for a task without a job the topic it
+    came from.
+    """
+    allowed = set(topics)
+    for d in outcome.downstream:
+        if d.topic not in allowed:
+            reason = (
+                f"downstream topic {d.topic[:100]!r} is not one of this task's topics ({', '.join(sorted(allowed))})"
+            )
+        elif (d.task.job_id or d.task.job_root) and (d.task.job_id, d.task.job_root) != (task.job_id, task.job_root):
+            reason = "a downstream task belongs to another job"
+        else:
+            continue
+        return Outcome("permanent", reason=clip(reason), duration=outcome.duration)
+    return outcome
+
+
+def delay(task: Task, max_delay: float) -> float:
+    """Seconds until ``task`` may run (0 if now); Rejected past ``max_delay`` seconds from now."""
+    if task.not_before is None:
+        return 0.0
+    wait = (task.not_before - datetime.now(UTC)).total_seconds()
+    if wait > max_delay:
+        raise Rejected(
+            f"not_before {task.not_before.isoformat()} is {wait:.0f}s away, past this worker's ceiling of "
+            f"{max_delay:g}s (--max_delay)"
+        )
+    return max(0.0, wait)
+
+
+def time_limit(task: Task, workflow: registry.Workflow, *limits: float | None) -> float | None:
+    """The smallest of the task's, the workflow's and the worker's limits: a message cannot raise the operator's."""
+    given = [x for x in (task.time_limit, workflow.time_limit, *limits) if x]
+    return min(given) if given else None
+
+
+def job_roots_from(flag: str | None) -> tuple[str, ...]:
+    """The accepted job-root prefixes: the comma-separated flag, else ``$RSLP_JOB_ROOTS``."""
+    text = flag if flag is not None else os.environ.get(JOB_ROOTS_ENV, "")
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def check_job_root(job_root: str, prefixes: Iterable[str]) -> UPath:
+    """``job_root`` as a UPath if it lies under one of ``prefixes`` (none given: local disk only)."""
+    try:
+        root = UPath(job_root)
+    except (ValueError, TypeError) as e:  # unknown protocol
+        raise Rejected(f"job_root {job_root[:200]!r}: {e}") from None
+    if ".." in root.path.split("/"):
+        raise Rejected(f"job_root {job_root[:200]!r}: '..' is not allowed in a job root")
+    prefixes = list(prefixes)
+    if not prefixes:
+        if root.protocol in LOCAL_PROTOCOLS:
+            return root
+        raise Rejected(
+            f"job_root {job_root[:200]!r}: this worker accepts local job roots only; "
+            f"give --job_roots (or ${JOB_ROOTS_ENV}) to accept {root.protocol}:// roots"
+        )
+    if any(_is_under(job_root, p) for p in prefixes):
+        return root
+    raise Rejected(f"job_root {job_root[:200]!r} is not under this worker's job roots ({', '.join(prefixes)[:300]})")
+
+
+def _is_under(job_root: str, prefix: str) -> bool:
+    root, base = UPath(job_root), UPath(prefix)
+    local = root.protocol in LOCAL_PROTOCOLS
+    if local != (base.protocol in LOCAL_PROTOCOLS) or (not local and root.protocol != base.protocol):
+        return False
+    if local:
+        path, start = os.path.realpath(root.path), os.path.realpath(base.path)  # a symlink may point out
+    else:
+        path, start = root.path.rstrip("/"), base.path.rstrip("/")
+    return path == start or path.startswith(start.rstrip("/") + "/")
+
+
+def _workflow(task: Task) -> registry.Workflow:
+    try:
+        workflow = registry.get(task.project, task.workflow)
+    except UnknownWorkflowError as e:
+        raise Rejected(str(e), kind="unknown_workflow") from None
+    if not workflow.from_message:
+        raise Rejected(f"{task.name} runs only from the command line, never from a queue message", kind="cli_only")
+    pipeline_steps = registry.projects().get("pipeline", [])
+    if task.project == "pipeline":
+        if task.job_root is None or task.step != task.workflow:
+            raise Rejected(f"{task.name}: a pipeline task needs job_id, job_root, partition and step {task.workflow!r}")
+        expected = ["--job_root", task.job_root, "--partition", task.partition]
+        if task.args != expected:
+            raise Rejected(
+                f"{task.name}: a pipeline task's args must be exactly "
+                "--job_root JOB_ROOT --partition PARTITION of its own job"
+            )
+    elif task.step in pipeline_steps:
+        raise Rejected(f"step {task.step!r} is a pipeline step: only pipeline/{task.step} tasks may carry it")
+    return workflow
+
+
+def _open_job(root: UPath) -> tuple[Ledger, JobManifest]:
+    """The job's ledger and manifest header; Rejected if the root is not a readable job root."""
+    ledger = Ledger(str(root))
+    try:
+        return ledger, ledger.read_manifest()
+    except (ConnectionError, TimeoutError):
+        raise  # the network, not the message: handed back and counted as the worker's failure
+    except ValidationError as e:
+        raise Rejected(
+            f"job_root {str(root)[:200]}: manifest.json is not a job manifest ({e.error_count()} errors)"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise Rejected(f"job_root {str(root)[:200]}: cannot read its manifest ({e.__class__.__name__}: {e})") from None
+
+
+def _check_job_task(task: Task, manifest: JobManifest) -> None:
+    if task.job_id != manifest.job_id:
+        raise Rejected(f"job_id {task.job_id!r} is not the job at {task.job_root} ({manifest.job_id!r})")
+    steps = [*manifest.steps, *manifest.job_steps]
+    if task.step not in steps:
+        raise Rejected(f"step {task.step!r} is not a step of job {manifest.job_id} ({', '.join(steps)})")
+
+
+def _recorded_downstream(task: Task, ledger: Ledger, manifest: JobManifest) -> list[Downstream] | None:
+    """What ``task``'s done marker recorded, proved to stay inside the job; None if not done."""
+    try:
+        recorded = ledger.done_downstream(task)
+    except (ConnectionError, TimeoutError):
+        raise
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError, PathEscapeError) as e:
+        raise Rejected(f"done marker of task {task.task_id} does not parse ({e.__class__.__name__})") from None
+    if recorded is None:
+        return None
+    topics = set(manifest.topics.values())
+    for d in recorded:
+        if d.topic not in topics:
+            raise Rejected(
+                f"done marker of task {task.task_id} records a downstream task for topic {d.topic[:100]!r}, "
+                f"not one of job {manifest.job_id}'s topics"
+            )
+        if (d.task.job_id or d.task.job_root) and (d.task.job_id, d.task.job_root) != (task.job_id, task.job_root):
+            raise Rejected(f"done marker of task {task.task_id} records a downstream task of another job")
+    return recorded
