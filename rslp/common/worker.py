@@ -30,6 +30,7 @@ def worker(
     worker_id: str | None = None,
     flush_messages: bool = False,
     metrics_port: int | None = None,
+    cloud_patience: float = 300.0,
 ) -> str:
     """Run a worker: pull tasks one at a time and run them until idle or preempted.
 
@@ -39,7 +40,7 @@ def worker(
         queue: pubsub://PROJECT_ID or local://PATH.db.
         subscription: subscriptions to pull from, comma-separated, most preferred first.
         idle_timeout: exit after this many seconds with nothing to do (<= 0: never).
-        retries: exit after this many consecutive failed tasks.
+        retries: exit after this many consecutive failed tasks (0: at the first).
         retry_sleep: backoff in seconds before a failed task's first retry (doubles each attempt).
         max_attempts: runs per task before it is dead-lettered.
         lease_seconds: lease length; how soon a crashed worker's task is redelivered.
@@ -50,6 +51,7 @@ def worker(
         worker_id: name in logs and markers (default: $RSLP_WORKER_NAME or host, plus pid).
         flush_messages: ack every message without running it, then exit (drains a subscription).
         metrics_port: serve Prometheus metrics (tasks by outcome, task durations, lease extensions) on this port.
+        cloud_patience: seconds to ride out transient queue errors before exiting with code 5.
     """
     if queue is None:
         if project_id is None:
@@ -75,6 +77,7 @@ def worker(
         worker_id=worker_id,
         flush_messages=flush_messages,
         metrics_port=metrics_port,
+        cloud_patience=cloud_patience,
     )
     return run_worker(settings)
 
