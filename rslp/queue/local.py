@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS messages (
     lease TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (subscription, visible_at, id);
+-- The dead-letter sweep of every pull looks only at messages that used up their
+-- deliveries (a handful), found through this index, never at the whole ready backlog:
+-- a pull costs the same with 100k messages waiting as with 1k (bench/local_queue.py).
+CREATE INDEX IF NOT EXISTS messages_spent ON messages (subscription, deliveries, visible_at);
 """
 
 
