@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
-from rslp.queue import Outgoing, open_queue
+from rslp.queue import open_queue
+from rslp.queue.limits import encode_task
 from rslp.task import Task
 from rslp.worker import WorkerSettings, run_worker
 
@@ -113,5 +114,5 @@ def write_jobs(
         ids: list[str] = []
         chunk = 1000
         for i in tqdm(range(0, len(tasks), chunk), desc=f"publish to {topic_id}", unit="batch", disable=None):
-            ids += queue.publish(topic_id, [Outgoing(t.encode()) for t in tasks[i : i + chunk]])
+            ids += queue.publish(topic_id, [encode_task(t) for t in tasks[i : i + chunk]])
         return ids

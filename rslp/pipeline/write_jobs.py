@@ -25,7 +25,8 @@ from rslp.errors import PermanentError
 from rslp.ledger import JobManifest, Ledger, PartitionEntry
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.pipeline.job import JOB_PARTITION, make_task
-from rslp.queue import Outgoing, open_queue
+from rslp.queue import open_queue
+from rslp.queue.limits import encode_task
 from rslp.task import Task, task_id_for
 
 logger = log.get(__name__)
@@ -131,7 +132,7 @@ def write_jobs(config: str, request: str, job_root: str, queue: str | None = Non
             for topic, batch in by_topic.items():
                 for i in range(0, len(batch), PUBLISH_CHUNK):
                     chunk = batch[i : i + PUBLISH_CHUNK]
-                    q.publish(topic, [Outgoing(t.encode()) for t in chunk])
+                    q.publish(topic, [encode_task(t) for t in chunk])
                     bar.update(len(chunk))
     skipped = len(manifest.partitions) - sum(1 for t in tasks if t.partition != JOB_PARTITION)
     logger.info("published", job_id=manifest.job_id, tasks=len(tasks), partitions=len(manifest.partitions))

@@ -40,7 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from rslp import log, registry
 from rslp.errors import UnknownWorkflowError
 from rslp.ledger import Ledger
-from rslp.queue import Outgoing, Queue, Received, open_queue
+from rslp.queue import Queue, Received, open_queue
+from rslp.queue.limits import encode_task
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
 from rslp.weather import PUBLISHER, CloudError, Weather
 from rslp.worker.lease import LeaseKeeper
@@ -334,7 +335,7 @@ class Worker:
         cannot fix it.
         """
         weather = Weather(patience=patience or self.settings.publish_patience)
-        messages = [Outgoing(t.encode()) for t in tasks]
+        messages = [encode_task(t) for t in tasks]
         weather.call(
             lambda: self.queue.publish(topic, messages), what="publish to topic", resource=topic, role=PUBLISHER
         )
