@@ -27,9 +27,12 @@ from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.queue import open_queue
 from rslp.queue.limits import encode_task
+from rslp.queue.placement import default_queue_url
 from rslp.task import Task, task_id_for
 
 logger = log.get(__name__)
+#: Said when write-jobs picks the queue: the job root may be on a network mount, the queue is not.
+LOCAL_DISK_NOTE = "  the queue file is on this machine's local disk (SQLite is unsafe on network mounts)\n"
 #: Messages per publish call; each call waits for its confirmations once.
 PUBLISH_CHUNK = 1000
 
@@ -111,7 +114,8 @@ def write_jobs(config: str, request: str, job_root: str, queue: str | None = Non
         config: the pipeline.yaml.
         request: the request GeoJSON (WGS84).
         job_root: where the job's manifest, markers, datasets and outputs go (local or gs://).
-        queue: pubsub://PROJECT_ID or local://PATH.db (default: local://JOB_ROOT/queue.db).
+        queue: pubsub://PROJECT_ID or local://PATH.db (default: a file on this machine's disk
+            under ~/.cache/rslp/queues, named after the job root: SQLite is unsafe on network mounts).
 
     The job id is printed and recorded in JOB_ROOT/manifest.json. Nothing is returned,
     so the registered ``pipeline/write_jobs`` workflow can also run as a queued task.
@@ -119,7 +123,7 @@ def write_jobs(config: str, request: str, job_root: str, queue: str | None = Non
     pipeline = load_pipeline_config(config)
     pipeline.check()
     job_root = _absolute(job_root)
-    queue_url = queue or f"local://{job_root}/queue.db"
+    queue_url = queue or default_queue_url(job_root)
     manifest = _manifest(pipeline, _absolute(request), job_root, queue_url)
     tasks = pending_tasks(manifest)
     by_topic: dict[str, list[Task]] = defaultdict(list)
@@ -140,6 +144,7 @@ def write_jobs(config: str, request: str, job_root: str, queue: str | None = Non
     print(
         f"job {manifest.job_id}: {len(manifest.partitions)} partitions, {len(tasks)} tasks published "
         f"({skipped} partitions already done) on {queue_url}\n"
+        f"{LOCAL_DISK_NOTE if queue is None else ''}"
         f"  watch it: rslp status --job_root {job_root} --watch\n"
         f"  run workers: rslp worker --queue {queue_url} --subscription {subs}"
     )

@@ -2,7 +2,8 @@
 
 No library among the well-kept ones gives leases with expiry, per-delivery attempt
 counts and dead-letter topics over a file that several processes share, so this is a
-small SQLite layer written by hand. It persists across restarts, and several worker
+small SQLite layer written by hand. Its file must be on local disk: SQLite's WAL is
+unsafe on network file systems (:mod:`rslp.queue.placement`). It persists across restarts, and several worker
 processes may use the same file at once: every state change is one short
 ``BEGIN IMMEDIATE`` transaction, and WAL mode lets readers proceed meanwhile.
 
@@ -23,6 +24,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from upath import UPath
 
@@ -37,6 +39,7 @@ from rslp.queue.base import (
     Received,
     dead_letter_name,
 )
+from rslp.queue.placement import warn_if_network
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -74,6 +77,7 @@ class LocalQueue(Queue):
         if self.path.protocol not in ("", "file", "local"):
             raise ValueError(f"the embedded queue needs a local file, not {path}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        warn_if_network(Path(self.path.path))
         self._local = threading.local()
         self._db().executescript(_SCHEMA)  # executescript manages its own transaction
 
