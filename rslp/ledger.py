@@ -14,6 +14,10 @@ running. Status reads all markers of a step with one listing, never one read per
 A done marker is never deleted: it is the proof that a step's outputs exist, and the
 worker writes it only after the work returned successfully. Only ``rslp dlq replay``
 clears markers, and only a replayed task's ``dead`` and ``running`` ones (:meth:`Ledger.clear`).
+
+Marker and manifest reads and writes ride out a storage service's bad minutes
+(:mod:`rslp.weather`): a 503 or a dropped connection is retried with backoff, not
+turned into a failed task.
 """
 
 from __future__ import annotations
@@ -22,14 +26,16 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from upath import UPath
 
 from rslp.task import Downstream, Task
+from rslp.weather import STORAGE, Weather
 
+T = TypeVar("T")
 STATES = ("running", "failed", "dead", "done")
 #: Later states win when a task has several markers.
 _RANK = {state: i for i, state in enumerate(STATES)}
@@ -81,20 +87,29 @@ class JobManifest(BaseModel):
 class Ledger:
     """The manifest and markers of one job root."""
 
-    def __init__(self, job_root: str | os.PathLike[str]) -> None:
+    def __init__(self, job_root: str | os.PathLike[str], weather: Weather | None = None) -> None:
         self.root = UPath(job_root)
+        self.weather = weather or Weather()
 
     @property
     def manifest_path(self) -> UPath:
         return self.root / "manifest.json"
 
     def write_manifest(self, manifest: JobManifest) -> None:
-        write_json_atomic(self.manifest_path, manifest.model_dump(mode="json"))
+        payload = manifest.model_dump(mode="json")
+        self._storage("write manifest", self.manifest_path, lambda: write_json_atomic(self.manifest_path, payload))
 
     def read_manifest(self) -> JobManifest:
-        if not self.manifest_path.exists():
-            raise FileNotFoundError(f"{self.manifest_path}: no job manifest (is this a job root?)")
-        return JobManifest.model_validate_json(self.manifest_path.read_text())
+        def read() -> str:
+            try:
+                return self.manifest_path.read_text()
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{self.manifest_path}: no job manifest (is this a job root?)") from None
+
+        return JobManifest.model_validate_json(self._storage("read manifest", self.manifest_path, read))
+
+    def _storage(self, what: str, path: UPath, call: Callable[[], T]) -> T:
+        return self.weather.call(call, what=what, resource=str(path), role=STORAGE)
 
     def marker_path(self, step: str, task_id: str, state: str) -> UPath:
         return self.root / "markers" / step / f"{task_id}.{state}.json"
@@ -104,14 +119,19 @@ class Ledger:
         if state not in _RANK:
             raise ValueError(f"unknown marker state {state!r}; expected one of {STATES}")
         payload = {"task": task.model_dump(mode="json"), "state": state, "time": time.time(), **info}
-        write_json_atomic(self.marker_path(task.step or "task", task.task_id, state), payload)
+        path = self.marker_path(task.step or "task", task.task_id, state)
+        self._storage("write marker", path, lambda: write_json_atomic(path, payload))
 
     def read(self, task: Task, state: str) -> dict[str, Any] | None:
         path = self.marker_path(task.step or "task", task.task_id, state)
-        try:
-            return json.loads(path.read_text())  # type: ignore[no-any-return]
-        except FileNotFoundError:
-            return None
+
+        def read() -> dict[str, Any] | None:
+            try:
+                return json.loads(path.read_text())  # type: ignore[no-any-return]
+            except FileNotFoundError:
+                return None
+
+        return self._storage("read marker", path, read)
 
     def clear(self, task: Task, *states: str) -> None:
         """Delete ``task``'s markers of ``states`` (never ``done``); missing ones are fine."""

@@ -83,7 +83,8 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings, queue: Queue | None = None) -> None:
         self.settings = settings
-        self.queue = queue or open_queue(settings.queue, weather=Weather(patience=settings.cloud_patience))
+        self.weather = Weather(patience=settings.cloud_patience)
+        self.queue = queue or open_queue(settings.queue, weather=self.weather)
         self.worker_id = settings.worker_id or _default_worker_id()
         self.retry = RetryPolicy(settings.max_attempts, settings.retry_sleep)
         self.runner = TaskRunner()
@@ -186,7 +187,7 @@ class Worker:
             self._dead_letter(message, task, str(e), kind="unknown_workflow")
             self.metrics.task_finished("malformed", None)  # the name comes from the message: not a label
             return
-        ledger = Ledger(task.job_root) if task.job_root else None
+        ledger = Ledger(task.job_root, weather=self.weather) if task.job_root else None
         if ledger is not None and (downstream := ledger.done_downstream(task)) is not None:
             self.log.info("skipped_done", downstream=len(downstream))
             self._publish_downstream(task, downstream)
