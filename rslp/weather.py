@@ -19,6 +19,8 @@ tells errors apart by kind, not by where they came from:
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -91,16 +93,20 @@ class Weather:
     patience: float = 300.0
     first_wait: float = 0.5
     max_wait: float = 30.0
+    #: Set on preemption: stop waiting at once, so a worker leaves within Beaker's grace period.
+    interrupt: threading.Event | None = None
 
     def call(self, fn: Callable[[], T], *, what: str, resource: str, role: str | None = None) -> T:
         """Run ``fn`` (a call that does ``what`` on ``resource``), riding out transient errors.
 
         ``role`` is the IAM role the call needs: a permanent error names it.
         """
+        interrupt = self.interrupt or threading.Event()
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_retryable),
             wait=tenacity.wait_random_exponential(multiplier=self.first_wait, max=self.max_wait),
-            stop=tenacity.stop_after_delay(self.patience),
+            stop=tenacity.stop_after_delay(self.patience) | tenacity.stop_when_event_set(interrupt),
+            sleep=functools.partial(_nap, interrupt),
             before_sleep=lambda state: _log_retry(what, resource, state),
             reraise=True,
         )
@@ -115,6 +121,11 @@ class Weather:
                     f"{what} {resource}: still failing after {self.patience:g}s of retries: {_kind(e)}: {_one_line(e)}"
                 ) from e
             raise
+
+
+def _nap(interrupt: threading.Event, seconds: float) -> None:
+    """Back off for ``seconds``, waking at once on ``interrupt`` (the retry then stops)."""
+    interrupt.wait(seconds)
 
 
 def _log_retry(what: str, resource: str, state: tenacity.RetryCallState) -> None:

@@ -43,7 +43,7 @@ from rslp.ledger import Ledger
 from rslp.queue import Queue, Received, open_queue
 from rslp.queue.limits import encode_task
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
-from rslp.weather import PUBLISHER, CloudError, Weather
+from rslp.weather import PUBLISHER, CloudError, CloudUnavailableError, Weather
 from rslp.worker.lease import LeaseKeeper
 from rslp.worker.metrics import WorkerMetrics
 from rslp.worker.retry import RetryPolicy
@@ -83,12 +83,12 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings, queue: Queue | None = None) -> None:
         self.settings = settings
-        self.weather = Weather(patience=settings.cloud_patience)
+        self.shutdown = Shutdown()
+        self.weather = Weather(patience=settings.cloud_patience, interrupt=self.shutdown.event)
         self.queue = queue or open_queue(settings.queue, weather=self.weather)
         self.worker_id = settings.worker_id or _default_worker_id()
         self.retry = RetryPolicy(settings.max_attempts, settings.retry_sleep)
         self.runner = TaskRunner()
-        self.shutdown = Shutdown()
         self.metrics = WorkerMetrics()
         self.consecutive_failures = 0
         self.scratch_root = Path(settings.scratch_root or Path.home() / ".cache" / "rslp" / "scratch")
@@ -143,7 +143,12 @@ class Worker:
         idle = self.settings.idle_timeout
         wait = min(5.0, idle / 3) if idle > 0 else 5.0
         for subscription in self.settings.subscriptions:
-            messages = self.queue.pull(subscription, self.settings.lease_seconds, wait=wait)
+            try:
+                messages = self.queue.pull(subscription, self.settings.lease_seconds, wait=wait)
+            except CloudUnavailableError:
+                if self.shutdown.is_set():  # preempted while riding out an outage: that is a clean exit
+                    return None
+                raise
             if messages:
                 return messages[0]
         return None

@@ -330,3 +330,14 @@ def _drain(q: PubSubQueue, subscription: str) -> list[Any]:
             q.ack(m)
         out += got
     return out
+
+
+def test_sigterm_while_riding_out_an_outage_exits_0_at_once() -> None:
+    """Preemption does not wait out the retry window: the worker leaves within Beaker's grace period."""
+    dead = f"127.0.0.1:{free_port()}"
+    w = WorkerProc(f"pubsub://{PROJECT}", "unreachable", env={"PUBSUB_EMULATOR_HOST": dead}, cloud_patience=300)
+    w.wait_for("cloud_retry", timeout=60)
+    signalled = time.monotonic()
+    w.signal(signal.SIGTERM)
+    assert w.wait(60) == 0
+    assert time.monotonic() - signalled < 15
