@@ -20,35 +20,19 @@ tells errors apart by kind, not by where they came from:
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import tenacity
-from google.api_core import exceptions as api
-from google.auth import exceptions as auth
 
 from rslp import log
 from rslp.errors import ExitCode
 
 T = TypeVar("T")
 
-RETRYABLE: tuple[type[BaseException], ...] = (
-    api.ServiceUnavailable,
-    api.DeadlineExceeded,
-    api.Aborted,
-    api.InternalServerError,
-    api.Unknown,
-    api.ResourceExhausted,
-    api.GatewayTimeout,
-    api.BadGateway,
-    auth.RefreshError,
-    auth.TransportError,
-    ConnectionError,
-    TimeoutError,
-)
-PERMANENT: tuple[type[BaseException], ...] = (api.NotFound, api.Forbidden, api.BadRequest, api.Unauthorized)
 #: HTTP statuses of storage errors (gcsfs) that pass with time.
 RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -77,11 +61,43 @@ class CloudRefusedError(CloudError):
     exit_code = ExitCode.PERMANENT_QUEUE_ERROR
 
 
+def _kinds() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(retryable, permanent) error types, from the Google libraries this process has loaded.
+
+    Looked up, not imported: an embedded-queue worker never loads gRPC (importing it
+    here would add half a second to its start), and an error of a library that is not
+    loaded cannot occur.
+    """
+    retryable: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    permanent: list[type[BaseException]] = []
+    if (api := sys.modules.get("google.api_core.exceptions")) is not None:
+        retryable += [
+            api.ServiceUnavailable,
+            api.DeadlineExceeded,
+            api.Aborted,
+            api.InternalServerError,
+            api.Unknown,
+            api.ResourceExhausted,
+            api.GatewayTimeout,
+            api.BadGateway,
+        ]
+        permanent += [api.NotFound, api.Forbidden, api.BadRequest, api.Unauthorized]
+    if (auth := sys.modules.get("google.auth.exceptions")) is not None:
+        retryable += [auth.RefreshError, auth.TransportError]
+    return tuple(retryable), tuple(permanent)
+
+
+def is_permanent(error: BaseException) -> bool:
+    """True for NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT and UNAUTHENTICATED."""
+    return isinstance(error, _kinds()[1])
+
+
 def is_retryable(error: BaseException) -> bool:
     """True for errors that pass with time (see the module docstring)."""
-    if isinstance(error, PERMANENT):
+    retryable, permanent = _kinds()
+    if isinstance(error, permanent):
         return False
-    if isinstance(error, RETRYABLE):
+    if isinstance(error, retryable):
         return True
     return getattr(error, "code", None) in RETRYABLE_HTTP  # gcsfs HttpError and kin
 
@@ -112,10 +128,10 @@ class Weather:
         )
         try:
             return retrying(fn)
-        except PERMANENT as e:
-            need = f"; it needs {role} on it" if role else ""
-            raise CloudRefusedError(f"{what} {resource}: {_kind(e)}: {_one_line(e)}{need}") from e
         except Exception as e:
+            if is_permanent(e):
+                need = f"; it needs {role} on it" if role else ""
+                raise CloudRefusedError(f"{what} {resource}: {_kind(e)}: {_one_line(e)}{need}") from e
             if is_retryable(e):
                 raise CloudUnavailableError(
                     f"{what} {resource}: still failing after {self.patience:g}s of retries: {_kind(e)}: {_one_line(e)}"
