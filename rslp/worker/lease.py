@@ -57,6 +57,7 @@ class LeaseKeeper:
                 patience=max(0.0, expires - time.monotonic() - MARGIN_SECONDS),
                 first_wait=0.2,
                 max_wait=self.lease_seconds / 6,
+                interrupt=self._stop,  # the task ended: stop retrying at once
             )
             try:
                 weather.call(
@@ -65,6 +66,8 @@ class LeaseKeeper:
                     resource=self.message.message_id,
                 )
             except Exception as e:  # noqa: BLE001 - LeaseLostError, or retries ran out: the lease may be gone
+                if self._stop.is_set():
+                    return
                 self.lost = f"{e.__class__.__name__}: {e}"
                 self.log.warning("lease_lost", error=self.lost)
                 return
