@@ -102,6 +102,12 @@ def pending_tasks(manifest: JobManifest) -> list[Task]:
     return tasks
 
 
+def _recorded_queue(job_root: str) -> str | None:
+    """The queue a rerun keeps using: the one the job's manifest names, if it has one."""
+    ledger = Ledger(job_root)
+    return ledger.read_manifest().queue if ledger.manifest_path.exists() else None
+
+
 def write_jobs(config: str, request: str, job_root: str, queue: str | None = None) -> None:
     """Split REQUEST (GeoJSON) with the pipeline CONFIG into tasks under JOB_ROOT and enqueue them.
 
@@ -114,8 +120,9 @@ def write_jobs(config: str, request: str, job_root: str, queue: str | None = Non
         config: the pipeline.yaml.
         request: the request GeoJSON (WGS84).
         job_root: where the job's manifest, markers, datasets and outputs go (local or gs://).
-        queue: pubsub://PROJECT_ID or local://PATH.db (default: a file on this machine's disk
-            under ~/.cache/rslp/queues, named after the job root: SQLite is unsafe on network mounts).
+        queue: pubsub://PROJECT_ID or local://PATH.db (default: the queue the job already uses,
+            else a file on this machine's disk under ~/.cache/rslp/queues, named after the job
+            root: SQLite is unsafe on network mounts).
 
     The job id is printed and recorded in JOB_ROOT/manifest.json. Nothing is returned,
     so the registered ``pipeline/write_jobs`` workflow can also run as a queued task.
@@ -123,7 +130,7 @@ def write_jobs(config: str, request: str, job_root: str, queue: str | None = Non
     pipeline = load_pipeline_config(config)
     pipeline.check()
     job_root = _absolute(job_root)
-    queue_url = queue or default_queue_url(job_root)
+    queue_url = queue or _recorded_queue(job_root) or default_queue_url(job_root)
     manifest = _manifest(pipeline, _absolute(request), job_root, queue_url)
     tasks = pending_tasks(manifest)
     by_topic: dict[str, list[Task]] = defaultdict(list)
@@ -144,7 +151,7 @@ def write_jobs(config: str, request: str, job_root: str, queue: str | None = Non
     print(
         f"job {manifest.job_id}: {len(manifest.partitions)} partitions, {len(tasks)} tasks published "
         f"({skipped} partitions already done) on {queue_url}\n"
-        f"{LOCAL_DISK_NOTE if queue is None else ''}"
+        f"{LOCAL_DISK_NOTE if queue_url == default_queue_url(job_root) else ''}"
         f"  watch it: rslp status --job_root {job_root} --watch\n"
         f"  run workers: rslp worker --queue {queue_url} --subscription {subs}"
     )

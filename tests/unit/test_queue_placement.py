@@ -59,3 +59,18 @@ def test_write_jobs_puts_its_default_queue_on_local_disk_and_says_so(
     queue = Ledger(job_root).read_manifest().queue
     assert queue == default_queue_url(str(job_root)) and not (job_root / "queue.db").exists()
     assert f"on {queue}" in out and "local disk (SQLite is unsafe on network mounts)" in out
+
+
+def test_rerunning_write_jobs_keeps_the_queue_the_job_already_uses(
+    demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rslp.pipeline.write_jobs import write_jobs
+
+    job_root, chosen = tmp_path / "job", f"local://{tmp_path / 'chosen.db'}"
+    args = (str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), str(job_root))
+    write_jobs(*args, queue=chosen)
+    capsys.readouterr()
+    write_jobs(*args)
+    out = capsys.readouterr().out
+    assert f"on {chosen}" in out and "local disk" not in out
+    assert not Path(default_queue_url(str(job_root)).removeprefix("local://")).exists()
