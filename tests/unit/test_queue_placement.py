@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from rslp.ledger import Ledger
+from rslp.pipeline.write_jobs import write_jobs
 from rslp.queue import placement
 from rslp.queue.local import LocalQueue
 from rslp.queue.placement import NetworkFileSystemWarning, default_queue_url, filesystem_of
@@ -50,9 +52,6 @@ def test_queue_on_local_disk_is_not_warned_about(monkeypatch: pytest.MonkeyPatch
 def test_write_jobs_puts_its_default_queue_on_local_disk_and_says_so(
     demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from rslp.ledger import Ledger
-    from rslp.pipeline.write_jobs import write_jobs
-
     job_root = tmp_path / "job"
     write_jobs(str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), str(job_root))
     out = capsys.readouterr().out
@@ -64,8 +63,6 @@ def test_write_jobs_puts_its_default_queue_on_local_disk_and_says_so(
 def test_rerunning_write_jobs_keeps_the_queue_the_job_already_uses(
     demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from rslp.pipeline.write_jobs import write_jobs
-
     job_root, chosen = tmp_path / "job", f"local://{tmp_path / 'chosen.db'}"
     args = (str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), str(job_root))
     write_jobs(*args, queue=chosen)
