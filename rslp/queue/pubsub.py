@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rslp import log
 from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Received, dead_letter_name
-from rslp.weather import EDITOR, PUBLISHER, SUBSCRIBER, Weather
+from rslp.weather import EDITOR, PUBLISHER, SUBSCRIBER, CloudRefusedError, Weather
 
 if TYPE_CHECKING:
     from google.cloud import pubsub_v1
@@ -115,7 +115,7 @@ class PubSubQueue(Queue):
         for request in subscriptions:
             self._create("create subscription", request["name"], self.subscriber.create_subscription, request)
 
-    def _create(self, what: str, resource: str, create: Any, request: dict[str, Any]) -> None:
+    def _create(self, what: str, resource: str, create: Callable[..., Any], request: dict[str, Any]) -> None:
         from google.api_core.exceptions import AlreadyExists
 
         def call() -> None:
@@ -142,7 +142,7 @@ class PubSubQueue(Queue):
                     resource=path,
                 )
                 self._topics[subscription] = sub.topic.rsplit("/", 1)[-1]
-            except Exception as e:
+            except CloudRefusedError as e:
                 if not isinstance(e.__cause__, PermissionDenied):
                     raise
                 log.get("rslp.queue").warning(
