@@ -80,6 +80,7 @@ def _inject(
         (q.subscriber, "pull"),
         (q.subscriber, "modify_ack_deadline"),
         (q.subscriber, "acknowledge"),
+        (q.subscriber, "get_subscription"),
     ]:
         flaky[method] = Flaky(getattr(client, method), make, times)
         monkeypatch.setattr(client, method, flaky[method])
@@ -101,6 +102,7 @@ def test_every_queue_call_rides_out_each_transient_error(
         got = pubsub.pull(topic, 30)
     assert [m.data for m in got] == [b"weather"]
     pubsub.ack(got[0])
+    assert pubsub.topic_of(topic) == topic
     for method, f in flaky.items():
         assert f.left == 0 and f.calls >= 3, f"{method} was not retried past its injected errors"
 
