@@ -33,6 +33,7 @@ BENCHMARKS = [
     ("pipeline", "5. Pipeline: the demo job with one worker vs the floor"),
     ("drain", "6. Drain and exit: idle workers leave"),
     ("scale", "7. Scale: cost against job size, 10 to 100k partitions"),
+    ("local_queue", "8. Embedded queue: pull+ack with 60k waiting vs 1k"),
 ]
 RESULTS = REPO / "bench" / "RESULTS.md"
 COMMAND = "make bench  (= WANDB_MODE=disabled .venv/bin/python -m bench.run_all)"

@@ -19,6 +19,7 @@ from typing import Any
 from rslp import log
 from rslp.errors import PermanentError
 from rslp.launch import FleetError
+from rslp.weather import CloudError
 
 #: name -> (target "module:function", one-line summary, required params positional?)
 COMMANDS: dict[str, tuple[str, str, bool]] = {
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     except (PermanentError, FleetError, FileNotFoundError, ValueError) as e:
         print(f"rslp {name}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except CloudError as e:  # a queue or storage call that retries could not get past
+        print(f"rslp {name}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return int(e.exit_code)
     return 1 if result == "failures" else 0
 
 

@@ -23,6 +23,10 @@ running. Status reads all markers of a step with one listing, never one read per
 A done marker is never deleted: it is the proof that a step's outputs exist, and the
 worker writes it only after the work returned successfully. Only ``rslp dlq replay``
 clears markers, and only a replayed task's ``dead`` and ``running`` ones (:meth:`Ledger.clear`).
+
+Marker and manifest reads and writes ride out a storage service's bad minutes
+(:mod:`rslp.weather`): a 503 or a dropped connection is retried with backoff, not
+turned into a failed task.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from upath import UPath
@@ -40,7 +44,9 @@ from upath import UPath
 from rslp.errors import PermanentError
 from rslp.paths import under
 from rslp.task import Downstream, Task
+from rslp.weather import STORAGE, Weather
 
+T = TypeVar("T")
 STATES = ("running", "failed", "dead", "done")
 #: Later states win when a task has several markers.
 _RANK = {state: i for i, state in enumerate(STATES)}
@@ -127,8 +133,9 @@ class JobManifest(BaseModel):
 class Ledger:
     """The manifest (header and partition records) and markers of one job root."""
 
-    def __init__(self, job_root: str | os.PathLike[str] | UPath) -> None:
+    def __init__(self, job_root: str | os.PathLike[str] | UPath, weather: Weather | None = None) -> None:
         self.root = UPath(job_root)
+        self.weather = weather or Weather()
 
     @property
     def manifest_path(self) -> UPath:
@@ -169,15 +176,22 @@ class Ledger:
             self.root.fs.pipe({path.path: text.encode() for path, text in batch.items()})
 
     def write_manifest(self, manifest: JobManifest) -> None:
-        write_json_atomic(self.manifest_path, manifest.model_dump(mode="json"))
+        payload = manifest.model_dump(mode="json")
+        self._storage("write manifest", self.manifest_path, lambda: write_json_atomic(self.manifest_path, payload))
 
     def read_manifest(self) -> JobManifest:
         """The job's header (small: never the partitions)."""
-        try:
-            text = self.manifest_path.read_text()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{self.manifest_path}: no job manifest (is this a job root?)") from None
-        return JobManifest.model_validate_json(text)
+
+        def read() -> str:
+            try:
+                return self.manifest_path.read_text()
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{self.manifest_path}: no job manifest (is this a job root?)") from None
+
+        return JobManifest.model_validate_json(self._storage("read manifest", self.manifest_path, read))
+
+    def _storage(self, what: str, path: UPath, call: Callable[[], T]) -> T:
+        return self.weather.call(call, what=what, resource=str(path), role=STORAGE)
 
     def shard_path(self, shard: int) -> UPath:
         return self.root / "records" / f"{shard:05d}.jsonl"
@@ -223,14 +237,19 @@ class Ledger:
         if state not in _RANK:
             raise ValueError(f"unknown marker state {state!r}; expected one of {STATES}")
         payload = {"task": task.model_dump(mode="json"), "state": state, "time": time.time(), **info}
-        write_json_atomic(self.marker_path(task.step or "task", task.task_id, state), payload)
+        path = self.marker_path(task.step or "task", task.task_id, state)
+        self._storage("write marker", path, lambda: write_json_atomic(path, payload))
 
     def read(self, task: Task, state: str) -> dict[str, Any] | None:
         path = self.marker_path(task.step or "task", task.task_id, state)
-        try:
-            return json.loads(path.read_text())  # type: ignore[no-any-return]
-        except FileNotFoundError:
-            return None
+
+        def read() -> dict[str, Any] | None:
+            try:
+                return json.loads(path.read_text())  # type: ignore[no-any-return]
+            except FileNotFoundError:
+                return None
+
+        return self._storage("read marker", path, read)
 
     def clear(self, task: Task, *states: str) -> None:
         """Delete ``task``'s markers of ``states`` (never ``done``); missing ones are fine."""

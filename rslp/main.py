@@ -11,6 +11,7 @@ import sys
 from rslp import log, registry
 from rslp.errors import PermanentError
 from rslp.launch import FleetError
+from rslp.weather import CloudError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     except (PermanentError, FleetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except CloudError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return int(e.exit_code)
     return 0
 
 

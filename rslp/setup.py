@@ -4,11 +4,15 @@ Each topic gets a subscription of the same name with a dead-letter policy (after
 ``max_deliveries`` deliveries without an ack, Pub/Sub moves the message to
 ``<subscription>-dead-letter``, which catches workers that die outright) and a retry
 policy, plus a subscription on the dead-letter topic so that dead letters are kept.
+On Pub/Sub it also grants the service agent the roles dead lettering needs
+(:mod:`rslp.queue.iam`), or prints the exact ``gcloud`` commands when it may not.
 """
 
 from __future__ import annotations
 
 from rslp.queue import dead_letter_name, open_queue
+from rslp.queue.iam import grant_dead_letter_roles
+from rslp.queue.pubsub import PubSubQueue
 
 
 def setup(
@@ -17,6 +21,7 @@ def setup(
     config: str | None = None,
     max_deliveries: int = 5,
     ack_deadline: int = 60,
+    project_number: int | None = None,
 ) -> list[str]:
     """Create topics and subscriptions (subscription id = topic id) with dead-letter topics.
 
@@ -26,6 +31,9 @@ def setup(
         config: a pipeline.yaml; its step topics are created too.
         max_deliveries: deliveries before Pub/Sub dead-letters a message on its own (5-100).
         ack_deadline: the subscriptions' default ack deadline in seconds.
+        project_number: the GCP project's number (`gcloud projects describe PROJECT`): with it,
+            setup grants the Pub/Sub service agent its dead-letter roles (needs roles/pubsub.admin);
+            without it, or without that role, it prints the gcloud commands that do.
     """
     names = [t for t in (topics or "").split(",") if t]
     if config is not None:
@@ -37,8 +45,19 @@ def setup(
     for name in names:
         if len(name) < 3:
             raise ValueError(f"topic id {name!r} is too short: Pub/Sub needs at least 3 characters")
+    commands: list[str] = []
     with open_queue(queue) as q:
         for name in names:
             q.setup(name, name, max_deliveries=max_deliveries, ack_deadline=ack_deadline)
             print(f"{name}: topic, subscription and dead letters at {dead_letter_name(name)}")
+            if isinstance(q, PubSubQueue):
+                commands += grant_dead_letter_roles(q, name, project_number)
+    if commands:
+        print(
+            "dead lettering needs the Pub/Sub service agent to publish to each dead-letter topic and"
+            " subscribe to each subscription; setup could not grant that here. Run:"
+        )
+        print("\n".join(f"  {c}" for c in commands))
+    elif isinstance(q, PubSubQueue):
+        print("the Pub/Sub service agent holds its dead-letter roles")
     return names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from rslp.queue.pubsub import PubSubQueue
 from rslp.testing.emulator import EmulatorUnavailable, running_emulator
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+# Default embedded queues (on local disk, under ~/.cache) go to a scratch folder in tests.
+os.environ.setdefault("RSLP_QUEUE_DIR", tempfile.mkdtemp(prefix="rslp-test-queues-"))
 PROJECT = "rslp-test"
 
 

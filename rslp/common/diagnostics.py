@@ -51,8 +51,9 @@ def spin(seconds: float, fname: str | None = None) -> None:
             f.write(f"spun {n}\n")
 
 
-def chain(fname: str, topic: str, then: str, contents: str = "chained") -> list[Downstream]:
-    """Write FNAME, then ask for a downstream write_file of THEN on TOPIC: a smoke test of chaining."""
+def chain(fname: str, topic: str, then: str, contents: str = "chained", seconds: float = 0.0) -> list[Downstream]:
+    """After SECONDS, write FNAME, then ask for a downstream write_file of THEN on TOPIC: a smoke test of chaining."""
+    time.sleep(seconds)
     UPath(fname).write_text(contents)
     return [Downstream(topic=topic, task=Task(project="common", workflow="write_file", args=[then, contents]))]
 

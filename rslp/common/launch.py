@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from rslp.launch import commands
-from rslp.launch.config import Priority
+from rslp.launch.config import DEFAULT_GCP_CREDENTIALS_SECRET, Priority
 
 
 def launch(
@@ -33,7 +33,8 @@ def launch(
     idle_timeout: int | None = None,
     retries: int | None = None,
     retry_sleep: float | None = None,
-    gcp_credentials_secret: str | None = None,
+    gcp_credentials_secret: str = DEFAULT_GCP_CREDENTIALS_SECRET,
+    no_gcp_credentials: bool = False,
     env: dict[str, str] | None = None,
     secret_env: dict[str, str] | None = None,
     weka_mounts: list[str] | None = None,
@@ -59,7 +60,8 @@ def launch(
         retries: consecutive failures before a worker exits.
         retry_sleep: seconds a worker waits after a failure.
         gcp_credentials_secret: Beaker secret with a GCP service-account key, mounted
-            as the file GOOGLE_APPLICATION_CREDENTIALS names.
+            as the file GOOGLE_APPLICATION_CREDENTIALS names (the ancestor's default).
+        no_gcp_credentials: mount no GCP credentials.
         env: extra environment variables.
         secret_env: env var name -> Beaker secret name.
         weka_mounts: Weka buckets to mount, each BUCKET:MOUNT_PATH.
@@ -87,6 +89,8 @@ def launch(
         env=env,
         secret_env=secret_env,
         gcp_credentials_secret=gcp_credentials_secret,
+        no_gcp_credentials=no_gcp_credentials,
+        gcp_project=project_id,
         weka_mounts=weka_mounts,
         idle_timeout=idle_timeout,
         retries=retries,

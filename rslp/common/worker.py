@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
-from rslp.queue import Outgoing, open_queue
+from rslp.queue import open_queue
+from rslp.queue.limits import encode_task
 from rslp.task import Task
 from rslp.worker import WorkerSettings, run_worker
 from rslp.worker.guard import job_roots_from
@@ -34,6 +35,7 @@ def worker(
     metrics_address: str = "127.0.0.1",
     job_roots: str | None = None,
     max_delay: float = 3600.0,
+    cloud_patience: float = 300.0,
 ) -> str:
     """Run a worker: pull tasks one at a time and run them until idle or preempted.
 
@@ -43,7 +45,7 @@ def worker(
         queue: pubsub://PROJECT_ID or local://PATH.db.
         subscription: subscriptions to pull from, comma-separated, most preferred first.
         idle_timeout: exit after this many seconds with nothing to do (<= 0: never).
-        retries: exit after this many consecutive failed tasks.
+        retries: exit after this many consecutive failed tasks (0: at the first).
         retry_sleep: backoff in seconds before a failed task's first retry (doubles each attempt).
         max_attempts: runs per task before it is dead-lettered.
         lease_seconds: lease length; how soon a crashed worker's task is redelivered.
@@ -58,6 +60,7 @@ def worker(
         job_roots: comma-separated job-root prefixes a message may name, e.g. gs://bucket/jobs
             (default: $RSLP_JOB_ROOTS; unset, local paths only).
         max_delay: dead-letter a task whose not_before is more than this many seconds away.
+        cloud_patience: seconds to ride out transient queue errors before exiting with code 5.
     """
     if queue is None:
         if project_id is None:
@@ -86,6 +89,7 @@ def worker(
         metrics_address=metrics_address,
         job_roots=list(job_roots_from(job_roots)),
         max_delay=max_delay,
+        cloud_patience=cloud_patience,
     )
     return run_worker(settings)
 
@@ -121,5 +125,5 @@ def write_jobs(
         ids: list[str] = []
         chunk = 1000
         for i in tqdm(range(0, len(tasks), chunk), desc=f"publish to {topic_id}", unit="batch", disable=None):
-            ids += queue.publish(topic_id, [Outgoing(t.encode()) for t in tasks[i : i + chunk]])
+            ids += queue.publish(topic_id, [encode_task(t) for t in tasks[i : i + chunk]])
         return ids

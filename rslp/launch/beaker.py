@@ -54,6 +54,7 @@ from rslp.launch import FleetError, FleetTimeoutError
 from rslp.launch.config import (
     FLEET_ENV,
     GCP_CREDENTIALS_ENV,
+    GCP_PROJECT_ENV,
     LAUNCH_ID_ENV,
     WORKER_NAME_ENV,
     GcpCredentials,
@@ -129,6 +130,8 @@ def build_spec(config: LaunchConfig, worker_name: str) -> BeakerExperimentSpec:
     ]
     if config.gcp_credentials is not None:
         env_vars.append(BeakerEnvVar(name=GCP_CREDENTIALS_ENV, value=config.gcp_credentials.mount_path))
+    if config.gcp_project is not None:
+        env_vars.append(BeakerEnvVar(name=GCP_PROJECT_ENV, value=config.gcp_project))
     env_vars += [BeakerEnvVar(name=name, value=value) for name, value in config.env.items()]
     env_vars += [BeakerEnvVar(name=name, secret=secret) for name, secret in config.secret_env.items()]
     datasets = [_data_mount(mount) for mount in config.mounts()]

@@ -24,7 +24,7 @@ from rslp.launch.beaker import (
     stop_fleet,
     worker_names,
 )
-from rslp.launch.config import DEFAULT_GCP_CREDENTIALS_PATH, LaunchConfig, Priority
+from rslp.launch.config import DEFAULT_GCP_CREDENTIALS_PATH, DEFAULT_GCP_CREDENTIALS_SECRET, LaunchConfig, Priority
 from rslp.worker.guard import JOB_ROOTS_ENV
 
 
@@ -49,8 +49,10 @@ def launch(
     timeout: str | None = None,
     env: dict[str, str] | None = None,
     secret_env: dict[str, str] | None = None,
-    gcp_credentials_secret: str | None = None,
+    gcp_credentials_secret: str = DEFAULT_GCP_CREDENTIALS_SECRET,
     gcp_credentials_path: str = DEFAULT_GCP_CREDENTIALS_PATH,
+    no_gcp_credentials: bool = False,
+    gcp_project: str | None = None,
     host_path_mounts: list[str] | None = None,
     weka_mounts: list[str] | None = None,
     idle_timeout: int | None = None,
@@ -83,8 +85,11 @@ def launch(
         env: environment variables, e.g. '{"RSLP_LOG_LEVEL": "DEBUG"}'.
         secret_env: env var name -> Beaker secret name, e.g. '{"WANDB_API_KEY": "my-wandb-key"}'.
         gcp_credentials_secret: Beaker secret holding a GCP service-account key (JSON);
-            mounted as a file and named by GOOGLE_APPLICATION_CREDENTIALS.
+            mounted in every worker as a file named by GOOGLE_APPLICATION_CREDENTIALS
+            (default: the ancestor's RSLEARN_GCP_CREDENTIALS).
         gcp_credentials_path: where that key is mounted.
+        no_gcp_credentials: mount no GCP credentials (workers that reach no Google service).
+        gcp_project: GOOGLE_CLOUD_PROJECT in every worker (default: the project of a pubsub:// queue).
         host_path_mounts: node directories to mount, each HOST_PATH:MOUNT_PATH.
         weka_mounts: Weka buckets to mount, each BUCKET:MOUNT_PATH.
         idle_timeout: seconds without a task before a worker exits (worker default if unset).
@@ -114,10 +119,11 @@ def launch(
                 "env": {**(env or {}), **({JOB_ROOTS_ENV: job_roots} if job_roots else {})},
                 "secret_env": secret_env or {},
                 "gcp_credentials": (
-                    {"secret": gcp_credentials_secret, "mount_path": gcp_credentials_path}
-                    if gcp_credentials_secret
-                    else None
+                    None
+                    if no_gcp_credentials
+                    else {"secret": gcp_credentials_secret, "mount_path": gcp_credentials_path}
                 ),
+                "gcp_project": gcp_project or _pubsub_project(queue),
                 "host_path_mounts": host_path_mounts or [],
                 "weka_mounts": weka_mounts or [],
                 "worker": {
@@ -219,6 +225,13 @@ def status_table(workers: list[WorkerStatus]) -> str:
     return "\n".join(
         "  ".join([*(c.ljust(n) for c, n in zip(row, widths, strict=False)), row[4]]).rstrip() for row in rows
     )
+
+
+def _pubsub_project(queue: str) -> str | None:
+    """The project of a ``pubsub://PROJECT`` queue URL, else None."""
+    if not queue.startswith("pubsub://"):
+        return None
+    return queue.removeprefix("pubsub://") or None
 
 
 def _workers(n: int) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Priority = Literal["low", "normal", "high", "urgent", "immediate"]
 """Beaker job priorities; fleets default to ``low`` so they only use idle capacity."""
@@ -26,11 +26,15 @@ WORKER_COMMAND = ("rslp", "worker")
 DEFAULT_GCP_CREDENTIALS_PATH = "/etc/rslp/gcp-credentials.json"
 """Where the GCP service-account key is mounted when one is given as a Beaker secret."""
 
+DEFAULT_GCP_CREDENTIALS_SECRET = "RSLEARN_GCP_CREDENTIALS"
+"""The Beaker secret mounted by default: the ancestor's name, so existing workspaces keep working."""
+
 # The job learns who it is from these; Beaker injects ids, not the experiment name.
 FLEET_ENV = "RSLP_FLEET"
 WORKER_NAME_ENV = "RSLP_WORKER_NAME"
 LAUNCH_ID_ENV = "RSLP_LAUNCH_ID"
 GCP_CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
+GCP_PROJECT_ENV = "GOOGLE_CLOUD_PROJECT"
 
 _BEAKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -112,16 +116,18 @@ class WorkerArgs(BaseModel):
 
     Field names are the worker's flag names (``--queue``, ``--idle_timeout``, ...), so this
     class is the one place that knows them. Unset options are left out so that the
-    worker's own defaults apply.
+    worker's own defaults apply. The values are checked by the worker's own settings
+    model (:class:`rslp.worker.WorkerSettings`), so a launch accepts exactly what the
+    workers it starts accept, rather than starting a fleet that exits 2 on arrival.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     queue: str = Field(description="queue URL, e.g. pubsub://PROJECT")
     subscription: str
-    idle_timeout: float | None = Field(None, gt=0, description="seconds without a task before the worker exits")
-    retries: int | None = Field(None, ge=0, description="consecutive failures before the worker exits")
-    retry_sleep: float | None = Field(None, ge=0, description="seconds to wait after a failure")
+    idle_timeout: float | None = Field(None, description="seconds without a task before the worker exits")
+    retries: int | None = Field(None, description="consecutive failures before the worker exits")
+    retry_sleep: float | None = Field(None, description="seconds to wait after a failure")
     extra_args: list[str] = Field(default_factory=list, description="appended verbatim to the worker command")
 
     @field_validator("queue")
@@ -130,6 +136,18 @@ class WorkerArgs(BaseModel):
         if not re.match(r"^[a-z][a-z0-9+.-]*://.+", value):
             raise ValueError(f"queue {value!r} must be a URL such as 'pubsub://PROJECT'")
         return value
+
+    @model_validator(mode="after")
+    def _as_the_worker_reads_them(self) -> WorkerArgs:
+        from rslp.worker import WorkerSettings  # the one model of a worker's settings
+
+        options = self.model_dump(include={"idle_timeout", "retries", "retry_sleep"}, exclude_none=True)
+        try:
+            WorkerSettings.model_validate({"queue": self.queue, "subscriptions": [self.subscription], **options})
+        except ValidationError as e:
+            reasons = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+            raise ValueError(f"the worker would refuse this: {reasons}") from None
+        return self
 
     def command(self, worker_id: str) -> list[str]:
         """The full command line of one worker, naming it ``worker_id`` in its logs."""
@@ -166,6 +184,7 @@ class LaunchConfig(BaseModel):
     env: dict[str, str] = Field(default_factory=dict, description="plain environment variables")
     secret_env: dict[str, str] = Field(default_factory=dict, description="env var name -> Beaker secret name")
     gcp_credentials: GcpCredentials | None = None
+    gcp_project: str | None = Field(None, description="GOOGLE_CLOUD_PROJECT in every worker")
     host_path_mounts: list[HostPathMount] = Field(default_factory=list)
     weka_mounts: list[WekaMount] = Field(default_factory=list)
     worker: WorkerArgs
@@ -196,6 +215,8 @@ class LaunchConfig(BaseModel):
         reserved = {FLEET_ENV, WORKER_NAME_ENV, LAUNCH_ID_ENV}
         if self.gcp_credentials is not None:
             reserved.add(GCP_CREDENTIALS_ENV)
+        if self.gcp_project is not None:
+            reserved.add(GCP_PROJECT_ENV)
         names = list(self.env) + list(self.secret_env)
         for name in names:
             if not _ENV_NAME.match(name):

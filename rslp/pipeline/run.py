@@ -25,6 +25,7 @@ from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.job import Job
 from rslp.pipeline.write_jobs import subscriptions, write_jobs
 from rslp.queue import open_queue
+from rslp.queue.placement import default_queue_url
 
 logger = log.get(__name__)
 
@@ -94,14 +95,14 @@ def run(
 ) -> list[str]:
     """Run a whole job on this machine: embedded queue, WORKERS local worker processes.
 
-    Enqueues the job with write_jobs (queue JOB_ROOT/queue.db), runs WORKERS worker
+    Enqueues the job with write_jobs (an embedded queue on local disk), runs WORKERS worker
     processes until the queue is drained, and prints where the merged outputs are.
     Rerunning it on the same JOB_ROOT finishes an interrupted job.
 
     Args:
         config: the pipeline.yaml.
         request: the request GeoJSON (WGS84).
-        job_root: where the job's manifest, markers, datasets, queue and outputs go
+        job_root: where the job's manifest, markers, datasets and outputs go
             (default: runs/<request name>-<time> in the current directory).
         workers: local worker processes.
         idle_timeout: a worker exits after this many seconds with nothing to do.
@@ -112,7 +113,7 @@ def run(
     """
     pipeline = load_pipeline_config(config)
     root = os.path.abspath(job_root or os.path.join("runs", f"{UPath(request).stem}-{time.strftime('%Y%m%d-%H%M%S')}"))
-    queue = f"local://{root}/queue.db"
+    queue = default_queue_url(root)
     started = time.monotonic()
     subs = subscriptions(pipeline.partition_steps + pipeline.job_steps, pipeline.topics)
     with open_queue(queue) as q:

@@ -29,10 +29,14 @@ from rslp.errors import PermanentError
 from rslp.ledger import JobManifest, Ledger
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.pipeline.job import JOB_PARTITION, make_task
-from rslp.queue import Outgoing, Queue, open_queue
+from rslp.queue import Queue, open_queue
+from rslp.queue.limits import encode_task
+from rslp.queue.placement import default_queue_url
 from rslp.task import Task, task_id_for
 
 logger = log.get(__name__)
+#: Said when write-jobs picks the queue: the job root may be on a network mount, the queue is not.
+LOCAL_DISK_NOTE = "  the queue file is on this machine's local disk (SQLite is unsafe on network mounts)\n"
 #: Messages per publish call; each call waits for its confirmations once.
 PUBLISH_CHUNK = 1000
 #: Partitions reprojected to WGS84 together while planning.
@@ -162,6 +166,12 @@ def pending_tasks(manifest: JobManifest) -> Iterator[Task]:
             break
 
 
+def _recorded_queue(job_root: str) -> str | None:
+    """The queue a rerun keeps using: the one the job's manifest names, if it has one."""
+    ledger = Ledger(job_root)
+    return ledger.read_manifest().queue if ledger.manifest_path.exists() else None
+
+
 def write_jobs(
     config: str, request: str, job_root: str, queue: str | None = None, max_partitions: int | None = None
 ) -> None:
@@ -177,7 +187,9 @@ def write_jobs(
         config: the pipeline.yaml.
         request: the request GeoJSON (WGS84).
         job_root: where the job's manifest, markers, datasets and outputs go (local or gs://).
-        queue: pubsub://PROJECT_ID or local://PATH.db (default: local://JOB_ROOT/queue.db).
+        queue: pubsub://PROJECT_ID or local://PATH.db (default: the queue the job already uses,
+            else a file on this machine's disk under ~/.cache/rslp/queues, named after the job
+            root: SQLite is unsafe on network mounts).
         max_partitions: refuse a plan with more partitions than this (default: the config's max_partitions).
 
     The job id is printed and recorded in JOB_ROOT/manifest.json. Nothing is returned,
@@ -186,7 +198,7 @@ def write_jobs(
     pipeline = load_pipeline_config(config)
     pipeline.check()
     job_root = _absolute(job_root)
-    queue_url = queue or f"local://{job_root}/queue.db"
+    queue_url = queue or _recorded_queue(job_root) or default_queue_url(job_root)
     manifest = _manifest(pipeline, _absolute(request), job_root, queue_url, max_partitions)
     published, first_steps = 0, 0
     with open_queue(queue_url) as q:
@@ -208,6 +220,7 @@ def write_jobs(
     print(
         f"job {manifest.job_id}: {manifest.partition_count} partitions, {published} tasks published "
         f"({skipped} partitions already done) on {queue_url}\n"
+        f"{LOCAL_DISK_NOTE if queue_url == default_queue_url(job_root) else ''}"
         f"  watch it: rslp status --job_root {job_root} --watch\n"
         f"  run workers: rslp worker --queue {queue_url} --subscription {subs}"
     )
@@ -217,7 +230,7 @@ def _publish(q: Queue, topic: str, chunk: list[Task], bar: tqdm[Any]) -> int:
     """Publish ``chunk`` (and empty it); returns how many were published."""
     if not chunk:
         return 0
-    q.publish(topic, [Outgoing(t.encode()) for t in chunk])
+    q.publish(topic, [encode_task(t) for t in chunk])
     n = len(chunk)
     bar.update(n)
     chunk.clear()

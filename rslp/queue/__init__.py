@@ -5,15 +5,25 @@
 - ``local://PATH`` (or a bare path ending in ``.db``): the embedded SQLite queue.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Received, dead_letter_name
 
+if TYPE_CHECKING:
+    from rslp.weather import Weather
 
-def open_queue(url: str) -> Queue:
-    """Open the queue named by ``url``; raises ValueError naming the accepted forms."""
+
+def open_queue(url: str, weather: Weather | None = None) -> Queue:
+    """Open the queue named by ``url``; raises ValueError naming the accepted forms.
+
+    ``weather``: how long a cloud backend rides out transient errors (default 300 s).
+    """
     if url.startswith("pubsub://") and len(url) > len("pubsub://"):
         from rslp.queue.pubsub import PubSubQueue
 
-        return PubSubQueue(url.removeprefix("pubsub://"))
+        return PubSubQueue(url.removeprefix("pubsub://"), weather=weather)
     if url.startswith("local://") or url.endswith(".db"):
         from rslp.queue.local import LocalQueue
 

@@ -115,13 +115,15 @@ class Queue(abc.ABC):
     def dead_letter(self, message: Received, reason: str, attributes: dict[str, str] | None = None) -> None:
         """Move ``message`` to its dead-letter topic with ``reason``, then ack it.
 
-        The publish is confirmed before the ack, so a crash in between leaves a
-        duplicate dead letter at worst, never a lost one.
+        Attributes are cut to Pub/Sub's limits (:mod:`rslp.queue.limits`), so a long or
+        non-ASCII reason cannot make the dead letter itself fail. The publish is
+        confirmed before the ack, so a crash in between leaves a duplicate dead letter
+        at worst, never a lost one.
         """
-        attrs = dict(message.attributes)
-        attrs.update(attributes or {})
-        attrs[DEAD_LETTER_REASON] = reason[:1024]
-        attrs[DEAD_LETTER_SOURCE] = message.subscription
+        from rslp.queue.limits import fit_attributes  # limits builds on this module
+
+        own = {**(attributes or {}), DEAD_LETTER_REASON: reason, DEAD_LETTER_SOURCE: message.subscription}
+        attrs = fit_attributes(message.attributes, own)
         self.publish(dead_letter_name(message.subscription), [Outgoing(message.data, attrs)])
         self.ack(message)
 

@@ -14,16 +14,26 @@ response's message ids are the confirmation. Measured against the emulator
 single downstream message does not wait for a batch to fill. Nothing is buffered, so
 nothing can be lost at exit.
 
+Every call goes through :class:`rslp.weather.Weather`: transient errors are retried
+with jittered backoff (the client's own retry is turned off, so there is one policy),
+permanent ones stop at once naming the resource and the IAM role the call needs. A
+worker needs only ``roles/pubsub.subscriber`` on its subscriptions and
+``roles/pubsub.publisher`` on the topics it writes; ``rslp setup`` needs
+``roles/pubsub.editor`` (and ``roles/pubsub.admin`` to grant the dead-letter bindings).
+
 Clients are created lazily in the process that uses them: gRPC does not survive fork.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rslp import log
 from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Received, dead_letter_name
+from rslp.weather import EDITOR, PUBLISHER, SUBSCRIBER, CloudRefusedError, Weather
 
 if TYPE_CHECKING:
     from google.cloud import pubsub_v1
@@ -35,10 +45,17 @@ MAX_ACK_DEADLINE = 600
 class PubSubQueue(Queue):
     """Pub/Sub in project ``project_id``; topic and subscription names are short ids."""
 
-    def __init__(self, project_id: str, pull_timeout: float = 5.0, publish_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        project_id: str,
+        pull_timeout: float = 5.0,
+        publish_timeout: float = 120.0,
+        weather: Weather | None = None,
+    ) -> None:
         self.project_id = project_id
         self.pull_timeout = pull_timeout
         self.publish_timeout = publish_timeout
+        self.weather = weather or Weather()
         self._publisher: pubsub_v1.PublisherClient | None = None
         self._subscriber: pubsub_v1.SubscriberClient | None = None
         self._topics: dict[str, str] = {}
@@ -66,13 +83,13 @@ class PubSubQueue(Queue):
         return f"projects/{self.project_id}/subscriptions/{subscription}"
 
     def setup(self, topic: str, subscription: str, *, max_deliveries: int = 5, ack_deadline: int = 60) -> None:
-        from google.api_core.exceptions import AlreadyExists
         from google.protobuf.duration_pb2 import Duration
 
         dlq = dead_letter_name(subscription)
         for name in (topic, dlq):
-            with contextlib.suppress(AlreadyExists):
-                self.publisher.create_topic(request={"name": self.topic_path(name)})
+            self._create(
+                "create topic", self.topic_path(name), self.publisher.create_topic, {"name": self.topic_path(name)}
+            )
         subscriptions: list[dict[str, Any]] = [
             {
                 "name": self.subscription_path(subscription),
@@ -96,13 +113,45 @@ class PubSubQueue(Queue):
             },
         ]
         for request in subscriptions:
+            self._create("create subscription", request["name"], self.subscriber.create_subscription, request)
+
+    def _create(self, what: str, resource: str, create: Callable[..., Any], request: dict[str, Any]) -> None:
+        from google.api_core.exceptions import AlreadyExists
+
+        def call() -> None:
             with contextlib.suppress(AlreadyExists):
-                self.subscriber.create_subscription(request=request)
+                create(request=request, retry=None)
+
+        self.weather.call(call, what=what, resource=resource, role=EDITOR)
 
     def topic_of(self, subscription: str) -> str:
+        """The subscription's topic; by ``rslp setup``'s naming where the caller may not look it up.
+
+        ``subscriptions.get`` needs ``roles/pubsub.viewer``, which a worker running with
+        only ``roles/pubsub.subscriber`` lacks: it then assumes the topic has the
+        subscription's name, as ``rslp setup`` makes them, and says so once.
+        """
+        from google.api_core.exceptions import PermissionDenied
+
         if subscription not in self._topics:
-            sub = self.subscriber.get_subscription(request={"subscription": self.subscription_path(subscription)})
-            self._topics[subscription] = sub.topic.rsplit("/", 1)[-1]
+            path = self.subscription_path(subscription)
+            try:
+                sub = self.weather.call(
+                    lambda: self.subscriber.get_subscription(request={"subscription": path}, retry=None),
+                    what="look up subscription",
+                    resource=path,
+                )
+                self._topics[subscription] = sub.topic.rsplit("/", 1)[-1]
+            except CloudRefusedError as e:
+                if not isinstance(e.__cause__, PermissionDenied):
+                    raise
+                log.get("rslp.queue").warning(
+                    "topic_assumed",
+                    subscription=subscription,
+                    topic=subscription,
+                    reason="no roles/pubsub.viewer to look it up; rslp setup names a topic's subscription after it",
+                )
+                self._topics[subscription] = subscription
         return self._topics[subscription]
 
     def publish(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
@@ -113,30 +162,43 @@ class PubSubQueue(Queue):
         for chunk in _requests(messages):
             # The generated client's Publish (the high-level client subclasses it and
             # overrides publish() with its per-message batching).
-            response = GapicPublisherClient.publish(
-                self.publisher, request={"topic": path, "messages": chunk}, timeout=self.publish_timeout
+            request = {"topic": path, "messages": chunk}
+            response = self.weather.call(
+                functools.partial(
+                    GapicPublisherClient.publish,
+                    self.publisher,
+                    request=request,
+                    timeout=self.publish_timeout,
+                    retry=None,
+                ),
+                what="publish to",
+                resource=path,
+                role=PUBLISHER,
             )
             ids += response.message_ids
         return ids
 
     def pull(self, subscription: str, lease_seconds: float, max_messages: int = 1, wait: float = 0.0) -> list[Received]:
-        from google.api_core.exceptions import DeadlineExceeded, ServiceUnavailable
+        from google.api_core.exceptions import DeadlineExceeded
 
         path = self.subscription_path(subscription)
-        try:
-            response = self.subscriber.pull(
-                request={"subscription": path, "max_messages": max_messages},
-                timeout=max(1.0, wait or self.pull_timeout),
-                retry=None,
-            )
-        except (DeadlineExceeded, ServiceUnavailable):
+
+        def call() -> list[Any]:
+            try:
+                response = self.subscriber.pull(
+                    request={"subscription": path, "max_messages": max_messages},
+                    timeout=max(1.0, wait or self.pull_timeout),
+                    retry=None,
+                )
+            except DeadlineExceeded:  # the wait for a message ran out: an empty pull, not an error
+                return []
+            return list(response.received_messages)
+
+        received = self.weather.call(call, what="pull from", resource=path, role=SUBSCRIBER)
+        if not received:
             return []
-        if not response.received_messages:
-            return []
-        ack_ids = [r.ack_id for r in response.received_messages]
-        self.subscriber.modify_ack_deadline(
-            request={"subscription": path, "ack_ids": ack_ids, "ack_deadline_seconds": _deadline(lease_seconds)}
-        )
+        ack_ids = [r.ack_id for r in received]
+        self._call_subscriber("modify_ack_deadline", path, ack_ids, ack_deadline_seconds=_deadline(lease_seconds))
         return [
             Received(
                 subscription=subscription,
@@ -147,33 +209,40 @@ class PubSubQueue(Queue):
                 attributes=dict(r.message.attributes),
                 publish_time=r.message.publish_time,
             )
-            for r in response.received_messages
+            for r in received
         ]
 
-    def _modify(self, message: Received, seconds: float) -> None:
-        self.subscriber.modify_ack_deadline(
-            request={
-                "subscription": self.subscription_path(message.subscription),
-                "ack_ids": [message.lease_id],
-                "ack_deadline_seconds": _deadline(seconds),
-            }
-        )
+    def _call_subscriber(self, method: str, path: str, ack_ids: list[str], **fields: Any) -> None:
+        """``acknowledge`` or ``modify_ack_deadline`` on ``ack_ids``, through the weather."""
+        rpc = getattr(self.subscriber, method)
+        request = {"subscription": path, "ack_ids": ack_ids, **fields}
+        self.weather.call(lambda: rpc(request=request, retry=None), what=method, resource=path, role=SUBSCRIBER)
 
     def extend(self, message: Received, lease_seconds: float) -> None:
-        from google.api_core.exceptions import GoogleAPICallError
+        """One extension; transient errors are raised as they are, for the lease keeper to retry.
 
+        The lease keeper knows when the lease runs out, so it owns the retry window. A
+        permanent refusal (an ack id Pub/Sub no longer knows) means the lease is gone.
+        """
+        from google.api_core.exceptions import BadRequest, NotFound
+
+        request = {
+            "subscription": self.subscription_path(message.subscription),
+            "ack_ids": [message.lease_id],
+            "ack_deadline_seconds": _deadline(lease_seconds),
+        }
         try:
-            self._modify(message, lease_seconds)
-        except GoogleAPICallError as e:
+            self.subscriber.modify_ack_deadline(request=request, retry=None)
+        except (BadRequest, NotFound) as e:
             raise LeaseLostError(f"could not extend lease on {message.message_id}: {e}") from e
 
     def ack(self, message: Received) -> None:
-        self.subscriber.acknowledge(
-            request={"subscription": self.subscription_path(message.subscription), "ack_ids": [message.lease_id]}
-        )
+        path = self.subscription_path(message.subscription)
+        self._call_subscriber("acknowledge", path, [message.lease_id])
 
     def nack(self, message: Received, delay: float = 0.0) -> None:
-        self._modify(message, delay)
+        path = self.subscription_path(message.subscription)
+        self._call_subscriber("modify_ack_deadline", path, [message.lease_id], ack_deadline_seconds=_deadline(delay))
 
     def counts(self, subscription: str) -> QueueCounts | None:
         """Pub/Sub exposes backlog only through Cloud Monitoring, which this backend does not use."""

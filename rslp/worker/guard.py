@@ -38,6 +38,7 @@ from rslp.ledger import JobManifest, Ledger
 from rslp.paths import PathEscapeError
 from rslp.task import Downstream, Task
 from rslp.text import clip
+from rslp.weather import Weather
 from rslp.worker.runner import Outcome
 
 #: Comma-separated job-root prefixes a worker accepts, when ``--job_roots`` is not given.
@@ -65,13 +66,13 @@ class Admitted:
     topics: frozenset[str] = frozenset()
 
 
-def admit(task: Task, job_roots: Iterable[str] = ()) -> Admitted:
+def admit(task: Task, job_roots: Iterable[str] = (), weather: Weather | None = None) -> Admitted:
     """Check everything a message chooses before its task runs; raise :class:`Rejected` if anything is wrong."""
     workflow = _workflow(task)
     if task.job_root is None:
         return Admitted(workflow, None, None)
     root = check_job_root(task.job_root, job_roots)
-    ledger, manifest = _open_job(root)
+    ledger, manifest = _open_job(root, weather)
     _check_job_task(task, manifest)
     topics = frozenset(manifest.topics.values())
     return Admitted(workflow, ledger, _recorded_downstream(task, ledger, manifest), topics)
@@ -179,9 +180,9 @@ def _workflow(task: Task) -> registry.Workflow:
     return workflow
 
 
-def _open_job(root: UPath) -> tuple[Ledger, JobManifest]:
+def _open_job(root: UPath, weather: Weather | None = None) -> tuple[Ledger, JobManifest]:
     """The job's ledger and manifest header; Rejected if the root is not a readable job root."""
-    ledger = Ledger(str(root))
+    ledger = Ledger(str(root), weather=weather)
     try:
         return ledger, ledger.read_manifest()
     except (ConnectionError, TimeoutError):

@@ -4,8 +4,11 @@ A daemon thread in the worker's main process re-extends the lease every third of
 lease length. The task runs in a child process (see runner.py), so no task code, not
 even one holding the GIL, can starve this thread. Extension stops at ``max_lease``
 (the worker also stops the task then, so a task never outlives its lease silently).
-A failed extension is recorded in :attr:`LeaseKeeper.lost` rather than raised: the
-task goes on, and its outputs and done marker make a duplicate run harmless.
+A transient failure of an extension (the queue's bad minute) is retried with jittered
+backoff for as long as the lease still holds. Only when that runs out, or the queue
+says the lease is gone, is it recorded in :attr:`LeaseKeeper.lost` rather than raised:
+the task goes on, and its outputs and done marker make a duplicate run harmless, but
+the worker must not ack a message it no longer holds (another worker may have it).
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ import time
 from typing import Any
 
 from rslp.queue import Queue, Received
+from rslp.weather import Weather
+
+#: Stop retrying an extension this long before the lease would run out.
+MARGIN_SECONDS = 1.0
 
 
 class LeaseKeeper:
@@ -41,15 +48,29 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         start = time.monotonic()
+        expires = start + self.lease_seconds
         while not self._stop.wait(self.lease_seconds / 3):
             if time.monotonic() - start >= self.max_lease:
                 self.log.warning("lease_max_reached", max_lease=self.max_lease)
                 return
+            weather = Weather(
+                patience=max(0.0, expires - time.monotonic() - MARGIN_SECONDS),
+                first_wait=0.2,
+                max_wait=self.lease_seconds / 6,
+                interrupt=self._stop,  # the task ended: stop retrying at once
+            )
             try:
-                self.queue.extend(self.message, self.lease_seconds)
-            except Exception as e:  # noqa: BLE001 - LeaseLostError or a transport error: the lease may be gone
+                weather.call(
+                    lambda: self.queue.extend(self.message, self.lease_seconds),
+                    what="extend lease on message",
+                    resource=self.message.message_id,
+                )
+            except Exception as e:  # noqa: BLE001 - LeaseLostError, or retries ran out: the lease may be gone
+                if self._stop.is_set():
+                    return
                 self.lost = f"{e.__class__.__name__}: {e}"
                 self.log.warning("lease_lost", error=self.lost)
                 return
+            expires = time.monotonic() + self.lease_seconds
             self.extensions += 1
             self.log.info("lease_extended", extensions=self.extensions, lease_seconds=self.lease_seconds)

@@ -15,6 +15,12 @@ Invariants this module owns (ARCHITECTURE.md):
 - Bad input (not JSON, unknown workflow, bad args) goes straight to the dead-letter
   topic with a one-line reason; a failing task is retried with backoff, then
   dead-lettered; nothing a message does can kill the worker.
+- A task whose lease was lost while it ran is never acked: another worker may hold
+  the message. Its done marker and downstream publishes still go out, because both
+  are idempotent.
+- Queue and storage calls ride out transient errors (:mod:`rslp.weather`); one that
+  cannot be got past ends the worker with its exit code rather than being counted as
+  the task's failure.
 - Preemption hands the task back by republishing it unchanged (same id and attempt)
   and acking the original, so it does not spend the task's delivery budget.
 """
@@ -29,14 +35,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import tenacity
 from pydantic import BaseModel, ConfigDict, Field
 
 from rslp import log
 from rslp.ledger import Ledger
 from rslp.paths import under
-from rslp.queue import Outgoing, Queue, Received, open_queue
+from rslp.queue import Queue, Received, open_queue
+from rslp.queue.limits import encode_task
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
+from rslp.weather import PUBLISHER, CloudError, CloudUnavailableError, Weather
 from rslp.worker import guard
 from rslp.worker.lease import LeaseKeeper
 from rslp.worker.metrics import WorkerMetrics
@@ -56,7 +63,7 @@ class WorkerSettings(BaseModel):
     queue: str = Field(description="pubsub://PROJECT_ID or local://PATH.db")
     subscriptions: list[str] = Field(min_length=1, description="pulled in this order of preference")
     idle_timeout: float = Field(10.0, description="exit after this long with nothing to do; <= 0 never")
-    retries: int = Field(3, ge=1, description="exit after this many consecutive failed tasks")
+    retries: int = Field(3, ge=0, description="exit after this many consecutive failed tasks (0: at the first)")
     retry_sleep: float = Field(10.0, ge=0, description="backoff before a failed task's first retry")
     max_attempts: int = Field(3, ge=1, description="runs per task before it is dead-lettered")
     lease_seconds: float = Field(60.0, ge=1, le=600, description="lease length; the failover time after a crash")
@@ -72,6 +79,7 @@ class WorkerSettings(BaseModel):
     poll_interval: float = Field(0.05, gt=0, description="sleep between empty pulls (grows to 1 s)")
     scratch_root: str | None = Field(None, description="per-task scratch dirs go here; deleted after each task")
     publish_patience: float = Field(600.0, gt=0, description="keep retrying a failing publish this long")
+    cloud_patience: float = Field(300.0, gt=0, description="ride out transient queue errors this long, then exit 5")
     worker_id: str | None = None
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus metrics on this port")
     metrics_address: str = Field("127.0.0.1", description="the metrics server's address; 0.0.0.0 for every interface")
@@ -83,11 +91,12 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings, queue: Queue | None = None) -> None:
         self.settings = settings
-        self.queue = queue or open_queue(settings.queue)
+        self.shutdown = Shutdown()
+        self.weather = Weather(patience=settings.cloud_patience, interrupt=self.shutdown.event)
+        self.queue = queue or open_queue(settings.queue, weather=self.weather)
         self.worker_id = settings.worker_id or _default_worker_id()
         self.retry = RetryPolicy(settings.max_attempts, settings.retry_sleep)
         self.runner = TaskRunner()
-        self.shutdown = Shutdown()
         self.metrics = WorkerMetrics()
         self.consecutive_failures = 0
         self.scratch_root = Path(settings.scratch_root or Path.home() / ".cache" / "rslp" / "scratch")
@@ -126,7 +135,7 @@ class Worker:
                 else:
                     self._handle_safely(message)
                 idle_since = time.monotonic()
-                if self.consecutive_failures >= self.settings.retries:
+                if self.consecutive_failures >= max(1, self.settings.retries):
                     self.log.error("too_many_failures", consecutive_failures=self.consecutive_failures)
                     return "failures"
             self.log.info("preempted_exit", signal=self.shutdown.signal_name)
@@ -142,7 +151,12 @@ class Worker:
         idle = self.settings.idle_timeout
         wait = min(5.0, idle / 3) if idle > 0 else 5.0
         for subscription in self.settings.subscriptions:
-            messages = self.queue.pull(subscription, self.settings.lease_seconds, wait=wait)
+            try:
+                messages = self.queue.pull(subscription, self.settings.lease_seconds, wait=wait)
+            except CloudUnavailableError:
+                if self.shutdown.is_set():  # preempted while riding out an outage: that is a clean exit
+                    return None
+                raise
             if messages:
                 return messages[0]
         return None
@@ -151,6 +165,8 @@ class Worker:
         """Handle a message; a queue or storage failure gives it back instead of killing the worker."""
         try:
             self.handle(message)
+        except CloudError:
+            raise  # already retried for its patience, or permanent: the worker cannot go on
         except Exception as e:  # infrastructure errors must not take the fleet down
             self.consecutive_failures += 1
             self.log.exception("handle_failed", error=f"{e.__class__.__name__}: {e}")
@@ -179,7 +195,7 @@ class Worker:
             if (wait := guard.delay(task, self.settings.max_delay)) > 0:
                 self.queue.nack(message, delay=wait)  # a retry in backoff: not yet
                 return
-            admitted = guard.admit(task, self.settings.job_roots)
+            admitted = guard.admit(task, self.settings.job_roots, self.weather)
         except guard.Rejected as e:  # the message's content, not the worker's health: no failure counted
             self._dead_letter(message, task, e.reason, kind=e.kind)
             self.metrics.task_finished("malformed", None)  # names come from the message: not a label
@@ -205,7 +221,10 @@ class Worker:
                 if outcome.downstream:
                     topics = admitted.topics or {self.queue.topic_of(message.subscription)}
                     outcome = guard.check_downstream(task, outcome, topics)
-                self._finish(message, task, outcome, ledger)
+                if lease.lost:
+                    self._lease_lost(task, outcome, ledger, lease.lost)
+                else:
+                    self._finish(message, task, outcome, ledger)
             self.metrics.task_finished(outcome.kind, task.name, outcome.duration)
             self.metrics.lease_extended(lease.extensions)
         finally:
@@ -214,19 +233,7 @@ class Worker:
     def _finish(self, message: Received, task: Task, outcome: Outcome, ledger: Ledger | None) -> None:
         duration = round(outcome.duration, 3)
         if outcome.ok:
-            downstream = [
-                d.model_copy(update={"task": d.task.model_copy(update={"parent": task.task_id})})
-                for d in outcome.downstream
-            ]
-            if ledger is not None:
-                ledger.mark(
-                    task,
-                    "done",
-                    worker=self.worker_id,
-                    duration=duration,
-                    downstream=[d.model_dump(mode="json") for d in downstream],
-                )
-            self._publish_downstream(task, downstream)
+            downstream = self._complete(task, outcome, ledger)
             self.queue.ack(message)
             self.consecutive_failures = 0
             self.log.info("done", duration=duration, downstream=len(downstream))
@@ -239,6 +246,37 @@ class Worker:
             self._dead_letter(message, task, outcome.reason, kind="permanent", ledger=ledger, tb=outcome.traceback)
         else:
             self._failed(message, task, outcome, ledger)
+
+    def _complete(self, task: Task, outcome: Outcome, ledger: Ledger | None) -> list[Downstream]:
+        """Mark a successful task done and publish its downstream tasks (both idempotent)."""
+        downstream = [
+            d.model_copy(update={"task": d.task.model_copy(update={"parent": task.task_id})})
+            for d in outcome.downstream
+        ]
+        if ledger is not None:
+            ledger.mark(
+                task,
+                "done",
+                worker=self.worker_id,
+                duration=round(outcome.duration, 3),
+                downstream=[d.model_dump(mode="json") for d in downstream],
+            )
+        self._publish_downstream(task, downstream)
+        return downstream
+
+    def _lease_lost(self, task: Task, outcome: Outcome, ledger: Ledger | None, why: str) -> None:
+        """The lease ran out while the task ran: never ack, the message may be another worker's now.
+
+        A success is still marked done and its downstream published: the redelivered
+        copy then finds the done marker, skips the work and republishes the same
+        deterministic task ids, which their own done markers make harmless. Anything
+        else is left to redelivery (no retry is published, so no attempt is spent twice).
+        """
+        if outcome.ok:
+            self._complete(task, outcome, ledger)
+        self.log.warning(
+            "lease_lost_not_acked", kind=outcome.kind, lease_error=why, duration=round(outcome.duration, 3)
+        )
 
     def _failed(self, message: Received, task: Task, outcome: Outcome, ledger: Ledger | None) -> None:
         """A transient failure, timeout or crash: retry later, or dead-letter when out of attempts."""
@@ -306,17 +344,16 @@ class Worker:
             self._publish(topic, tasks)
 
     def _publish(self, topic: str, tasks: list[Task], patience: float | None = None) -> None:
-        """Publish and wait for confirmation, retrying transient failures for ``patience`` seconds."""
-        for attempt in tenacity.Retrying(
-            stop=tenacity.stop_after_delay(patience or self.settings.publish_patience),
-            wait=tenacity.wait_exponential(multiplier=0.5, max=30),
-            reraise=True,
-            before_sleep=lambda state: self.log.warning(
-                "publish_retry", topic=topic, attempt=state.attempt_number, error=repr(state.outcome)
-            ),
-        ):
-            with attempt:
-                self.queue.publish(topic, [Outgoing(t.encode()) for t in tasks])
+        """Publish and wait for confirmation, retrying transient failures for ``patience`` seconds.
+
+        A permanent error (a missing topic, a missing role) fails at once: waiting
+        cannot fix it.
+        """
+        weather = Weather(patience=patience or self.settings.publish_patience)
+        messages = [encode_task(t) for t in tasks]
+        weather.call(
+            lambda: self.queue.publish(topic, messages), what="publish to topic", resource=topic, role=PUBLISHER
+        )
 
 
 def _default_worker_id() -> str:

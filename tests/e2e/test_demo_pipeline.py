@@ -54,8 +54,8 @@ def demo_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def backlog(job_root: Path) -> int:
-    with open_queue(f"local://{job_root}/queue.db") as q:
-        manifest = Ledger(job_root).read_manifest()
+    manifest = Ledger(job_root).read_manifest()
+    with open_queue(str(manifest.queue)) as q:
         subs = subscriptions(manifest.steps + manifest.job_steps, manifest.topics)
         return sum(c.backlog + (c.in_flight or 0) for c in (q.counts(s) for s in subs) if c is not None)
 

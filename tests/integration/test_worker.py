@@ -317,8 +317,14 @@ def test_worker_serves_prometheus_metrics(tmp_path: Path, topic: str) -> None:
     w = WorkerProc(backend.url, topic, metrics_port=port, max_attempts=1, retries=100)
     w.wait_for("dead_lettered", timeout=30)
     w.wait_for("done", timeout=30)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
+    # The counters move just after the events are logged: read until they have.
+    deadline = time.monotonic() + 30
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        if 'outcome="error"' in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     w.signal(signal.SIGTERM)
     assert w.wait(timeout=10) == 0
     assert 'rslp_tasks_total{outcome="ok",workflow="common/noop"} 1.0' in text

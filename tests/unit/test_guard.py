@@ -19,9 +19,7 @@ from rslp.worker.runner import Outcome
 
 def _job(root: Path, job_id: str = "job-a", steps: tuple[str, ...] = ("prepare", "predict")) -> None:
     topics = {s: f"topic-{s}" for s in steps}
-    manifest = JobManifest(
-        job_id=job_id, job_root=str(root), config="-", request="-", steps=list(steps), topics=topics
-    )
+    manifest = JobManifest(job_id=job_id, job_root=str(root), config="-", request="-", steps=list(steps), topics=topics)
     Ledger(root).write_manifest(manifest)
 
 

@@ -34,7 +34,7 @@ def run_step(step: str, job_root: str, partition: str) -> list[Downstream]:
 
 def run_job_in_process(job_root: str) -> list[Downstream]:
     """Follow the downstream tasks from the queued first steps; returns every downstream seen."""
-    with open_queue(f"local://{job_root}/queue.db") as q:
+    with open_queue(str(Ledger(job_root).read_manifest().queue)) as q:
         pending = [decode_task(m.data) for m in q.pull("demo-cpu", lease_seconds=60, max_messages=100)]
     seen: list[Downstream] = []
     while pending:

@@ -19,6 +19,7 @@ from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.pipeline.partition import GridPartitioner, load_request
 from rslp.pipeline.write_jobs import write_jobs
 from rslp.queue import Queue, open_queue
+from rslp.queue.placement import default_queue_url
 from rslp.task import Task, decode_task
 
 STEPS = ["create_windows", "prepare", "ingest", "materialize", "predict", "postprocess"]
@@ -33,7 +34,7 @@ def submit(demo: Path, job_root: Path, request: str = "request.geojson") -> str:
 def drain(job_root: Path) -> list[Task]:
     """Every message on the job's subscriptions, acked."""
     tasks = []
-    with open_queue(f"local://{job_root}/queue.db") as q:
+    with open_queue(str(Ledger(job_root).read_manifest().queue)) as q:
         for sub in ("demo-cpu", "demo-gpu", "demo-combine"):
             while messages := q.pull(sub, lease_seconds=30, max_messages=100):
                 for m in messages:
@@ -54,7 +55,7 @@ def test_writes_manifest_and_publishes_first_step_of_each_partition(demo_copy: P
     manifest = Ledger(job_root).read_manifest()
     assert manifest.job_id == job_id and manifest.job_root == str(job_root)
     assert manifest.steps == STEPS and manifest.job_steps == ["combine", "observe"]
-    assert manifest.topics["predict"] == "demo-gpu" and manifest.queue == f"local://{job_root}/queue.db"
+    assert manifest.topics["predict"] == "demo-gpu" and manifest.queue == default_queue_url(str(job_root))
     assert manifest.partition_count == 4 and "partitions" not in manifest.model_dump()
     records = list(Ledger(job_root).partitions(manifest))
     assert [p.id for p in records] == ["p00000", "p00001", "p00002", "p00003"]
