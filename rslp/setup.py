@@ -37,7 +37,7 @@ def setup(
     for name in names:
         if len(name) < 3:
             raise ValueError(f"topic id {name!r} is too short: Pub/Sub needs at least 3 characters")
-    with open_queue(queue) as q:
+    with open_queue(queue, create=True) as q:
         for name in names:
             q.setup(name, name, max_deliveries=max_deliveries, ack_deadline=ack_deadline)
             print(f"{name}: topic, subscription and dead letters at {dead_letter_name(name)}")

@@ -111,7 +111,7 @@ def run(
     queue = f"local://{root}/queue.db"
     started = time.monotonic()
     subs = subscriptions(pipeline.partition_steps + pipeline.job_steps, pipeline.topics)
-    with open_queue(queue) as q:
+    with open_queue(queue, create=True) as q:
         for topic in subs:
             q.setup(topic, topic)
     command = worker_command(queue, subs, idle_timeout, lease_seconds)

@@ -1,7 +1,8 @@
 """write_jobs: turn a pipeline config and a request into a job and enqueue its tasks.
 
-It checks every file the steps will read before publishing anything (so a broken
-dataset.json or a missing checkpoint fails here, in one line, with nothing enqueued),
+It checks every file the steps will read, the request, the job root and the queue
+before writing anything (:mod:`rslp.pipeline.preflight`: a broken dataset.json, a
+missing checkpoint or an unwritable queue fails here, in one line, with nothing written),
 splits the request into partitions, writes the job manifest, and publishes for each
 partition the first step that is not done yet. Rerunning it on the same job root is
 safe and cheap: the manifest is kept, a finished job publishes nothing, a half-finished
@@ -25,6 +26,7 @@ from rslp.errors import PermanentError
 from rslp.ledger import JobManifest, Ledger, PartitionEntry
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.pipeline.job import JOB_PARTITION, make_task
+from rslp.pipeline.preflight import preflight
 from rslp.queue import Outgoing, open_queue
 from rslp.task import Task, task_id_for
 
@@ -116,15 +118,18 @@ def write_jobs(config: str, request: str, job_root: str, queue: str | None = Non
     so the registered ``pipeline/write_jobs`` workflow can also run as a queued task.
     """
     pipeline = load_pipeline_config(config)
-    pipeline.check()
     job_root = _absolute(job_root)
     queue_url = queue or f"local://{job_root}/queue.db"
+    preflight(pipeline, _absolute(request), job_root, queue_url)  # nothing is written before this passes
     manifest = _manifest(pipeline, _absolute(request), job_root, queue_url)
+    if manifest.queue != queue_url:  # a re-run on another queue: status and dlq must look there now
+        manifest = manifest.model_copy(update={"queue": queue_url})
+        Ledger(job_root).write_manifest(manifest)
     tasks = pending_tasks(manifest)
     by_topic: dict[str, list[Task]] = defaultdict(list)
     for task in tasks:
         by_topic[manifest.topics[task.step or ""]].append(task)
-    with open_queue(queue_url) as q:
+    with open_queue(queue_url, create=True) as q:
         for topic in sorted(set(manifest.topics.values())):
             q.setup(topic, topic)
         with tqdm(total=len(tasks), desc="publishing", unit="task", file=sys.stderr) as bar:

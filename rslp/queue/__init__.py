@@ -8,8 +8,12 @@
 from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Received, dead_letter_name
 
 
-def open_queue(url: str) -> Queue:
-    """Open the queue named by ``url``; raises ValueError naming the accepted forms."""
+def open_queue(url: str, create: bool = False) -> Queue:
+    """Open the queue named by ``url``; raises ValueError naming the accepted forms.
+
+    ``create``: make a missing embedded queue file. Only write-jobs, setup and run
+    create queues; anything else that meets a typo'd path says "no such queue".
+    """
     if url.startswith("pubsub://") and len(url) > len("pubsub://"):
         from rslp.queue.pubsub import PubSubQueue
 
@@ -17,7 +21,7 @@ def open_queue(url: str) -> Queue:
     if url.startswith("local://") or url.endswith(".db"):
         from rslp.queue.local import LocalQueue
 
-        return LocalQueue(url.removeprefix("local://"))
+        return LocalQueue(url.removeprefix("local://"), create=create)
     raise ValueError(f"queue {url!r} is not pubsub://PROJECT_ID or local://PATH/queue.db")
 
 

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 from upath import UPath
 
+from rslp.errors import QueueResourceError
 from rslp.queue.base import (
     DEAD_LETTER_REASON,
     DEAD_LETTER_SOURCE,
@@ -36,6 +37,7 @@ from rslp.queue.base import (
     QueueCounts,
     Received,
     dead_letter_name,
+    setup_command,
 )
 
 _SCHEMA = """
@@ -65,10 +67,14 @@ _DLQ_SUFFIX = dead_letter_name("")
 class LocalQueue(Queue):
     """An embedded, persistent queue in the SQLite file at ``path``."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
         self.path = UPath(path)
         if self.path.protocol not in ("", "file", "local"):
             raise ValueError(f"the embedded queue needs a local file, not {path}")
+        if not create and not self.path.exists():
+            raise QueueResourceError(
+                f"no such queue: {self.path} (check the path; only write-jobs and setup create queues)"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._db().executescript(_SCHEMA)  # executescript manages its own transaction
@@ -101,10 +107,13 @@ class LocalQueue(Queue):
             return self._topic(db, subscription)
 
     def _topic(self, db: sqlite3.Connection, subscription: str) -> str:
-        """The topic of ``subscription``, or a KeyError that says to run ``rslp setup``."""
+        """The topic of ``subscription``, or a QueueResourceError with the command that creates it."""
         row = db.execute("SELECT topic FROM subscriptions WHERE name = ?", (subscription,)).fetchone()
         if row is None:
-            raise KeyError(f"no subscription {subscription!r} in {self.path}; run `rslp setup` first")
+            raise QueueResourceError(
+                f"no subscription {subscription!r} in {self.path}; "
+                f"create it with: {setup_command(f'local://{self.path}', subscription)}"
+            )
         return str(row[0])
 
     def publish(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:

@@ -23,7 +23,8 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Received, dead_letter_name
+from rslp.errors import QueueResourceError
+from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Received, dead_letter_name, setup_command
 
 if TYPE_CHECKING:
     from google.cloud import pubsub_v1
@@ -48,7 +49,8 @@ class PubSubQueue(Queue):
         if self._publisher is None:
             from google.cloud import pubsub_v1
 
-            self._publisher = pubsub_v1.PublisherClient()
+            with _credentials():
+                self._publisher = pubsub_v1.PublisherClient()
         return self._publisher
 
     @property
@@ -56,7 +58,8 @@ class PubSubQueue(Queue):
         if self._subscriber is None:
             from google.cloud import pubsub_v1
 
-            self._subscriber = pubsub_v1.SubscriberClient()
+            with _credentials():
+                self._subscriber = pubsub_v1.SubscriberClient()
         return self._subscriber
 
     def topic_path(self, topic: str) -> str:
@@ -64,6 +67,25 @@ class PubSubQueue(Queue):
 
     def subscription_path(self, subscription: str) -> str:
         return f"projects/{self.project_id}/subscriptions/{subscription}"
+
+    @contextlib.contextmanager
+    def _named(self, kind: str, name: str) -> Iterator[None]:
+        """Turn NOT_FOUND / PERMISSION_DENIED on ``name`` into one line that names it and says what to do."""
+        from google.api_core.exceptions import NotFound, PermissionDenied
+
+        try:
+            yield
+        except NotFound:
+            raise QueueResourceError(
+                f"no {kind} {name!r} in project {self.project_id}; "
+                f"create it with: {setup_command(f'pubsub://{self.project_id}', name)}"
+            ) from None
+        except PermissionDenied as e:
+            role = "roles/pubsub.publisher" if kind == "topic" else "roles/pubsub.subscriber"
+            raise QueueResourceError(
+                f"permission denied on {kind} {name!r} in project {self.project_id} ({e.message}); "
+                f"the account needs {role}"
+            ) from None
 
     def setup(self, topic: str, subscription: str, *, max_deliveries: int = 5, ack_deadline: int = 60) -> None:
         from google.api_core.exceptions import AlreadyExists
@@ -101,7 +123,8 @@ class PubSubQueue(Queue):
 
     def topic_of(self, subscription: str) -> str:
         if subscription not in self._topics:
-            sub = self.subscriber.get_subscription(request={"subscription": self.subscription_path(subscription)})
+            with self._named("subscription", subscription):
+                sub = self.subscriber.get_subscription(request={"subscription": self.subscription_path(subscription)})
             self._topics[subscription] = sub.topic.rsplit("/", 1)[-1]
         return self._topics[subscription]
 
@@ -113,9 +136,10 @@ class PubSubQueue(Queue):
         for chunk in _requests(messages):
             # The generated client's Publish (the high-level client subclasses it and
             # overrides publish() with its per-message batching).
-            response = GapicPublisherClient.publish(
-                self.publisher, request={"topic": path, "messages": chunk}, timeout=self.publish_timeout
-            )
+            with self._named("topic", topic):
+                response = GapicPublisherClient.publish(
+                    self.publisher, request={"topic": path, "messages": chunk}, timeout=self.publish_timeout
+                )
             ids += response.message_ids
         return ids
 
@@ -124,11 +148,12 @@ class PubSubQueue(Queue):
 
         path = self.subscription_path(subscription)
         try:
-            response = self.subscriber.pull(
-                request={"subscription": path, "max_messages": max_messages},
-                timeout=max(1.0, wait or self.pull_timeout),
-                retry=None,
-            )
+            with self._named("subscription", subscription):
+                response = self.subscriber.pull(
+                    request={"subscription": path, "max_messages": max_messages},
+                    timeout=max(1.0, wait or self.pull_timeout),
+                    retry=None,
+                )
         except (DeadlineExceeded, ServiceUnavailable):
             return []
         if not response.received_messages:
@@ -186,6 +211,20 @@ class PubSubQueue(Queue):
         if self._subscriber is not None:
             self._subscriber.close()
             self._subscriber = None
+
+
+@contextlib.contextmanager
+def _credentials() -> Iterator[None]:
+    """No credentials is the first thing a new user meets: say both ways out in one line."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        yield
+    except DefaultCredentialsError:
+        raise QueueResourceError(
+            "no Google Cloud credentials: run `gcloud auth application-default login`, or for the emulator "
+            "export PUBSUB_EMULATOR_HOST=127.0.0.1:8085 (`make emulator` starts one there)"
+        ) from None
 
 
 #: Pub/Sub's limits for one Publish request (10 MB; kept under it for the envelope).

@@ -19,6 +19,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, Received, dead_letter_name, open_queue
@@ -94,9 +95,6 @@ class _Peek:
                     self.letters += [
                         DeadLetter(m, m.attributes.get(DEAD_LETTER_SOURCE) or sub, _decode(m)) for m in batch
                     ]
-        except KeyError as e:  # the embedded queue has no such subscription
-            self.__exit__()
-            raise ValueError(str(e).strip("'\"")) from None
         except BaseException:
             self.__exit__()
             raise
@@ -202,11 +200,7 @@ def dlq_show(
             for key, value in sorted(d.message.attributes.items()):
                 if key != "rslp_traceback":
                     print(f"  {key}: {value}")
-            body = (
-                d.task.model_dump(mode="json", exclude_none=True)
-                if d.task
-                else d.message.data.decode("utf-8", "replace")
-            )
+            body = _body(d)
             print("  message:", json.dumps(body, indent=2).replace("\n", "\n  "))
             marker = Ledger(d.task.job_root).read(d.task, "dead") if d.task and d.task.job_root else None
             traceback = (marker or {}).get("traceback") or d.message.attributes.get("rslp_traceback")
@@ -267,6 +261,16 @@ def dlq_replay(
             f"{len(chosen)} of {len(letters)} dead letters chosen" + (" (dry run: nothing changed)" if dry_run else "")
         )
         return replayed
+
+
+def _body(d: DeadLetter) -> dict[str, Any] | str:
+    """The task as sent; ``created`` is "unknown" where the sender (the ancestor's format) set none."""
+    if d.task is None:
+        return d.message.data.decode("utf-8", "replace")
+    body = d.task.model_dump(mode="json", exclude_none=True)
+    if "created" not in json.loads(d.message.data):  # else the decoder's default: the time of decoding
+        body["created"] = "unknown"
+    return body
 
 
 def _clear_markers(task: Task | None) -> None:
