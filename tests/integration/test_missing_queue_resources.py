@@ -79,6 +79,18 @@ def test_a_typod_embedded_queue_path_is_no_such_queue_and_is_not_created(command
     assert not path.parent.exists()
 
 
+def test_the_ancestor_worker_command_names_a_missing_subscription(emulator_host: str, topic: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rslp.main", "common", "worker", "--project_id", PROJECT, "--subscription_id", topic],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=CEILING,
+    )
+    assert result.returncode == ExitCode.PERMANENT_QUEUE_ERROR
+    assert f"no subscription '{topic}' in project {PROJECT}" in error_line(result)
+
+
 def test_publishing_to_a_missing_topic_names_it_and_the_command_that_creates_it(emulator_host: str) -> None:
     with pytest.raises(QueueResourceError) as e:
         write_jobs(PROJECT, "missing-topic", "common", "noop", [[]])
