@@ -15,10 +15,11 @@ import pytest
 from rslp import cli
 from rslp import main as rslp_main
 from rslp.argv import bare_booleans
-from rslp.errors import ExitCode
+from rslp.errors import ExitCode, QueueResourceError
 from rslp.ledger import Ledger
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.queue import Outgoing, open_queue
+from rslp.queue.pubsub import PubSubQueue
 from rslp.status.dlq import dlq_show
 from rslp.status.report import status
 from rslp.task import decode_task
@@ -135,3 +136,16 @@ def test_a_reader_that_stops_early_gets_no_traceback(demo_copy: Path, tmp_path: 
     proc.stdout.close()  # like `| head` that has already exited: every write meets a closed pipe
     _, err = proc.communicate(timeout=CEILING)
     assert proc.returncode == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_no_google_credentials_says_both_ways_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    def no_credentials(*args: object, **kwargs: object) -> None:
+        raise DefaultCredentialsError("Your default credentials were not found. To set up ... (a long paragraph)")
+
+    monkeypatch.setattr(google.auth, "default", no_credentials)
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    with pytest.raises(QueueResourceError, match=r"application-default login.*export PUBSUB_EMULATOR_HOST=127"):
+        PubSubQueue("a-project").subscriber  # noqa: B018 - creating the client is what fails
