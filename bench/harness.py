@@ -70,7 +70,7 @@ class Backend:
     url: str
 
     def open(self) -> Queue:
-        return open_queue(self.url)
+        return open_queue(self.url, create=True)
 
 
 def backend(name: str, folder: Path) -> Backend:

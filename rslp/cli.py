@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from rslp import log
-from rslp.errors import PermanentError
+from rslp.argv import bare_booleans, unknown_command
+from rslp.errors import ExitCode, PermanentError, QueueResourceError
 from rslp.launch import FleetError
 from rslp.weather import CloudError
 
@@ -81,20 +83,31 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     name, rest = _split(argv)
     if name is None:
+        if argv and argv[0] not in ("-h", "--help"):
+            print(unknown_command(argv, COMMANDS), file=sys.stderr)
+            return ExitCode.USAGE
         print(_usage())
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+        return ExitCode.OK
     log.setup()
     parser, fn = build_parser(name)
-    namespace = parser.parse_args(_normalize_flags(rest))
+    namespace = parser.parse_args(bare_booleans(fn, _normalize_flags(rest)))
     kwargs = {k: v for k, v in namespace.as_dict().items() if k != "__path__"}
     try:
         result = fn(**kwargs)
+        sys.stdout.flush()  # inside the try: a reader that stopped early (| head) is not an error
+    except QueueResourceError as e:
+        print(f"rslp {name}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return ExitCode.PERMANENT_QUEUE_ERROR
     except (PermanentError, FleetError, FileNotFoundError, ValueError) as e:
         print(f"rslp {name}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except CloudError as e:  # a queue or storage call that retries could not get past
         print(f"rslp {name}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return int(e.exit_code)
+    except BrokenPipeError:
+        # The reader has what it wanted; point stdout at /dev/null so the exit flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
     return 1 if result == "failures" else 0
 
 

@@ -21,6 +21,15 @@ class BadArgsError(PermanentError):
     """The task's args do not parse for the workflow's signature."""
 
 
+class QueueResourceError(Exception):
+    """A queue, topic or subscription is missing or forbidden (NOT_FOUND, PERMISSION_DENIED).
+
+    Not a task's fault, so never dead-lettered: the command or worker stops at once
+    with :attr:`ExitCode.PERMANENT_QUEUE_ERROR` and this message, which names the
+    resource and the command that creates it.
+    """
+
+
 class ExitCode(IntEnum):
     """How a worker (and every ``rslp`` command) ends; Beaker shows it as the job's exit code.
 

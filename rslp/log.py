@@ -5,13 +5,21 @@ console format when it is. Context such as ``worker_id`` and the current task's 
 is bound with :func:`bind` / structlog's contextvars and appears on every line.
 The ``google`` logger gets a handler too: creating a Pub/Sub client sets
 ``propagate=False`` on it, which would otherwise swallow its warnings.
+
+Lines go to whatever ``sys.stderr`` is when they are written, so ``rslp run`` can send
+a job's logs to a file with ``contextlib.redirect_stderr``. Third-party warnings that
+tell a user nothing they can act on (:data:`NOISE`) are dropped, in this process and
+in every process it starts.
 """
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
+import re
 import sys
+import warnings
 from typing import Any
 
 import structlog
@@ -19,6 +27,33 @@ import structlog
 from rslp.text import printable
 
 _configured = False
+
+#: (category, module) of warnings that say nothing to a user: a deprecation inside
+#: Lightning's own code, and the semaphore that torch's worker pools leave to the
+#: resource tracker at exit.
+NOISE = (
+    ("FutureWarning", "lightning.pytorch.utilities._pytree"),
+    ("UserWarning", "multiprocessing.resource_tracker"),
+)
+
+
+class _Stderr:
+    """``sys.stderr`` as it is at each write (pytest's capture, a redirect), not as it was at setup."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def quiet_noise() -> None:
+    """Drop :data:`NOISE` here, and (through PYTHONWARNINGS) in child processes such as the resource tracker."""
+    for category, module in NOISE:
+        warnings.filterwarnings("ignore", category=getattr(builtins, category), module=re.escape(module))
+    given = [w for w in os.environ.get("PYTHONWARNINGS", "").split(",") if w]
+    wanted = [f"ignore::{category}:{module}" for category, module in NOISE]
+    os.environ["PYTHONWARNINGS"] = ",".join(given + [w for w in wanted if w not in given])
 
 
 def setup(level: str | None = None) -> None:
@@ -44,10 +79,11 @@ def setup(level: str | None = None) -> None:
             *renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]  # only write and flush are used
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    quiet_noise()
+    handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("google").addHandler(handler)

@@ -9,30 +9,38 @@ from __future__ import annotations
 import sys
 
 from rslp import log, registry
-from rslp.errors import PermanentError
+from rslp.errors import ExitCode, PermanentError, QueueResourceError
 from rslp.launch import FleetError
 from rslp.weather import CloudError
+
+HELP = ("-h", "--help")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) < 2 or argv[0] in ("-h", "--help"):
-        workflows = "\n".join(f"  {p}: {', '.join(w)}" for p, w in registry.projects().items())
+    if len(argv) < 2 or argv[0] in HELP or argv[1] in HELP:
+        projects = registry.projects()
+        if argv and argv[0] in projects:  # `common --help`: that project's workflows
+            projects = {argv[0]: projects[argv[0]]}
+        workflows = "\n".join(f"  {p}: {', '.join(w)}" for p, w in projects.items())
         print(f"usage: python -m rslp.main PROJECT WORKFLOW [ARGS...]\n\nregistered workflows:\n{workflows}")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        return ExitCode.OK if set(argv[:2]) & set(HELP) else ExitCode.USAGE
     log.setup()
     project, workflow, args = argv[0], argv[1], argv[2:]
     try:
         wf = registry.get(project, workflow)
         wf.run(args)
+    except QueueResourceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return ExitCode.PERMANENT_QUEUE_ERROR
     except (PermanentError, FleetError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except CloudError as e:
         print(f"error: {e}", file=sys.stderr)
         return int(e.exit_code)
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rslp.argv import bare_booleans
 from rslp.errors import BadArgsError, UnknownWorkflowError
 from rslp.text import clip
 
@@ -59,7 +60,7 @@ class Workflow:
         named = any(a.split("=")[0] in {f"--{r}" for r in required} for a in args)
         parser.add_function_arguments(fn, as_positional=not named, fail_untyped=False)
         try:
-            namespace = parser.parse_args(_optional_positionals(fn, args))
+            namespace = parser.parse_args(_optional_positionals(fn, bare_booleans(fn, args)))
         except SystemExit as e:
             if e.code in (0, None):  # --help
                 raise

@@ -46,7 +46,7 @@ def setup(
         if len(name) < 3:
             raise ValueError(f"topic id {name!r} is too short: Pub/Sub needs at least 3 characters")
     commands: list[str] = []
-    with open_queue(queue) as q:
+    with open_queue(queue, create=True) as q:
         for name in names:
             q.setup(name, name, max_deliveries=max_deliveries, ack_deadline=ack_deadline)
             print(f"{name}: topic, subscription and dead letters at {dead_letter_name(name)}")

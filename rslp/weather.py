@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from rslp import log
-from rslp.errors import ExitCode
+from rslp.errors import ExitCode, QueueResourceError
 
 T = TypeVar("T")
 
@@ -55,7 +55,7 @@ class CloudUnavailableError(CloudError):
     exit_code = ExitCode.UNAVAILABLE
 
 
-class CloudRefusedError(CloudError):
+class CloudRefusedError(CloudError, QueueResourceError):
     """NOT_FOUND, PERMISSION_DENIED or INVALID_ARGUMENT: a missing resource or role."""
 
     exit_code = ExitCode.PERMANENT_QUEUE_ERROR

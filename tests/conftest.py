@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rslp.queue import Queue, Received
+from rslp.queue import Outgoing, Queue, Received
 from rslp.queue.local import LocalQueue
 from rslp.queue.pubsub import PubSubQueue
 from rslp.testing.emulator import EmulatorUnavailable, running_emulator
@@ -90,3 +90,31 @@ def pull_until(
             q.nack(m)
         time.sleep(0.05)
     return None
+
+
+#: Generous ceiling for a message to arrive on a loaded machine; absence checks end early on their canary.
+ARRIVAL_CEILING = 60.0
+
+
+def pull_until_canary(q: Queue, subscription: str, lease: float, timeout: float = ARRIVAL_CEILING) -> list[Received]:
+    """Everything pulled from ``subscription`` before a canary published now comes back (all acked).
+
+    An absence check that waits a second and sees nothing passes however slow or broken
+    the code is. Seeing our own canary proves the subscription is read and delivering,
+    so what was published before it had its chance to show up. The topic and the
+    subscription share a name in these tests (``setup(topic, topic)``; dead letters too).
+    """
+    import time
+
+    canary = f"canary-{uuid.uuid4().hex}".encode()
+    q.publish(subscription, [Outgoing(canary)])
+    seen: list[Received] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for m in q.pull(subscription, lease, max_messages=50):
+            q.ack(m)
+            if m.data == canary:
+                return seen
+            seen.append(m)
+        time.sleep(0.05)
+    raise AssertionError(f"the canary published to {subscription} did not arrive within {timeout:.0f} s")

@@ -139,27 +139,40 @@ def score(output: str, labels: Path = DEMO_DIR / "data" / "labels") -> float:
     return float((predicted[valid] == truth[0][valid]).mean())
 
 
-def demo(workers: int = 2, job_root: str | None = None) -> str:
+def demo(workers: int = 2, job_root: str | None = None, verbose: bool = False) -> str:
     """Run the demo job end to end on this machine and print where the merged output is.
 
     Generates the synthetic imagery under tasks/demo/data/ if it is absent, then runs
     tasks/demo/pipeline.yaml over tasks/demo/request.geojson with local worker processes
-    on the embedded queue, and scores the output against the synthetic labels.
+    on the embedded queue, scores the output against the synthetic labels, and draws
+    the imagery beside the predicted classes into a PNG next to the merged output.
 
     Args:
         workers: local worker processes.
         job_root: where the job goes (default: a fresh folder under tasks/demo/jobs/).
+        verbose: print every log line instead of writing them to JOB_ROOT/logs/.
 
     Returns:
         The merged output's path.
     """
+    from rslp.pipeline.config import load_pipeline_config
+    from rslp.pipeline.picture import write_prediction_picture
     from rslp.pipeline.run import run
 
     started = time.monotonic()
     if ensure_scene(DEMO_SCENE, DEMO_DIR / "data"):
         print(f"generated synthetic imagery under {DEMO_DIR / 'data'}")
     root = job_root or str(DEMO_DIR / "jobs" / time.strftime("%Y%m%d-%H%M%S"))
-    outputs = run(str(DEMO_DIR / "pipeline.yaml"), str(DEMO_DIR / "request.geojson"), root, workers=workers)
+    config = DEMO_DIR / "pipeline.yaml"
+    outputs = run(str(config), str(DEMO_DIR / "request.geojson"), root, workers=workers, verbose=verbose)
+    observe = load_pipeline_config(config).observe
+    picture = write_prediction_picture(
+        outputs[0],
+        sorted((DEMO_DIR / "data" / "images").rglob("*.tif")),
+        (observe.class_names if observe else None) or [],
+        Path(outputs[0]).with_suffix(".png"),
+    )
     print(f"demo finished in {time.monotonic() - started:.0f} s; merged output: {outputs[0]}")
     print(f"pixel accuracy against the synthetic labels: {score(outputs[0]):.3f}")
+    print(f"picture of the prediction (imagery beside the predicted classes): {picture}")
     return outputs[0]

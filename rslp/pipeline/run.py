@@ -6,14 +6,20 @@ later steps first. Workers exit when idle; if tasks are still queued or leased t
 worker died and its lease has not yet expired), fresh workers are started, so the job
 ends only when the queue is drained. It succeeds when every job output exists, and
 otherwise raises with the dead-letter reasons from the ledger.
+
+The console gets a screenful: the job, one line per step as it completes, and the
+outputs. The workers' and write_jobs' structured logs go to JOB_ROOT/logs/ (``verbose``
+prints them instead).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from upath import UPath
@@ -23,11 +29,14 @@ from rslp.errors import PermanentError
 from rslp.ledger import Ledger
 from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.job import Job
+from rslp.pipeline.progress import StepProgress
 from rslp.pipeline.write_jobs import subscriptions, write_jobs
 from rslp.queue import open_queue
 from rslp.queue.placement import default_queue_url
 
 logger = log.get(__name__)
+#: How often the console's progress lines read the markers while workers run.
+PROGRESS_INTERVAL = 1.0
 
 
 def worker_command(
@@ -63,6 +72,15 @@ def _pending(queue: str, subs: list[str]) -> int:
         return total
 
 
+def _wait(procs: list[subprocess.Popen[bytes]], progress: StepProgress) -> None:
+    """Wait for every worker to exit, printing steps as they complete."""
+    while alive := [proc for proc in procs if proc.poll() is None]:
+        progress.update()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            alive[0].wait(timeout=PROGRESS_INTERVAL)  # returns at once when it exits
+    progress.update()
+
+
 def dead_reasons(job_root: str) -> list[str]:
     """``step partition: reason`` for every dead-lettered task of the job."""
     ledger = Ledger(job_root)
@@ -92,6 +110,7 @@ def run(
     workers: int = 2,
     idle_timeout: float = 5.0,
     lease_seconds: float = 30.0,
+    verbose: bool = False,
 ) -> list[str]:
     """Run a whole job on this machine: embedded queue, WORKERS local worker processes.
 
@@ -107,6 +126,7 @@ def run(
         workers: local worker processes.
         idle_timeout: a worker exits after this many seconds with nothing to do.
         lease_seconds: how soon the task of a worker that died is handed to another.
+        verbose: print every log line instead of writing them to JOB_ROOT/logs/.
 
     Returns:
         The paths of the job's outputs (one per postprocessor).
@@ -116,34 +136,44 @@ def run(
     queue = default_queue_url(root)
     started = time.monotonic()
     subs = subscriptions(pipeline.partition_steps + pipeline.job_steps, pipeline.topics)
-    with open_queue(queue) as q:
+    with open_queue(queue, create=True) as q:
         for topic in subs:
             q.setup(topic, topic)
     command = worker_command(queue, subs, idle_timeout, lease_seconds, job_root=root)
-    # Workers start while write_jobs runs: their start-up (imports) overlaps the enqueue.
-    procs = [subprocess.Popen(command) for _ in range(workers)]
-    try:
-        write_jobs(config, request, root, queue=queue)
-    except BaseException:
-        for proc in procs:
-            proc.terminate()
-        raise
-    job = Job.load(root)
-    rounds = 0
-    while True:
-        rounds += 1
-        for proc in procs:
-            proc.wait()
-        if _pending(queue, subs) == 0:
-            break
-        logger.info("tasks still queued or leased; starting workers again", round=rounds)
-        procs = [subprocess.Popen(command) for _ in range(workers)]
+    logs = Path(root) / "logs"
+    logs.mkdir(exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        worker_log = None if verbose else stack.enter_context(open(logs / "workers.log", "ab"))
+        if not verbose:
+            stack.enter_context(contextlib.redirect_stderr(stack.enter_context(open(logs / "run.log", "a"))))
+
+        def start() -> list[subprocess.Popen[bytes]]:
+            return [subprocess.Popen(command, stdout=worker_log, stderr=worker_log) for _ in range(workers)]
+
+        # Workers start while write_jobs runs: their start-up (imports) overlaps the enqueue.
+        procs = start()
+        try:
+            write_jobs(config, request, root, queue=queue)
+        except BaseException:
+            for proc in procs:
+                proc.terminate()
+            raise
+        job = Job.load(root)
+        progress = StepProgress(job.manifest)
+        rounds = 0
+        while True:
+            rounds += 1
+            _wait(procs, progress)
+            if _pending(queue, subs) == 0:
+                break
+            logger.info("tasks still queued or leased; starting workers again", round=rounds)
+            procs = start()
     outputs = job.output_paths()
     if missing := [str(p) for p in outputs if not p.exists()]:
         reasons = dead_reasons(root)
         detail = f"{len(reasons)} tasks dead-lettered; first: {reasons[0]}" if reasons else "no task failed for good"
-        raise PermanentError(f"job {job.manifest.job_id} did not finish ({detail}); missing {missing[0]}")
-    print(f"job {job.manifest.job_id} finished in {time.monotonic() - started:.0f} s; outputs:")
+        raise PermanentError(f"job {job.manifest.job_id} did not finish ({detail}); missing {missing[0]}; logs: {logs}")
+    print(f"job {job.manifest.job_id} finished in {time.monotonic() - started:.0f} s (logs: {logs}); outputs:")
     for path in outputs:
         print(f"  {path}")
     return [str(p) for p in outputs]

@@ -1,7 +1,8 @@
 """write_jobs: turn a pipeline config and a request into a job and enqueue its tasks.
 
-It checks every file the steps will read before publishing anything (so a broken
-dataset.json or a missing checkpoint fails here, in one line, with nothing enqueued),
+It checks every file the steps will read, the request, the job root and the queue
+before writing anything (:mod:`rslp.pipeline.preflight`: a broken dataset.json, a
+missing checkpoint or an unwritable queue fails here, in one line, with nothing written),
 splits the request into partitions (streamed: a continent's 100k partitions are never
 all in memory), writes the job's partition records and header, and publishes for each
 partition the first step that is not done yet. Rerunning it on the same job root is
@@ -29,6 +30,7 @@ from rslp.errors import PermanentError
 from rslp.ledger import JobManifest, Ledger
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.pipeline.job import JOB_PARTITION, make_task
+from rslp.pipeline.preflight import preflight
 from rslp.queue import Queue, open_queue
 from rslp.queue.limits import encode_task
 from rslp.queue.placement import default_queue_url
@@ -196,12 +198,15 @@ def write_jobs(
     so the registered ``pipeline/write_jobs`` workflow can also run as a queued task.
     """
     pipeline = load_pipeline_config(config)
-    pipeline.check()
     job_root = _absolute(job_root)
     queue_url = queue or _recorded_queue(job_root) or default_queue_url(job_root)
+    preflight(pipeline, _absolute(request), job_root, queue_url)  # nothing is written before this passes
     manifest = _manifest(pipeline, _absolute(request), job_root, queue_url, max_partitions)
+    if manifest.queue != queue_url:  # a re-run on another queue: status and dlq must look there now
+        manifest = manifest.model_copy(update={"queue": queue_url})
+        Ledger(job_root).write_manifest(manifest)
     published, first_steps = 0, 0
-    with open_queue(queue_url) as q:
+    with open_queue(queue_url, create=True) as q:
         for topic in sorted(set(manifest.topics.values())):
             q.setup(topic, topic)
         chunks: dict[str, list[Task]] = {}

@@ -15,10 +15,12 @@ if TYPE_CHECKING:
     from rslp.weather import Weather
 
 
-def open_queue(url: str, weather: Weather | None = None) -> Queue:
+def open_queue(url: str, weather: Weather | None = None, create: bool = False) -> Queue:
     """Open the queue named by ``url``; raises ValueError naming the accepted forms.
 
     ``weather``: how long a cloud backend rides out transient errors (default 300 s).
+    ``create``: make a missing embedded queue file. Only write-jobs, setup and run
+    create queues; anything else that meets a typo'd path says "no such queue".
     """
     if url.startswith("pubsub://") and len(url) > len("pubsub://"):
         from rslp.queue.pubsub import PubSubQueue
@@ -27,7 +29,7 @@ def open_queue(url: str, weather: Weather | None = None) -> Queue:
     if url.startswith("local://") or url.endswith(".db"):
         from rslp.queue.local import LocalQueue
 
-        return LocalQueue(url.removeprefix("local://"))
+        return LocalQueue(url.removeprefix("local://"), create=create)
     raise ValueError(f"queue {url!r} is not pubsub://PROJECT_ID or local://PATH/queue.db")
 
 

@@ -32,6 +32,11 @@ def dead_letter_name(subscription: str) -> str:
     return f"{subscription}-dead-letter"
 
 
+def setup_command(url: str, subscription: str) -> str:
+    """The command that creates ``subscription`` (or the source a dead-letter subscription belongs to)."""
+    return f"rslp setup --queue {url} --topics {subscription.removesuffix(dead_letter_name(''))}"
+
+
 class LeaseLostError(RuntimeError):
     """A lease could not be extended: the message may already be with another worker."""
 

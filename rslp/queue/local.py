@@ -28,6 +28,7 @@ from pathlib import Path
 
 from upath import UPath
 
+from rslp.errors import QueueResourceError
 from rslp.queue.base import (
     DEAD_LETTER_REASON,
     DEAD_LETTER_SOURCE,
@@ -38,6 +39,7 @@ from rslp.queue.base import (
     QueueCounts,
     Received,
     dead_letter_name,
+    setup_command,
 )
 from rslp.queue.placement import warn_if_network
 
@@ -72,10 +74,14 @@ _DLQ_SUFFIX = dead_letter_name("")
 class LocalQueue(Queue):
     """An embedded, persistent queue in the SQLite file at ``path``."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
         self.path = UPath(path)
         if self.path.protocol not in ("", "file", "local"):
             raise ValueError(f"the embedded queue needs a local file, not {path}")
+        if not create and not self.path.exists():
+            raise QueueResourceError(
+                f"no such queue: {self.path} (check the path; only write-jobs and setup create queues)"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Messages are tasks: only their owner may read or inject them. SQLite gives its
         # -wal and -shm files the database file's mode, so creating it 0600 covers all three.
@@ -112,10 +118,13 @@ class LocalQueue(Queue):
             return self._topic(db, subscription)
 
     def _topic(self, db: sqlite3.Connection, subscription: str) -> str:
-        """The topic of ``subscription``, or a KeyError that says to run ``rslp setup``."""
+        """The topic of ``subscription``, or a QueueResourceError with the command that creates it."""
         row = db.execute("SELECT topic FROM subscriptions WHERE name = ?", (subscription,)).fetchone()
         if row is None:
-            raise KeyError(f"no subscription {subscription!r} in {self.path}; run `rslp setup` first")
+            raise QueueResourceError(
+                f"no subscription {subscription!r} in {self.path}; "
+                f"create it with: {setup_command(f'local://{self.path}', subscription)}"
+            )
         return str(row[0])
 
     def publish(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:

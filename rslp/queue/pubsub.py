@@ -32,7 +32,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rslp import log
-from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Received, dead_letter_name
+from rslp.errors import QueueResourceError
+from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Received, dead_letter_name, setup_command
 from rslp.weather import EDITOR, PUBLISHER, SUBSCRIBER, CloudRefusedError, Weather
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ class PubSubQueue(Queue):
         if self._publisher is None:
             from google.cloud import pubsub_v1
 
-            self._publisher = pubsub_v1.PublisherClient()
+            with _credentials():
+                self._publisher = pubsub_v1.PublisherClient()
         return self._publisher
 
     @property
@@ -73,7 +75,8 @@ class PubSubQueue(Queue):
         if self._subscriber is None:
             from google.cloud import pubsub_v1
 
-            self._subscriber = pubsub_v1.SubscriberClient()
+            with _credentials():
+                self._subscriber = pubsub_v1.SubscriberClient()
         return self._subscriber
 
     def topic_path(self, topic: str) -> str:
@@ -81,6 +84,21 @@ class PubSubQueue(Queue):
 
     def subscription_path(self, subscription: str) -> str:
         return f"projects/{self.project_id}/subscriptions/{subscription}"
+
+    @contextlib.contextmanager
+    def _named(self, kind: str, name: str) -> Iterator[None]:
+        """A missing ``kind`` ``name`` (NOT_FOUND) as one line that names it and the command that creates it."""
+        from google.api_core.exceptions import NotFound
+
+        try:
+            yield
+        except CloudRefusedError as e:
+            if not isinstance(e.__cause__, NotFound):
+                raise  # PERMISSION_DENIED and the rest already name the resource and the role
+            raise CloudRefusedError(
+                f"no {kind} {name!r} in project {self.project_id}; "
+                f"create it with: {setup_command(f'pubsub://{self.project_id}', name)}"
+            ) from e.__cause__
 
     def setup(self, topic: str, subscription: str, *, max_deliveries: int = 5, ack_deadline: int = 60) -> None:
         from google.protobuf.duration_pb2 import Duration
@@ -136,11 +154,12 @@ class PubSubQueue(Queue):
         if subscription not in self._topics:
             path = self.subscription_path(subscription)
             try:
-                sub = self.weather.call(
-                    lambda: self.subscriber.get_subscription(request={"subscription": path}, retry=None),
-                    what="look up subscription",
-                    resource=path,
-                )
+                with self._named("subscription", subscription):
+                    sub = self.weather.call(
+                        lambda: self.subscriber.get_subscription(request={"subscription": path}, retry=None),
+                        what="look up subscription",
+                        resource=path,
+                    )
                 self._topics[subscription] = sub.topic.rsplit("/", 1)[-1]
             except CloudRefusedError as e:
                 if not isinstance(e.__cause__, PermissionDenied):
@@ -163,18 +182,19 @@ class PubSubQueue(Queue):
             # The generated client's Publish (the high-level client subclasses it and
             # overrides publish() with its per-message batching).
             request = {"topic": path, "messages": chunk}
-            response = self.weather.call(
-                functools.partial(
-                    GapicPublisherClient.publish,
-                    self.publisher,
-                    request=request,
-                    timeout=self.publish_timeout,
-                    retry=None,
-                ),
-                what="publish to",
-                resource=path,
-                role=PUBLISHER,
-            )
+            with self._named("topic", topic):
+                response = self.weather.call(
+                    functools.partial(
+                        GapicPublisherClient.publish,
+                        self.publisher,
+                        request=request,
+                        timeout=self.publish_timeout,
+                        retry=None,
+                    ),
+                    what="publish to",
+                    resource=path,
+                    role=PUBLISHER,
+                )
             ids += response.message_ids
         return ids
 
@@ -194,7 +214,8 @@ class PubSubQueue(Queue):
                 return []
             return list(response.received_messages)
 
-        received = self.weather.call(call, what="pull from", resource=path, role=SUBSCRIBER)
+        with self._named("subscription", subscription):
+            received = self.weather.call(call, what="pull from", resource=path, role=SUBSCRIBER)
         if not received:
             return []
         ack_ids = [r.ack_id for r in received]
@@ -255,6 +276,20 @@ class PubSubQueue(Queue):
         if self._subscriber is not None:
             self._subscriber.close()
             self._subscriber = None
+
+
+@contextlib.contextmanager
+def _credentials() -> Iterator[None]:
+    """No credentials is the first thing a new user meets: say both ways out in one line."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        yield
+    except DefaultCredentialsError:
+        raise QueueResourceError(
+            "no Google Cloud credentials: run `gcloud auth application-default login`, or for the emulator "
+            "export PUBSUB_EMULATOR_HOST=127.0.0.1:8085 (`make emulator` starts one there)"
+        ) from None
 
 
 #: Pub/Sub's limits for one Publish request (10 MB; kept under it for the envelope).

@@ -27,6 +27,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, Received, dead_letter_name, open_queue
@@ -229,11 +230,7 @@ def dlq_show(
             for key, value in sorted(d.message.attributes.items()):
                 if key != "rslp_traceback":
                     print(printable(f"  {key}: {value}"))
-            body = (
-                d.task.model_dump(mode="json", exclude_none=True)
-                if d.task
-                else d.message.data.decode("utf-8", "replace")
-            )
+            body = _body(d)
             print("  message:", json.dumps(body, indent=2).replace("\n", "\n  "))
             marker = Ledger(job_root or "").read(d.task, "dead") if d.task and _own_job(d.task, job_root) else None
             traceback = str((marker or {}).get("traceback") or d.message.attributes.get("rslp_traceback") or "")
@@ -296,6 +293,16 @@ def dlq_replay(
             f"{len(chosen)} of {len(letters)} dead letters chosen" + (" (dry run: nothing changed)" if dry_run else "")
         )
         return replayed
+
+
+def _body(d: DeadLetter) -> dict[str, Any] | str:
+    """The task as sent; ``created`` is "unknown" where the sender (the ancestor's format) set none."""
+    if d.task is None:
+        return d.message.data.decode("utf-8", "replace")
+    body = d.task.model_dump(mode="json", exclude_none=True)
+    if "created" not in json.loads(d.message.data):  # else the decoder's default: the time of decoding
+        body["created"] = "unknown"
+    return body
 
 
 def _replayed(d: DeadLetter) -> Outgoing:

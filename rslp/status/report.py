@@ -521,7 +521,7 @@ def status(
 
     Args:
         job_root: the job root (local path or gs://...) that write-jobs created.
-        watch: redraw every INTERVAL seconds until nothing is left to run (`--watch true`; Ctrl-C stops).
+        watch: redraw every INTERVAL seconds until nothing is left to run (`--watch`; Ctrl-C stops).
         interval: seconds between redraws with --watch.
         map: also draw the partitions coloured by state into this PNG.
         top: how many failure reasons to show.

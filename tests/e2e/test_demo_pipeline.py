@@ -47,6 +47,7 @@ def demo_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=240,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    (job_root / "console.txt").write_text(done.stdout + done.stderr)
     assert f"merged output: {job_root}/output/prediction.tif" in done.stdout
     assert "pixel accuracy against the synthetic labels: 0.9" in done.stdout
     print(f"demo wall time {time.monotonic() - started:.1f} s")
@@ -142,3 +143,15 @@ def test_run_reports_a_request_outside_the_imagery_in_one_line(tmp_path: Path) -
     assert "\n" not in message and "tasks dead-lettered" in message
     assert f"prepare p00000: PermanentError: {outside}: partition p00000: none of its" in message
     assert "is the request outside the imagery?" in message
+
+
+def test_the_demo_prints_a_screenful_and_names_a_picture_of_its_prediction(demo_job: Path) -> None:
+    console = (demo_job / "console.txt").read_text().splitlines()
+    assert len(console) <= 40, "\n".join(console)
+    assert not [line for line in console if "Warning" in line or line.startswith("{")], "\n".join(console)
+    picture = demo_job / "output" / "prediction.png"
+    assert console[-1].endswith(f": {picture}")
+    with rasterio.open(picture) as png:  # a real image, two panels wide
+        assert png.width > png.height > 300
+    worker_logs = (demo_job / "logs" / "workers.log").read_text()
+    assert '"event": "done"' in worker_logs and "leaked semaphore" not in worker_logs

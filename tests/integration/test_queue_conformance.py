@@ -14,7 +14,7 @@ import time
 
 from rslp.queue import Outgoing, Queue, dead_letter_name
 from rslp.queue.base import DEAD_LETTER_REASON, MAX_DELIVERIES_REASON
-from tests.conftest import Backend, pull_until
+from tests.conftest import ARRIVAL_CEILING, Backend, pull_until, pull_until_canary
 
 
 def test_publish_pull_ack(queue: Queue, topic: str, backend: Backend) -> None:
@@ -29,7 +29,7 @@ def test_publish_pull_ack(queue: Queue, topic: str, backend: Backend) -> None:
         got[m.data] = m.attributes["k"]
         queue.ack(m)
     assert got == {b"m0": "0", b"m1": "1", b"m2": "2"}
-    assert pull_until(queue, topic, backend.min_lease, 1) is None
+    assert pull_until_canary(queue, topic, backend.min_lease) == []
 
 
 def test_setup_is_idempotent(queue: Queue, topic: str) -> None:
@@ -39,17 +39,27 @@ def test_setup_is_idempotent(queue: Queue, topic: str) -> None:
 
 
 def test_extended_lease_prevents_redelivery(queue: Queue, topic: str, backend: Backend) -> None:
+    """Two messages under the same short lease; only one is extended. The other's redelivery
+    proves the short lease has run out, so the extended one's absence is not luck or haste."""
     queue.setup(topic, topic)
-    queue.publish(topic, [Outgoing(b"long")])
+    queue.publish(topic, [Outgoing(b"extended"), Outgoing(b"control")])
     lease = backend.min_lease
-    m = pull_until(queue, topic, lease, 10)
-    assert m is not None
-    end = time.monotonic() + lease * 1.8
-    while time.monotonic() < end:
-        queue.extend(m, lease)
-        assert queue.pull(topic, lease) == [], "message redelivered while its lease was being extended"
-        time.sleep(lease / 3)
-    queue.ack(m)
+    held = {}
+    deadline = time.monotonic() + ARRIVAL_CEILING
+    while len(held) < 2 and time.monotonic() < deadline:
+        for m in queue.pull(topic, lease, max_messages=2):
+            if m.data == b"extended":
+                queue.extend(m, 600)  # far past this test's end, at once
+            held[m.data] = m
+    assert set(held) == {b"extended", b"control"}
+    redelivered: list[bytes] = []
+    deadline = time.monotonic() + lease * 3 + ARRIVAL_CEILING
+    while b"control" not in redelivered and time.monotonic() < deadline:
+        redelivered += [m.data for m in queue.pull(topic, lease, max_messages=2)]
+        time.sleep(0.05)
+    assert redelivered == [b"control"], "the extended message came back, or the control never did"
+    queue.extend(held[b"extended"], lease)  # still ours: extending again works
+    queue.ack(held[b"extended"])
 
 
 def test_expired_lease_is_redelivered_with_higher_attempt(queue: Queue, topic: str, backend: Backend) -> None:
@@ -108,7 +118,7 @@ def test_dead_letter_keeps_reason_and_acks(queue: Queue, topic: str, backend: Ba
     assert dead.attributes[DEAD_LETTER_REASON] == "not JSON"
     assert dead.attributes["rslp_kind"] == "malformed"
     assert dead.attributes["orig"] == "1"
-    assert pull_until(queue, topic, backend.min_lease, 1) is None
+    assert pull_until_canary(queue, topic, backend.min_lease) == []
 
 
 _CONSUMER = """

@@ -46,7 +46,9 @@ def test_partitions_finishing_together_on_many_workers_complete_it_once_all_are_
     for t in threads:
         t.join(timeout=120)
     assert completed and all(seen == count for seen in completed)
-    assert len(completed) <= 2  # a duplicate is possible (and harmless), never one per partition
+    # Duplicates are possible (and harmless: the same combine task id) among the arrivals racing in the
+    # last round, at most one per worker; never one per partition.
+    assert len(completed) <= workers
 
 
 def test_a_task_killed_after_arriving_arrives_again_when_redelivered(tmp_path: Path) -> None:

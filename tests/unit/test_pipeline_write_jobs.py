@@ -112,8 +112,8 @@ def test_publishes_in_batches_not_one_call_per_message(
     calls: list[int] = []
     real_open = write_jobs_module.open_queue
 
-    def spy(url: str) -> Queue:
-        q = real_open(url)
+    def spy(url: str, weather: Any = None, create: bool = False) -> Queue:
+        q = real_open(url, weather, create)
         publish = q.publish
 
         def counted(topic: str, messages: Any) -> list[str]:

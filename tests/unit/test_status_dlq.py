@@ -47,7 +47,7 @@ def dlq(tmp_path: Path) -> tuple[str, Path, list[Task]]:
     tasks = [job_task(root, "p1"), job_task(root, "p2"), Task(project="common", workflow="fail", args=["boom"])]
     ledger = Ledger(root)
     write_job(root, "j", {"noop": TOPIC})
-    with open_queue(url) as q:
+    with open_queue(url, create=True) as q:
         q.setup(TOPIC, TOPIC)
         for task in tasks[:2]:
             ledger.mark(task, "running", worker="w-1")
@@ -142,7 +142,7 @@ def test_cli_replays_all_including_a_message_that_is_not_a_task(dlq: tuple[str, 
 
 def test_a_message_the_queue_moved_after_its_worker_died_is_listed_as_max_deliveries(tmp_path: Path) -> None:
     url = f"local://{tmp_path / 'queue.db'}"
-    with open_queue(url) as q:
+    with open_queue(url, create=True) as q:
         q.setup("dl-crash", "dl-crash", max_deliveries=1)
         q.publish("dl-crash", [Outgoing(Task(project="common", workflow="crash").encode())])
         assert q.pull("dl-crash", lease_seconds=0.01)  # its worker "dies": the lease runs out unacked
@@ -158,7 +158,7 @@ def test_a_message_the_queue_moved_after_its_worker_died_is_listed_as_max_delive
 def test_replay_goes_to_the_subscription_being_read_not_the_one_a_letter_names(tmp_path: Path) -> None:
     """A sender can set any attribute: rslp_dead_letter_source must not pick the destination."""
     url = f"local://{tmp_path / 'queue.db'}"
-    with open_queue(url) as q:
+    with open_queue(url, create=True) as q:
         q.setup(TOPIC, TOPIC)
         q.setup("other-fleet", "other-fleet")
         forged = Task(project="common", workflow="write_file", args=["/tmp/x", "y"])

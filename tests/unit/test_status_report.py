@@ -112,7 +112,7 @@ def build_scenario(root: Path) -> JobManifest:
 def job(tmp_path: Path) -> Path:
     root = tmp_path / "job"
     build_scenario(root)
-    with open_queue(f"local://{root}/queue.db") as q:
+    with open_queue(f"local://{root}/queue.db", create=True) as q:
         for topic in set(TOPICS.values()):
             q.setup(topic, topic)
         q.publish("st-cpu", [Outgoing(b"a"), Outgoing(b"b")])
@@ -182,7 +182,7 @@ def test_render_shows_each_step_row_and_the_queue(job: Path) -> None:
 def test_queued_tasks_on_an_empty_queue_are_reported_lost(tmp_path: Path) -> None:
     root = tmp_path / "job"
     make_job(root, 3)
-    with open_queue(f"local://{root}/queue.db") as q:
+    with open_queue(f"local://{root}/queue.db", create=True) as q:
         for topic in set(TOPICS.values()):
             q.setup(topic, topic)
     result = collect(str(root), now=NOW)

@@ -1,0 +1,151 @@
+"""What a new user meets first: typos, --help, bare flags, pipes, and the commands the CLI prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rslp import cli
+from rslp import main as rslp_main
+from rslp.argv import bare_booleans
+from rslp.errors import ExitCode, QueueResourceError
+from rslp.ledger import Ledger
+from rslp.pipeline.job import JOB_PARTITION, make_task
+from rslp.queue import Outgoing, open_queue
+from rslp.queue.pubsub import PubSubQueue
+from rslp.status.dlq import dlq_show
+from rslp.status.report import status
+from rslp.task import decode_task
+
+REPO = Path(__file__).resolve().parents[2]
+#: Generous: a CLI start-up is about a second here, several on a loaded machine.
+CEILING = 120
+
+
+def rslp_argv(words: list[str]) -> list[str]:
+    """A printed ``rslp ...`` command as argv for this checkout (``rslp`` is the console script of rslp.cli)."""
+    assert words[0] == "rslp", words
+    return [sys.executable, "-m", "rslp.cli", *words[1:]]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def test_a_typo_names_the_unknown_command_and_suggests_the_closest(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["wroker"]) == ExitCode.USAGE
+    assert capsys.readouterr().err.strip() == (
+        "rslp: unknown command 'wroker'; did you mean 'rslp worker'? (rslp --help lists them)"
+    )
+    assert cli.main(["dlq", "lst"]) == ExitCode.USAGE
+    assert "did you mean 'rslp dlq list'?" in capsys.readouterr().err
+
+
+def test_help_on_a_project_lists_its_workflows(capsys: pytest.CaptureFixture[str]) -> None:
+    assert rslp_main.main(["common", "--help"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "common: " in out and "write_file" in out and "pipeline:" not in out
+
+
+def test_boolean_flags_work_bare_and_with_a_value() -> None:
+    assert bare_booleans(status, ["--job_root", "j", "--watch"]) == ["--job_root", "j", "--watch", "true"]
+    assert bare_booleans(status, ["--watch", "--job_root", "j"]) == ["--watch", "true", "--job_root", "j"]
+    assert bare_booleans(status, ["--watch", "false"]) == ["--watch", "false"]
+    assert bare_booleans(status, ["--map", "true"]) == ["--map", "true"]  # not a boolean: left alone
+
+
+def test_a_bare_dry_run_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"local://{tmp_path / 'q.db'}"
+    with open_queue(url, create=True) as q:
+        q.setup("bare", "bare")
+        q.publish("bare", [Outgoing(b"not a task")])
+        [message] = q.pull("bare", 30)
+        q.dead_letter(message, "malformed")
+    assert cli.main(["dlq", "replay", "--queue", url, "--subscription", "bare", "--all", "--dry_run"]) == ExitCode.OK
+    assert "dry run: nothing changed" in capsys.readouterr().out
+
+
+def test_dlq_show_says_unknown_for_the_created_time_of_an_ancestor_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"local://{tmp_path / 'q.db'}"
+    ancestor = {"project": "common", "workflow": "write_file", "args": ["/tmp/x", "abc"]}
+    with open_queue(url, create=True) as q:
+        q.setup("old", "old")
+        q.publish("old", [Outgoing(json.dumps(ancestor).encode())])
+        [message] = q.pull("old", 30)
+        q.dead_letter(message, "boom")
+    dlq_show(decode_task(json.dumps(ancestor).encode()).task_id, queue=url, subscription="old")
+    assert '"created": "unknown"' in capsys.readouterr().out
+
+
+def finished_job(demo: Path, job_root: Path) -> subprocess.CompletedProcess[str]:
+    """write-jobs run as a user runs it; then every task is marked done, as after a finished run."""
+    result = subprocess.run(
+        [
+            *rslp_argv(["rslp", "write-jobs"]),
+            *("--config", str(demo / "pipeline.yaml"), "--request", str(demo / "request.geojson")),
+            *("--job_root", str(job_root)),
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=CEILING,
+    )
+    assert result.returncode == 0, result.stderr
+    ledger = Ledger(job_root)
+    manifest = ledger.read_manifest()
+    for pid in manifest.partition_ids():
+        for step in manifest.steps:
+            ledger.mark(make_task(manifest.job_id, str(job_root), step, pid), "done")
+    for step in manifest.job_steps:
+        ledger.mark(make_task(manifest.job_id, str(job_root), step, JOB_PARTITION), "done")
+    return result
+
+
+def test_every_command_write_jobs_prints_runs_as_printed(demo_copy: Path, tmp_path: Path) -> None:
+    printed = finished_job(demo_copy, tmp_path / "job").stdout
+    commands = re.findall(r"^  [a-z ]+: (rslp .*)$", printed, flags=re.MULTILINE)
+    assert len(commands) == 2, printed  # watch it, run workers
+    for command in commands:
+        # The worker drains the (already done) tasks and exits when idle; watch ends on a finished job.
+        result = subprocess.run(
+            rslp_argv(shlex.split(command)), capture_output=True, text=True, env=env(), timeout=CEILING
+        )
+        assert result.returncode == 0, f"{command}\n{result.stderr}"
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(demo_copy: Path, tmp_path: Path) -> None:
+    job_root = tmp_path / "job"
+    finished_job(demo_copy, job_root)
+    proc = subprocess.Popen(
+        rslp_argv(["rslp", "status", "--job_root", str(job_root)]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # like `| head` that has already exited: every write meets a closed pipe
+    _, err = proc.communicate(timeout=CEILING)
+    assert proc.returncode == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_no_google_credentials_says_both_ways_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    def no_credentials(*args: object, **kwargs: object) -> None:
+        raise DefaultCredentialsError("Your default credentials were not found. To set up ... (a long paragraph)")
+
+    monkeypatch.setattr(google.auth, "default", no_credentials)
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    with pytest.raises(QueueResourceError, match=r"application-default login.*export PUBSUB_EMULATOR_HOST=127"):
+        PubSubQueue("a-project").subscriber  # noqa: B018 - creating the client is what fails
