@@ -37,10 +37,20 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
 }
 
 
-def _usage() -> str:
-    width = max(len(n) for n in COMMANDS)
-    lines = [f"  {name:<{width}}  {summary}" for name, (_, summary, _) in COMMANDS.items()]
-    return "usage: rslp SUBCOMMAND [--help] [ARGS...]\n\nsubcommands:\n" + "\n".join(lines)
+def _usage(group: str | None = None) -> str:
+    """The list of subcommands; for a group (``dlq``, ``fleet``) only that group's."""
+    names = [n for n in COMMANDS if group is None or n.startswith(f"{group} ")]
+    width = max(len(n) for n in names)
+    lines = [f"  {name:<{width}}  {COMMANDS[name][1]}" for name in names]
+    prog = f"rslp {group} SUBCOMMAND" if group else "rslp SUBCOMMAND"
+    return f"usage: {prog} [--help] [ARGS...]\n\nsubcommands:\n" + "\n".join(lines)
+
+
+def _group(argv: list[str]) -> str | None:
+    """``dlq`` or ``fleet`` when ``argv`` names a group of subcommands but none of its members."""
+    if argv and any(n.startswith(f"{argv[0]} ") for n in COMMANDS):
+        return argv[0]
+    return None
 
 
 def _split(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -80,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     name, rest = _split(argv)
     if name is None:
-        print(_usage())
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+        group = _group(argv)
+        asked = argv[1:] if group else argv
+        print(_usage(group))
+        return 0 if not asked or asked[0] in ("-h", "--help") else 2
     log.setup()
     parser, fn = build_parser(name)
     namespace = parser.parse_args(_normalize_flags(rest))
