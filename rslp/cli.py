@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rslp import log
-from rslp.errors import PermanentError
+from rslp.errors import ExitCode, PermanentError
 from rslp.launch import FleetError
 
 #: name -> (target "module:function", one-line summary, required params positional?)
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         result = fn(**kwargs)
     except (PermanentError, FleetError, FileNotFoundError, ValueError) as e:
         print(f"rslp {name}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    return 1 if result == "failures" else 0
+        return ExitCode.USAGE
+    return int(result) if isinstance(result, ExitCode) else ExitCode.OK
 
 
 if __name__ == "__main__":

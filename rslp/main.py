@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from rslp import log, registry
-from rslp.errors import PermanentError
+from rslp.errors import ExitCode, PermanentError
 from rslp.launch import FleetError
 
 
@@ -23,12 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     log.setup()
     project, workflow, args = argv[0], argv[1], argv[2:]
     try:
-        wf = registry.get(project, workflow)
-        wf.run(args)
+        result = registry.get(project, workflow).run(args)
     except (PermanentError, FleetError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return ExitCode.USAGE
+    # `common worker` returns its exit code (ExitCode); other workflows return data or None.
+    return int(result) if isinstance(result, ExitCode) else ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
+from rslp.errors import ExitCode
 from rslp.queue import Outgoing, open_queue
 from rslp.task import Task
 from rslp.worker import WorkerSettings, run_worker
@@ -30,8 +31,11 @@ def worker(
     worker_id: str | None = None,
     flush_messages: bool = False,
     metrics_port: int | None = None,
-) -> str:
+) -> ExitCode:
     """Run a worker: pull tasks one at a time and run them until idle or preempted.
+
+    Returns the process exit code (:class:`~rslp.errors.ExitCode`): 0 when idle or
+    preempted, 3 after ``retries`` consecutive failed tasks.
 
     Args:
         project_id: Google Cloud project (the ancestor's flag; same as --queue pubsub://PROJECT).
@@ -86,8 +90,8 @@ def worker_pipeline(
     retry_sleep: float = 10.0,
     idle_timeout: float = 10.0,
     flush_messages: bool = False,
-) -> str:
-    """The ancestor's Python entry point for a Pub/Sub worker."""
+) -> ExitCode:
+    """The ancestor's Python entry point for a Pub/Sub worker; returns the exit code."""
     return worker(
         project_id=project_id,
         subscription_id=subscription_id,

@@ -33,7 +33,7 @@ import tenacity
 from pydantic import BaseModel, ConfigDict, Field
 
 from rslp import log, registry
-from rslp.errors import UnknownWorkflowError
+from rslp.errors import ExitCode, UnknownWorkflowError
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, Received, open_queue
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
@@ -315,6 +315,14 @@ def _default_worker_id() -> str:
     return f"{name}-{os.getpid()}"
 
 
-def run_worker(settings: WorkerSettings) -> str:
-    """Run a worker in this process until it stops; returns why (idle, preempted, failures)."""
-    return Worker(settings).run()
+#: The process exit code for each reason :meth:`Worker.run` stops; Beaker shows it as the job's.
+STOP_CODES: dict[str, ExitCode] = {
+    "idle": ExitCode.OK,
+    "preempted": ExitCode.OK,
+    "failures": ExitCode.TOO_MANY_FAILURES,
+}
+
+
+def run_worker(settings: WorkerSettings) -> ExitCode:
+    """Run a worker in this process until it stops; returns the exit code for why it stopped."""
+    return STOP_CODES[Worker(settings).run()]
