@@ -124,7 +124,7 @@ class Worker:
             self.log.info("preempted_exit", signal=self.shutdown.signal_name)
             return "preempted"
         finally:
-            self.runner.stop()
+            self.runner.close()
             self.queue.close()
             self.metrics.stop()
             self.shutdown.uninstall()
