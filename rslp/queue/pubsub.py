@@ -67,7 +67,6 @@ class PubSubQueue(Queue):
 
     def setup(self, topic: str, subscription: str, *, max_deliveries: int = 5, ack_deadline: int = 60) -> None:
         from google.api_core.exceptions import AlreadyExists
-        from google.protobuf.duration_pb2 import Duration
 
         dlq = dead_letter_name(subscription)
         for name in (topic, dlq):
@@ -82,22 +81,52 @@ class PubSubQueue(Queue):
                     "dead_letter_topic": self.topic_path(dlq),
                     "max_delivery_attempts": max_deliveries,
                 },
-                # Without a retry policy a nack is redelivered at once, in a tight loop; a
-                # short ceiling keeps a crashed worker's task from waiting long for its retry.
-                "retry_policy": {"minimum_backoff": Duration(seconds=1), "maximum_backoff": Duration(seconds=10)},
+                "retry_policy": _RETRY_POLICY,
             },
-            # Pub/Sub drops messages published to a topic with no subscription: the
-            # dead-letter topic needs one so that dead letters are kept for `rslp dlq`.
-            {
-                "name": self.subscription_path(dlq),
-                "topic": self.topic_path(dlq),
-                "ack_deadline_seconds": 60,
-                "message_retention_duration": Duration(seconds=7 * 24 * 3600),
-            },
+            _keeper(self.subscription_path(dlq), self.topic_path(dlq)),
         ]
         for request in subscriptions:
             with contextlib.suppress(AlreadyExists):
                 self.subscriber.create_subscription(request=request)
+
+    def attach_dead_letters(self, subscription: str, *, max_deliveries: int = 5) -> list[str]:
+        """Give a subscription made elsewhere (e.g. by plain gcloud) its dead letters; see rslp.queue.dead_letters."""
+        from google.api_core.exceptions import AlreadyExists
+
+        dlq = dead_letter_name(subscription)
+        sub = self.subscriber.get_subscription(request={"subscription": self.subscription_path(subscription)})
+        self._topics[subscription] = sub.topic.rsplit("/", 1)[-1]
+        created: list[str] = []
+        with contextlib.suppress(AlreadyExists):
+            self.publisher.create_topic(request={"name": self.topic_path(dlq)})
+            created.append(f"topic {dlq}")
+        with contextlib.suppress(AlreadyExists):
+            self.subscriber.create_subscription(request=_keeper(self.subscription_path(dlq), self.topic_path(dlq)))
+            created.append(f"subscription {dlq}")
+        if not sub.dead_letter_policy.dead_letter_topic:
+            update: dict[str, Any] = {
+                "name": sub.name,
+                "dead_letter_policy": {
+                    "dead_letter_topic": self.topic_path(dlq),
+                    "max_delivery_attempts": max_deliveries,
+                },
+            }
+            paths = ["dead_letter_policy"]
+            if not sub.retry_policy.maximum_backoff:
+                update["retry_policy"] = _RETRY_POLICY
+                paths.append("retry_policy")
+            self.subscriber.update_subscription(request={"subscription": update, "update_mask": {"paths": paths}})
+            created.append(f"{' and '.join(p.replace('_', '-') for p in paths)} on {subscription}")
+        return created
+
+    def subscriptions_of(self, topic: str) -> list[str]:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            names = self.publisher.list_topic_subscriptions(request={"topic": self.topic_path(topic)})
+            return [n.rsplit("/", 1)[-1] for n in names]
+        except NotFound:
+            return []
 
     def topic_of(self, subscription: str) -> str:
         if subscription not in self._topics:
@@ -186,6 +215,24 @@ class PubSubQueue(Queue):
         if self._subscriber is not None:
             self._subscriber.close()
             self._subscriber = None
+
+
+#: Without a retry policy a nack is redelivered at once, in a tight loop; a short
+#: ceiling keeps a crashed worker's task from waiting long for its retry.
+_RETRY_POLICY = {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}}
+
+
+def _keeper(name: str, topic: str) -> dict[str, Any]:
+    """The subscription on a dead-letter topic, which keeps dead letters for ``rslp dlq``.
+
+    Pub/Sub drops messages published to a topic with no subscription.
+    """
+    return {
+        "name": name,
+        "topic": topic,
+        "ack_deadline_seconds": 60,
+        "message_retention_duration": {"seconds": 7 * 24 * 3600},
+    }
 
 
 #: Pub/Sub's limits for one Publish request (10 MB; kept under it for the envelope).

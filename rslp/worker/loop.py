@@ -35,11 +35,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from rslp import log, registry
 from rslp.errors import ExitCode, UnknownWorkflowError
 from rslp.ledger import Ledger
-from rslp.queue import Outgoing, Queue, Received, open_queue
+from rslp.queue import Outgoing, Queue, Received, dead_letter_name, dead_letters, open_queue
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
 from rslp.worker.lease import LeaseKeeper
 from rslp.worker.metrics import WorkerMetrics
-from rslp.worker.retry import RetryPolicy
+from rslp.worker.retry import RetryPolicy, hold_for
 from rslp.worker.runner import Outcome, TaskRunner
 from rslp.worker.shutdown import Shutdown
 
@@ -97,6 +97,9 @@ class Worker:
         self.log.info("worker_started", queue=self.settings.queue, subscriptions=self.settings.subscriptions)
         if not self.settings.flush_messages:
             self.runner.start()
+            for subscription in self.settings.subscriptions:
+                event, fields = dead_letters.prepare(self.queue, self.settings.queue, subscription)
+                (self.log.warning if event == "dead_letters_unavailable" else self.log.info)(event, **fields)
         idle_since = time.monotonic()
         sleep = self.settings.poll_interval
         try:
@@ -168,7 +171,7 @@ class Worker:
     def _handle_task(self, message: Received, task: Task) -> None:
         self.log.info("received", delivery_attempt=message.delivery_attempt, message_id=message.message_id)
         if task.not_before and (wait := (task.not_before - datetime.now(UTC)).total_seconds()) > 0:
-            self.queue.nack(message, delay=wait)  # a retry in backoff: not yet
+            self.queue.nack(message, delay=hold_for(wait))  # a retry in backoff: not yet
             return
         try:
             workflow = registry.get(task.project, task.workflow)
@@ -277,8 +280,21 @@ class Worker:
             attributes["rslp_traceback"] = tb[-1000:]
         if ledger is not None and task is not None:
             ledger.mark(task, "dead", worker=self.worker_id, kind=kind, error=reason, attempts=attempts, traceback=tb)
-        self.queue.dead_letter(message, reason, attributes)
-        self.log.error("dead_lettered", kind=kind, reason=reason, attempts=attempts)
+        error = dead_letters.move(self.queue, message, reason, attributes)
+        if error is None:
+            self.log.error("dead_lettered", kind=kind, reason=reason, attempts=attempts)
+            return
+        # Not the task's fault: not counted as a failure, and the message is held, not lost.
+        self.log.error(
+            "dead_letter_held",
+            kind=kind,
+            reason=reason,
+            attempts=attempts,
+            dead_letter_topic=dead_letter_name(message.subscription),
+            error=error,
+            hold_seconds=dead_letters.HOLD_SECONDS,
+            fix=dead_letters.fix_hint(self.settings.queue, message.subscription),
+        )
 
     def _hand_back(self, message: Received, task: Task) -> None:
         """Preempted: republish the task unchanged, then ack, so no delivery is spent."""
