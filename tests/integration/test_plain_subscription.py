@@ -20,7 +20,7 @@ import pytest
 from google.api_core.exceptions import PermissionDenied
 from google.cloud import pubsub_v1
 
-from rslp import log
+from rslp import cli, log
 from rslp.errors import ExitCode
 from rslp.queue import Outgoing, dead_letter_name
 from rslp.queue.pubsub import PubSubQueue
@@ -160,3 +160,22 @@ def test_task_in_backoff_costs_at_most_a_few_deliveries(plain: str, tmp_path: Pa
 
 def test_hold_is_whole_seconds_rounded_up_and_capped() -> None:
     assert [hold_for(s) for s in (0.01, 0.49, 1.2, 599.5, 86400)] == [1, 1, 2, 600, 600]
+
+
+def test_setup_refuses_a_second_subscription_on_a_topic_that_has_one(plain: str, capsys) -> None:
+    assert cli.main(["setup", "--queue", f"pubsub://{PROJECT}", "--topics", f"{plain}-topic"]) == ExitCode.USAGE
+    err = capsys.readouterr().err.strip()
+    assert f"already has subscription {plain}-sub" in err and f"--subscription {plain}-sub" in err
+    assert PubSubQueue(PROJECT).subscriptions_of(f"{plain}-topic") == [f"{plain}-sub"]
+
+
+def test_setup_subscription_gives_an_existing_subscription_its_dead_letters(plain: str, capsys) -> None:
+    q = PubSubQueue(PROJECT)
+    sub = f"{plain}-sub"
+    assert cli.main(["setup", "--queue", f"pubsub://{PROJECT}", "--subscription", sub]) == 0
+    assert f"created topic {dead_letter_name(sub)}" in capsys.readouterr().out
+    policy = q.subscriber.get_subscription(subscription=q.subscription_path(sub)).dead_letter_policy
+    assert policy.dead_letter_topic == q.topic_path(dead_letter_name(sub))
+    assert cli.main(["setup", "--queue", f"pubsub://{PROJECT}", "--subscription", sub]) == 0
+    assert "already has them" in capsys.readouterr().out
+    assert q.subscriptions_of(f"{plain}-topic") == [sub]
