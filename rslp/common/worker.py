@@ -13,6 +13,11 @@ from rslp.queue import Outgoing, open_queue
 from rslp.task import Task
 from rslp.worker import WorkerSettings, run_worker
 
+#: Where ``--manage_scratch_dir_on_data_disk true`` puts task scratch: the ancestor's
+#: folder on the host's /data disk, which Beaker mounts and which on some machines is
+#: much bigger than the container's own disk.
+DATA_DISK_SCRATCH = "/data/rslearn_projects/scratch"
+
 
 def worker(
     project_id: str | None = None,
@@ -31,6 +36,7 @@ def worker(
     worker_id: str | None = None,
     flush_messages: bool = False,
     metrics_port: int | None = None,
+    manage_scratch_dir_on_data_disk: bool = False,
 ) -> ExitCode:
     """Run a worker: pull tasks one at a time and run them until idle or preempted.
 
@@ -54,6 +60,9 @@ def worker(
         worker_id: name in logs and markers (default: $RSLP_WORKER_NAME or host, plus pid).
         flush_messages: ack every message without running it, then exit (drains a subscription).
         metrics_port: serve Prometheus metrics (tasks by outcome, task durations, lease extensions) on this port.
+        manage_scratch_dir_on_data_disk: the ancestor's flag: put task scratch on the /data
+            disk (under /data/rslearn_projects/scratch) unless --scratch_root is given. Either
+            way each task's scratch dir is deleted after the task and on preemption.
     """
     if queue is None:
         if project_id is None:
@@ -75,7 +84,7 @@ def worker(
         max_lease=max_lease,
         default_time_limit=time_limit,
         grace_seconds=grace_seconds,
-        scratch_root=scratch_root,
+        scratch_root=scratch_root_for(scratch_root, manage_scratch_dir_on_data_disk),
         worker_id=worker_id,
         flush_messages=flush_messages,
         metrics_port=metrics_port,
@@ -90,6 +99,7 @@ def worker_pipeline(
     retry_sleep: float = 10.0,
     idle_timeout: float = 10.0,
     flush_messages: bool = False,
+    manage_scratch_dir_on_data_disk: bool = False,
 ) -> ExitCode:
     """The ancestor's Python entry point for a Pub/Sub worker; returns the exit code."""
     return worker(
@@ -99,7 +109,21 @@ def worker_pipeline(
         retry_sleep=retry_sleep,
         idle_timeout=idle_timeout,
         flush_messages=flush_messages,
+        manage_scratch_dir_on_data_disk=manage_scratch_dir_on_data_disk,
     )
+
+
+def scratch_root_for(scratch_root: str | None, manage_scratch_dir_on_data_disk: bool) -> str | None:
+    """The worker's scratch root: the one given, else the data disk if asked, else the worker's default.
+
+    The ancestor symlinked one shared /tmp/scratch onto /data and deleted it on SIGTERM;
+    this worker already gives each task its own scratch dir (``$RSLP_SCRATCH_DIR``, also
+    Python's tempdir) and deletes it after the task and on preemption, so the flag only
+    chooses the disk.
+    """
+    if scratch_root is None and manage_scratch_dir_on_data_disk:
+        return DATA_DISK_SCRATCH
+    return scratch_root
 
 
 def write_jobs(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rslp.common.worker import DATA_DISK_SCRATCH, scratch_root_for, worker_pipeline
 from rslp.errors import ExitCode
 from rslp.task import Task
 from rslp.worker.runner import TaskRunner
@@ -83,3 +84,27 @@ def test_idle_task_process_exits_on_its_own_instead_of_being_killed() -> None:
     assert child is not None
     runner.close()
     assert child.exitcode == 0
+
+
+def test_ancestor_launch_command_line_with_manage_scratch_dir_flag_runs(
+    emulator_host: str, topic: str, tmp_path: Path
+) -> None:
+    """The ancestor's `common launch` starts workers as `common worker P S --manage_scratch_dir_on_data_disk False`."""
+    q = Backend("pubsub", f"pubsub://{PROJECT}", 10).open()
+    q.setup(topic, topic)
+    out = tmp_path / "out"
+    publish_tasks(q, topic, [Task(project="common", workflow="write_file", args=[str(out), "abc"])])
+    cmd = [sys.executable, "-m", "rslp.main", "common", "worker", PROJECT, topic]
+    cmd += ["--manage_scratch_dir_on_data_disk", "False", "--idle_timeout", "2"]
+    done = subprocess.run(
+        cmd, timeout=120, capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "disabled"}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.read_text() == "abc"
+    assert worker_pipeline(PROJECT, topic, idle_timeout=1, manage_scratch_dir_on_data_disk=False) == ExitCode.OK
+
+
+def test_manage_scratch_dir_on_data_disk_puts_scratch_on_data_unless_a_root_is_given() -> None:
+    assert scratch_root_for(None, True) == DATA_DISK_SCRATCH
+    assert scratch_root_for("/fast", True) == "/fast"
+    assert scratch_root_for(None, False) is None  # the worker's default
