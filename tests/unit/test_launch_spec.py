@@ -7,6 +7,7 @@ launch asks for without contacting anything.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -315,3 +316,16 @@ def test_ancestor_fleet_name_is_a_valid_beaker_name() -> None:
     assert fleet_name("rslp-job-queue-me-sub") == "rslp-job-queue-me-sub"
     assert fleet_name("a~b%c+d") == "a-b-c-d"
     make_config(fleet=fleet_name("~weird" + "x" * 100))
+
+
+@pytest.mark.parametrize(("gpus", "idle"), [(1, "1800"), (0, "600")])
+def test_launched_workers_idle_timeout_fits_their_pool(
+    gpus: int, idle: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A GPU worker must outlast the CPU steps that feed it, not exit after the worker's default 10 s."""
+    monkeypatch.setattr(commands, "connect", lambda: pytest.fail("a dry run contacted Beaker"))
+    common = {"fleet": "f", "image": "i", "queue": "pubsub://p", "subscription": "s", "clusters": ["c"]}
+    commands.launch(**common, num_workers=1, gpus=gpus, dry_run=True)
+    assert re.search(rf"- --idle_timeout\n\s*- '{idle}'\n", capsys.readouterr().out)
+    commands.launch(**common, num_workers=1, gpus=gpus, idle_timeout=42, dry_run=True)
+    assert re.search(r"- --idle_timeout\n\s*- '42'\n", capsys.readouterr().out)
