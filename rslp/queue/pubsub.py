@@ -96,6 +96,10 @@ class PubSubQueue(Queue):
         dlq = dead_letter_name(subscription)
         sub = self.subscriber.get_subscription(request={"subscription": self.subscription_path(subscription)})
         self._topics[subscription] = sub.topic.rsplit("/", 1)[-1]
+        if sub.dead_letter_policy.dead_letter_topic:
+            # Set up already (rslp setup, or an earlier worker): no admin calls, which a
+            # worker with only roles/pubsub.subscriber would be refused.
+            return []
         created: list[str] = []
         with contextlib.suppress(AlreadyExists):
             self.publisher.create_topic(request={"name": self.topic_path(dlq)})
@@ -103,20 +107,19 @@ class PubSubQueue(Queue):
         with contextlib.suppress(AlreadyExists):
             self.subscriber.create_subscription(request=_keeper(self.subscription_path(dlq), self.topic_path(dlq)))
             created.append(f"subscription {dlq}")
-        if not sub.dead_letter_policy.dead_letter_topic:
-            update: dict[str, Any] = {
-                "name": sub.name,
-                "dead_letter_policy": {
-                    "dead_letter_topic": self.topic_path(dlq),
-                    "max_delivery_attempts": max_deliveries,
-                },
-            }
-            paths = ["dead_letter_policy"]
-            if not sub.retry_policy.maximum_backoff:
-                update["retry_policy"] = _RETRY_POLICY
-                paths.append("retry_policy")
-            self.subscriber.update_subscription(request={"subscription": update, "update_mask": {"paths": paths}})
-            created.append(f"{' and '.join(p.replace('_', '-') for p in paths)} on {subscription}")
+        update: dict[str, Any] = {
+            "name": sub.name,
+            "dead_letter_policy": {
+                "dead_letter_topic": self.topic_path(dlq),
+                "max_delivery_attempts": max_deliveries,
+            },
+        }
+        paths = ["dead_letter_policy"]
+        if not sub.retry_policy.maximum_backoff:
+            update["retry_policy"] = _RETRY_POLICY
+            paths.append("retry_policy")
+        self.subscriber.update_subscription(request={"subscription": update, "update_mask": {"paths": paths}})
+        created.append(f"{' and '.join(p.replace('_', '-') for p in paths)} on {subscription}")
         return created
 
     def subscriptions_of(self, topic: str) -> list[str]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog.testing
 from google.api_core.exceptions import PermissionDenied
 from google.cloud import pubsub_v1
 
@@ -106,18 +107,16 @@ class _NoAdminRights(PubSubQueue):
         raise PermissionDenied(f"User not authorized to perform this action (topic {dead_letter_name(subscription)})")
 
 
-def test_worker_that_may_not_make_dead_letters_holds_bad_messages_and_goes_on(
-    plain: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_worker_that_may_not_make_dead_letters_holds_bad_messages_and_goes_on(plain: str, tmp_path: Path) -> None:
     sub = f"{plain}-sub"
     q = _NoAdminRights(PROJECT, pull_timeout=2)
     good = _bad_then_good(q, f"{plain}-topic", tmp_path)
-    log.setup()
     settings = WorkerSettings(queue=f"pubsub://{PROJECT}", subscriptions=[sub], idle_timeout=4, lease_seconds=10)
-    worker = Worker(settings, queue=q)
-    assert worker.run() == "idle"  # 4 bad messages in a row did not count as failures
+    log.setup()  # before capturing: a first setup() would replace the capture
+    with structlog.testing.capture_logs() as events:
+        worker = Worker(settings, queue=q)
+        assert worker.run() == "idle"  # 4 bad messages in a row did not count as failures
     assert [p.read_text() for p in good] == ["ok"] * 5
-    events = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
     unavailable = [e for e in events if e["event"] == "dead_letters_unavailable"]
     assert len(unavailable) == 1 and "PermissionDenied" in unavailable[0]["error"]
     assert f"rslp setup --queue pubsub://{PROJECT} --subscription {sub}" in unavailable[0]["instead"]
