@@ -14,7 +14,9 @@ Invariants this module owns (ARCHITECTURE.md):
   child process of :class:`TaskRunner`.
 - Bad input (not JSON, unknown workflow, bad args) goes straight to the dead-letter
   topic with a one-line reason; a failing task is retried with backoff, then
-  dead-lettered; nothing a message does can kill the worker.
+  dead-lettered; nothing a message does can kill the worker. On any subscription:
+  the worker gives it dead letters at start, and a message that cannot be
+  dead-lettered is held, never counted as a failure (:mod:`rslp.queue.dead_letters`).
 - Preemption hands the task back by republishing it unchanged (same id and attempt)
   and acking the original, so it does not spend the task's delivery budget.
 """
