@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check rslp tests bench tasks
 	$(VENV)/bin/mypy rslp
 	$(VENV)/bin/hadolint worker.Dockerfile
+	$(VENV)/bin/shellcheck scripts/*.sh
 
 demo: $(STAMP)
 	$(VENV)/bin/rslp demo

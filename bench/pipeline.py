@@ -34,7 +34,18 @@ REQUEST = DEMO / "request.geojson"
 GOAL = 1.3
 
 
-def floor(job_root: str, until: str | None = None) -> None:
+def demo_data() -> None:
+    """Generate the demo's synthetic scene next to CONFIG unless it is there.
+
+    A fresh checkout has none (``make demo`` makes it): every benchmark that runs the
+    demo's steps calls this first, so ``make bench`` sets itself up.
+    """
+    from rslp.pipeline.demo import DEMO_SCENE, ensure_scene
+
+    ensure_scene(DEMO_SCENE, CONFIG.parent / "data")
+
+
+def floor(job_root: str, until: str | None = None, config_path: str = str(CONFIG), request: str = str(REQUEST)) -> None:
     """Run the demo job's steps in this process, step by step (through ``until`` only, if given).
 
     Each step runs over every partition before the next step starts: the order one
@@ -47,9 +58,9 @@ def floor(job_root: str, until: str | None = None) -> None:
     from rslp.pipeline.job import JOB_PARTITION
     from rslp.pipeline.write_jobs import create_job
 
-    config = load_pipeline_config(CONFIG)
+    config = load_pipeline_config(config_path)
     config.check()
-    manifest = create_job(config, str(REQUEST), job_root, queue=None, job_id="floor")
+    manifest = create_job(config, request, job_root, queue=None, job_id="floor")
     started = time.time()
     wanted = config.partition_steps
     if until is not None:
@@ -67,7 +78,8 @@ def floor(job_root: str, until: str | None = None) -> None:
 
 def run_floor(job_root: Path, until: str | None = None) -> dict[str, Any]:
     """Seconds from spawning a floor process to its first step and to its last step's return; seconds by step."""
-    code = f"from bench.pipeline import floor; floor({str(job_root)!r}, {until!r})"
+    demo_data()
+    code = f"from bench.pipeline import floor; floor({str(job_root)!r}, {until!r}, {str(CONFIG)!r}, {str(REQUEST)!r})"
     spawned = time.time()
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), cwd=REPO, timeout=300
@@ -80,6 +92,7 @@ def run_floor(job_root: Path, until: str | None = None) -> dict[str, Any]:
 
 def run_fleet(job_root: Path, workers: int = 1, idle_timeout: float = 2.0) -> dict[str, Any]:
     """``rslp run`` on the demo: seconds from spawn to the first task, to the last done, to exit; task seconds."""
+    demo_data()
     cmd = [sys.executable, "-m", "rslp.cli", "run", "--config", str(CONFIG), "--request", str(REQUEST)]
     cmd += ["--job_root", str(job_root), "--workers", str(workers), "--idle_timeout", str(idle_timeout)]
     spawned = time.time()
@@ -116,9 +129,6 @@ def run(repeats: int = 5) -> dict[str, Any]:
     Five pairs, not three: on a shared 2-core machine one run of either can be off by
     a second or more, and the goal's margin is about that size.
     """
-    from rslp.pipeline.demo import DEMO_SCENE, ensure_scene
-
-    ensure_scene(DEMO_SCENE, DEMO / "data")
     floors, fleets = [], []
     for _ in range(repeats):
         with scratch_dir("pipeline") as scratch:

@@ -40,10 +40,20 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
 }
 
 
-def _usage() -> str:
-    width = max(len(n) for n in COMMANDS)
-    lines = [f"  {name:<{width}}  {summary}" for name, (_, summary, _) in COMMANDS.items()]
-    return "usage: rslp SUBCOMMAND [--help] [ARGS...]\n\nsubcommands:\n" + "\n".join(lines)
+def _usage(group: str | None = None) -> str:
+    """The list of subcommands; for a group (``dlq``, ``fleet``) only that group's."""
+    names = [n for n in COMMANDS if group is None or n.startswith(f"{group} ")]
+    width = max(len(n) for n in names)
+    lines = [f"  {name:<{width}}  {COMMANDS[name][1]}" for name in names]
+    prog = f"rslp {group} SUBCOMMAND" if group else "rslp SUBCOMMAND"
+    return f"usage: {prog} [--help] [ARGS...]\n\nsubcommands:\n" + "\n".join(lines)
+
+
+def _group(argv: list[str]) -> str | None:
+    """``dlq`` or ``fleet`` when ``argv`` names a group of subcommands but none of its members."""
+    if argv and any(n.startswith(f"{argv[0]} ") for n in COMMANDS):
+        return argv[0]
+    return None
 
 
 def _split(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -83,10 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     name, rest = _split(argv)
     if name is None:
-        if argv and argv[0] not in ("-h", "--help"):
+        group = _group(argv)
+        asked = argv[1:] if group else argv
+        if asked and asked[0] not in ("-h", "--help"):
             print(unknown_command(argv, COMMANDS), file=sys.stderr)
+            if group:  # `rslp dlq bogus`: show what the group has
+                print(_usage(group))
             return ExitCode.USAGE
-        print(_usage())
+        print(_usage(group))
         return ExitCode.OK
     log.setup()
     parser, fn = build_parser(name)
@@ -108,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         # The reader has what it wanted; point stdout at /dev/null so the exit flush is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
-    return 1 if result == "failures" else 0
+    return int(result) if isinstance(result, ExitCode) else ExitCode.OK
 
 
 if __name__ == "__main__":

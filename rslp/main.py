@@ -29,8 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setup()
     project, workflow, args = argv[0], argv[1], argv[2:]
     try:
-        wf = registry.get(project, workflow)
-        wf.run(args)
+        result = registry.get(project, workflow).run(args)
     except QueueResourceError as e:
         print(f"error: {e}", file=sys.stderr)
         return ExitCode.PERMANENT_QUEUE_ERROR
@@ -40,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     except CloudError as e:
         print(f"error: {e}", file=sys.stderr)
         return int(e.exit_code)
-    return ExitCode.OK
+    # `common worker` returns its exit code (ExitCode); other workflows return data or None.
+    return int(result) if isinstance(result, ExitCode) else ExitCode.OK
 
 
 if __name__ == "__main__":

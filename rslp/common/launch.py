@@ -56,7 +56,7 @@ def launch(
         workspace: Beaker workspace (default: the Beaker config's default workspace).
         budget: Beaker budget to charge.
         fleet: fleet name (default: derived from the subscription id).
-        idle_timeout: seconds without a task before a worker exits.
+        idle_timeout: seconds without a task before a worker exits (default: 1800 with GPUs, 600 without).
         retries: consecutive failures before a worker exits.
         retry_sleep: seconds a worker waits after a failure.
         gcp_credentials_secret: Beaker secret with a GCP service-account key, mounted

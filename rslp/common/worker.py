@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
+from rslp.errors import ExitCode
 from rslp.queue import open_queue
 from rslp.queue.limits import encode_task
 from rslp.task import Task
 from rslp.worker import WorkerSettings, run_worker
 from rslp.worker.guard import job_roots_from
+
+#: Where ``--manage_scratch_dir_on_data_disk true`` puts task scratch: the ancestor's
+#: folder on the host's /data disk, which Beaker mounts and which on some machines is
+#: much bigger than the container's own disk.
+DATA_DISK_SCRATCH = "/data/rslearn_projects/scratch"
 
 
 def worker(
@@ -36,8 +42,12 @@ def worker(
     job_roots: str | None = None,
     max_delay: float = 3600.0,
     cloud_patience: float = 300.0,
-) -> str:
+    manage_scratch_dir_on_data_disk: bool = False,
+) -> ExitCode:
     """Run a worker: pull tasks one at a time and run them until idle or preempted.
+
+    Returns the process exit code (:class:`~rslp.errors.ExitCode`): 0 when idle or
+    preempted, 3 after ``retries`` consecutive failed tasks.
 
     Args:
         project_id: Google Cloud project (the ancestor's flag; same as --queue pubsub://PROJECT).
@@ -61,6 +71,9 @@ def worker(
             (default: $RSLP_JOB_ROOTS; unset, local paths only).
         max_delay: dead-letter a task whose not_before is more than this many seconds away.
         cloud_patience: seconds to ride out transient queue errors before exiting with code 5.
+        manage_scratch_dir_on_data_disk: the ancestor's flag: put task scratch on the /data
+            disk (under /data/rslearn_projects/scratch) unless --scratch_root is given. Either
+            way each task's scratch dir is deleted after the task and on preemption.
     """
     if queue is None:
         if project_id is None:
@@ -82,7 +95,7 @@ def worker(
         max_lease=max_lease,
         default_time_limit=time_limit,
         grace_seconds=grace_seconds,
-        scratch_root=scratch_root,
+        scratch_root=scratch_root_for(scratch_root, manage_scratch_dir_on_data_disk),
         worker_id=worker_id,
         flush_messages=flush_messages,
         metrics_port=metrics_port,
@@ -101,8 +114,9 @@ def worker_pipeline(
     retry_sleep: float = 10.0,
     idle_timeout: float = 10.0,
     flush_messages: bool = False,
-) -> str:
-    """The ancestor's Python entry point for a Pub/Sub worker."""
+    manage_scratch_dir_on_data_disk: bool = False,
+) -> ExitCode:
+    """The ancestor's Python entry point for a Pub/Sub worker; returns the exit code."""
     return worker(
         project_id=project_id,
         subscription_id=subscription_id,
@@ -110,7 +124,21 @@ def worker_pipeline(
         retry_sleep=retry_sleep,
         idle_timeout=idle_timeout,
         flush_messages=flush_messages,
+        manage_scratch_dir_on_data_disk=manage_scratch_dir_on_data_disk,
     )
+
+
+def scratch_root_for(scratch_root: str | None, manage_scratch_dir_on_data_disk: bool) -> str | None:
+    """The worker's scratch root: the one given, else the data disk if asked, else the worker's default.
+
+    The ancestor symlinked one shared /tmp/scratch onto /data and deleted it on SIGTERM;
+    this worker already gives each task its own scratch dir (``$RSLP_SCRATCH_DIR``, also
+    Python's tempdir) and deletes it after the task and on preemption, so the flag only
+    chooses the disk.
+    """
+    if scratch_root is None and manage_scratch_dir_on_data_disk:
+        return DATA_DISK_SCRATCH
+    return scratch_root
 
 
 def write_jobs(

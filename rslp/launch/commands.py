@@ -25,6 +25,7 @@ from rslp.launch.beaker import (
     worker_names,
 )
 from rslp.launch.config import DEFAULT_GCP_CREDENTIALS_PATH, DEFAULT_GCP_CREDENTIALS_SECRET, LaunchConfig, Priority
+from rslp.launch.idle import default_idle_timeout
 from rslp.worker.guard import JOB_ROOTS_ENV
 
 
@@ -92,7 +93,8 @@ def launch(
         gcp_project: GOOGLE_CLOUD_PROJECT in every worker (default: the project of a pubsub:// queue).
         host_path_mounts: node directories to mount, each HOST_PATH:MOUNT_PATH.
         weka_mounts: Weka buckets to mount, each BUCKET:MOUNT_PATH.
-        idle_timeout: seconds without a task before a worker exits (worker default if unset).
+        idle_timeout: seconds without a task before a worker exits (default: 1800 with GPUs,
+            600 without, so a pool fed by other pools outlasts their gaps; see rslp.launch.idle).
         retries: consecutive task failures before a worker exits (worker default if unset).
         retry_sleep: seconds a worker waits after a failed task (worker default if unset).
         worker_args: more arguments appended to the worker command.
@@ -129,7 +131,7 @@ def launch(
                 "worker": {
                     "queue": queue,
                     "subscription": subscription,
-                    "idle_timeout": idle_timeout,
+                    "idle_timeout": idle_timeout if idle_timeout is not None else default_idle_timeout(gpus),
                     "retries": retries,
                     "retry_sleep": retry_sleep,
                     "extra_args": worker_args or [],

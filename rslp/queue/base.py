@@ -82,6 +82,19 @@ class Queue(abc.ABC):
         """
 
     @abc.abstractmethod
+    def attach_dead_letters(self, subscription: str, *, max_deliveries: int = 5) -> list[str]:
+        """Give an existing ``subscription`` the dead letters :meth:`setup` would have given it.
+
+        That is its dead-letter topic, a subscription on that topic, and a dead-letter
+        policy. Creates only what is missing (idempotent) and returns what it created;
+        raises where it may not.
+        """
+
+    @abc.abstractmethod
+    def subscriptions_of(self, topic: str) -> list[str]:
+        """The subscriptions attached to ``topic`` ([] if the topic does not exist)."""
+
+    @abc.abstractmethod
     def topic_of(self, subscription: str) -> str:
         """The topic ``subscription`` is attached to (where a task is republished)."""
 

@@ -113,6 +113,23 @@ class LocalQueue(Queue):
                     (name, top, deliveries, ack_deadline),
                 )
 
+    def attach_dead_letters(self, subscription: str, *, max_deliveries: int = 5) -> list[str]:
+        """Every embedded subscription moves messages after ``max_deliveries``; only the keeper may be missing."""
+        dlq = dead_letter_name(subscription)
+        with self._tx() as db:
+            ack_deadline = db.execute("SELECT ack_deadline FROM subscriptions WHERE name = ?", (subscription,))
+            row = ack_deadline.fetchone()
+            if row is None:
+                raise KeyError(f"no subscription {subscription!r} in {self.path}; run `rslp setup` first")
+            created = db.execute(
+                "INSERT OR IGNORE INTO subscriptions VALUES (?, ?, ?, ?)", (dlq, dlq, 1_000_000, row[0])
+            ).rowcount
+        return [f"subscription {dlq}"] if created else []
+
+    def subscriptions_of(self, topic: str) -> list[str]:
+        with self._tx() as db:
+            return [r[0] for r in db.execute("SELECT name FROM subscriptions WHERE topic = ?", (topic,))]
+
     def topic_of(self, subscription: str) -> str:
         with self._tx() as db:
             return self._topic(db, subscription)

@@ -101,7 +101,6 @@ class PubSubQueue(Queue):
             ) from e.__cause__
 
     def setup(self, topic: str, subscription: str, *, max_deliveries: int = 5, ack_deadline: int = 60) -> None:
-        from google.protobuf.duration_pb2 import Duration
 
         dlq = dead_letter_name(subscription)
         for name in (topic, dlq):
@@ -117,18 +116,9 @@ class PubSubQueue(Queue):
                     "dead_letter_topic": self.topic_path(dlq),
                     "max_delivery_attempts": max_deliveries,
                 },
-                # Without a retry policy a nack is redelivered at once, in a tight loop; a
-                # short ceiling keeps a crashed worker's task from waiting long for its retry.
-                "retry_policy": {"minimum_backoff": Duration(seconds=1), "maximum_backoff": Duration(seconds=10)},
+                "retry_policy": _RETRY_POLICY,
             },
-            # Pub/Sub drops messages published to a topic with no subscription: the
-            # dead-letter topic needs one so that dead letters are kept for `rslp dlq`.
-            {
-                "name": self.subscription_path(dlq),
-                "topic": self.topic_path(dlq),
-                "ack_deadline_seconds": 60,
-                "message_retention_duration": Duration(seconds=7 * 24 * 3600),
-            },
+            _keeper(self.subscription_path(dlq), self.topic_path(dlq)),
         ]
         for request in subscriptions:
             self._create("create subscription", request["name"], self.subscriber.create_subscription, request)
@@ -141,6 +131,48 @@ class PubSubQueue(Queue):
                 create(request=request, retry=None)
 
         self.weather.call(call, what=what, resource=resource, role=EDITOR)
+
+    def attach_dead_letters(self, subscription: str, *, max_deliveries: int = 5) -> list[str]:
+        """Give a subscription made elsewhere (e.g. by plain gcloud) its dead letters; see rslp.queue.dead_letters."""
+        from google.api_core.exceptions import AlreadyExists
+
+        dlq = dead_letter_name(subscription)
+        sub = self.subscriber.get_subscription(request={"subscription": self.subscription_path(subscription)})
+        self._topics[subscription] = sub.topic.rsplit("/", 1)[-1]
+        if sub.dead_letter_policy.dead_letter_topic:
+            # Set up already (rslp setup, or an earlier worker): no admin calls, which a
+            # worker with only roles/pubsub.subscriber would be refused.
+            return []
+        created: list[str] = []
+        with contextlib.suppress(AlreadyExists):
+            self.publisher.create_topic(request={"name": self.topic_path(dlq)})
+            created.append(f"topic {dlq}")
+        with contextlib.suppress(AlreadyExists):
+            self.subscriber.create_subscription(request=_keeper(self.subscription_path(dlq), self.topic_path(dlq)))
+            created.append(f"subscription {dlq}")
+        update: dict[str, Any] = {
+            "name": sub.name,
+            "dead_letter_policy": {
+                "dead_letter_topic": self.topic_path(dlq),
+                "max_delivery_attempts": max_deliveries,
+            },
+        }
+        paths = ["dead_letter_policy"]
+        if not sub.retry_policy.maximum_backoff:
+            update["retry_policy"] = _RETRY_POLICY
+            paths.append("retry_policy")
+        self.subscriber.update_subscription(request={"subscription": update, "update_mask": {"paths": paths}})
+        created.append(f"{' and '.join(p.replace('_', '-') for p in paths)} on {subscription}")
+        return created
+
+    def subscriptions_of(self, topic: str) -> list[str]:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            names = self.publisher.list_topic_subscriptions(request={"topic": self.topic_path(topic)})
+            return [n.rsplit("/", 1)[-1] for n in names]
+        except NotFound:
+            return []
 
     def topic_of(self, subscription: str) -> str:
         """The subscription's topic; by ``rslp setup``'s naming where the caller may not look it up.
@@ -290,6 +322,24 @@ def _credentials() -> Iterator[None]:
             "no Google Cloud credentials: run `gcloud auth application-default login`, or for the emulator "
             "export PUBSUB_EMULATOR_HOST=127.0.0.1:8085 (`make emulator` starts one there)"
         ) from None
+
+
+#: Without a retry policy a nack is redelivered at once, in a tight loop; a short
+#: ceiling keeps a crashed worker's task from waiting long for its retry.
+_RETRY_POLICY = {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}}
+
+
+def _keeper(name: str, topic: str) -> dict[str, Any]:
+    """The subscription on a dead-letter topic, which keeps dead letters for ``rslp dlq``.
+
+    Pub/Sub drops messages published to a topic with no subscription.
+    """
+    return {
+        "name": name,
+        "topic": topic,
+        "ack_deadline_seconds": 60,
+        "message_retention_duration": {"seconds": 7 * 24 * 3600},
+    }
 
 
 #: Pub/Sub's limits for one Publish request (10 MB; kept under it for the envelope).

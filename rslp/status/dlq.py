@@ -108,8 +108,13 @@ class _Peek:
         except KeyError as e:  # the embedded queue has no such subscription
             self.__exit__()
             raise ValueError(str(e).strip("'\"")) from None
-        except BaseException:
+        except BaseException as e:
             self.__exit__()
+            if _not_found(e):  # e.g. a plain gcloud subscription that no worker has pulled yet
+                raise ValueError(
+                    f"subscription {sub} has no dead letters: {dead_letter_name(sub)} does not exist "
+                    f"(a worker creates it when it starts, or run `rslp setup --queue QUEUE --subscription {sub}`)"
+                ) from None
             raise
 
     def ack(self, letter: DeadLetter) -> None:
@@ -123,6 +128,12 @@ class _Peek:
         for m in self._pulled:
             if id(m) not in self._acked:
                 self.queue.nack(m)
+
+
+def _not_found(e: BaseException) -> bool:
+    from google.api_core.exceptions import NotFound
+
+    return isinstance(e, NotFound)
 
 
 def _decode(message: Received) -> Task | None:

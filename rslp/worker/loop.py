@@ -21,6 +21,8 @@ Invariants this module owns (ARCHITECTURE.md):
 - Queue and storage calls ride out transient errors (:mod:`rslp.weather`); one that
   cannot be got past ends the worker with its exit code rather than being counted as
   the task's failure.
+- On any subscription the worker gives it dead letters at start, and a message that
+  cannot be dead-lettered is held, never counted as a failure (:mod:`rslp.queue.dead_letters`).
 - Preemption hands the task back by republishing it unchanged (same id and attempt)
   and acking the original, so it does not spend the task's delivery budget.
 """
@@ -38,16 +40,17 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from rslp import log
+from rslp.errors import ExitCode
 from rslp.ledger import Ledger
 from rslp.paths import under
-from rslp.queue import Queue, Received, open_queue
+from rslp.queue import Queue, Received, dead_letter_name, dead_letters, open_queue
 from rslp.queue.limits import encode_task
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
 from rslp.weather import PUBLISHER, CloudError, CloudUnavailableError, Weather
 from rslp.worker import guard
 from rslp.worker.lease import LeaseKeeper
 from rslp.worker.metrics import WorkerMetrics
-from rslp.worker.retry import RetryPolicy
+from rslp.worker.retry import RetryPolicy, hold_for
 from rslp.worker.runner import Outcome, TaskRunner
 from rslp.worker.shutdown import Shutdown
 
@@ -114,6 +117,9 @@ class Worker:
         self.log.info("worker_started", queue=self.settings.queue, subscriptions=self.settings.subscriptions)
         if not self.settings.flush_messages:
             self.runner.start()
+            for subscription in self.settings.subscriptions:
+                event, fields = dead_letters.prepare(self.queue, self.settings.queue, subscription)
+                (self.log.warning if event == "dead_letters_unavailable" else self.log.info)(event, **fields)
         idle_since = time.monotonic()
         sleep = self.settings.poll_interval
         try:
@@ -141,7 +147,7 @@ class Worker:
             self.log.info("preempted_exit", signal=self.shutdown.signal_name)
             return "preempted"
         finally:
-            self.runner.stop()
+            self.runner.close()
             self.queue.close()
             self.metrics.stop()
             self.shutdown.uninstall()
@@ -193,7 +199,7 @@ class Worker:
         self.log.info("received", delivery_attempt=message.delivery_attempt, message_id=message.message_id)
         try:
             if (wait := guard.delay(task, self.settings.max_delay)) > 0:
-                self.queue.nack(message, delay=wait)  # a retry in backoff: not yet
+                self.queue.nack(message, delay=hold_for(wait))  # a retry in backoff: not yet
                 return
             admitted = guard.admit(task, self.settings.job_roots, self.weather)
         except guard.Rejected as e:  # the message's content, not the worker's health: no failure counted
@@ -324,8 +330,21 @@ class Worker:
             attributes["rslp_traceback"] = tb[-1000:]
         if ledger is not None and task is not None:
             ledger.mark(task, "dead", worker=self.worker_id, kind=kind, error=reason, attempts=attempts, traceback=tb)
-        self.queue.dead_letter(message, reason, attributes)
-        self.log.error("dead_lettered", kind=kind, reason=reason, attempts=attempts)
+        error = dead_letters.move(self.queue, message, reason, attributes)
+        if error is None:
+            self.log.error("dead_lettered", kind=kind, reason=reason, attempts=attempts)
+            return
+        # Not the task's fault: not counted as a failure, and the message is held, not lost.
+        self.log.error(
+            "dead_letter_held",
+            kind=kind,
+            reason=reason,
+            attempts=attempts,
+            dead_letter_topic=dead_letter_name(message.subscription),
+            error=error,
+            hold_seconds=dead_letters.HOLD_SECONDS,
+            fix=dead_letters.fix_hint(self.settings.queue, message.subscription),
+        )
 
     def _hand_back(self, message: Received, task: Task) -> None:
         """Preempted: republish the task unchanged, then ack, so no delivery is spent."""
@@ -361,6 +380,14 @@ def _default_worker_id() -> str:
     return f"{name}-{os.getpid()}"
 
 
-def run_worker(settings: WorkerSettings) -> str:
-    """Run a worker in this process until it stops; returns why (idle, preempted, failures)."""
-    return Worker(settings).run()
+#: The process exit code for each reason :meth:`Worker.run` stops; Beaker shows it as the job's.
+STOP_CODES: dict[str, ExitCode] = {
+    "idle": ExitCode.OK,
+    "preempted": ExitCode.OK,
+    "failures": ExitCode.TOO_MANY_FAILURES,
+}
+
+
+def run_worker(settings: WorkerSettings) -> ExitCode:
+    """Run a worker in this process until it stops; returns the exit code for why it stopped."""
+    return STOP_CODES[Worker(settings).run()]

@@ -12,10 +12,14 @@ on, so the GPU is not held while the task waits.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
 from rslp.task import Task
+
+#: The longest a message can be handed back for in one go (Pub/Sub's ack-deadline ceiling).
+MAX_HOLD = 600.0
 
 
 @dataclass(frozen=True)
@@ -34,3 +38,15 @@ class RetryPolicy:
         """Seconds to wait before the next attempt: base * 2^attempt, capped, +-20% jitter."""
         delay = min(self.backoff_max, self.backoff_base * 2**task.attempt)
         return delay * random.uniform(0.8, 1.2)
+
+
+def hold_for(wait: float) -> float:
+    """How long to hand back a task still in backoff for ``wait`` more seconds.
+
+    Whole seconds, rounded up and at least one: Pub/Sub rounds an ack deadline to whole
+    seconds, so a wait under half a second became 0, an immediate redelivery, and a
+    task in backoff was pulled and handed back dozens of times in a tight loop. Capped
+    at Pub/Sub's 600 s ceiling; the retry backoff itself never exceeds it, so a task
+    in backoff costs one or two deliveries whatever the subscription's retry policy.
+    """
+    return float(min(MAX_HOLD, max(1, math.ceil(wait))))

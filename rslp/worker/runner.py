@@ -10,14 +10,24 @@ The child lives across tasks, so a workflow may cache expensive state in module
 globals (the predict step keeps its model loaded). It is started with the *spawn*
 method: forking after a gRPC client exists breaks gRPC.
 
+The child never outlives its worker: on Linux it asks the kernel (``PR_SET_PDEATHSIG``)
+to SIGKILL it the moment the worker dies, even by SIGKILL, so a task whose worker was
+killed cannot go on writing while another worker redoes it. An idle child is stopped
+by closing its pipe, so it exits normally and releases what it registered with
+multiprocessing's resource tracker (tqdm's lock, a named semaphore, is one); a child
+killed with a signal leaves those behind and the tracker warns about "leaked
+semaphore objects" at exit.
+
 This module owns the child's lifecycle and nothing else: it never touches the queue.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 import tempfile
 import time
 import traceback
@@ -62,7 +72,7 @@ class TaskRunner:
         parent, child = self._ctx.Pipe()
         # Not a daemon: tasks may start process pools of their own (rslearn workers,
         # DataLoader workers), which daemonic processes cannot. stop() ends it explicitly.
-        self._proc = self._ctx.Process(target=_child_main, args=(child,), daemon=False, name="rslp-task")
+        self._proc = self._ctx.Process(target=_child_main, args=(child, os.getpid()), daemon=False, name="rslp-task")
         self._proc.start()
         child.close()
         self._conn = parent
@@ -116,8 +126,16 @@ class TaskRunner:
             return Outcome("ok", downstream=[Downstream.model_validate(d) for d in payload], duration=duration)
         return Outcome(kind, reason=reason, traceback=tb, duration=duration)
 
+    def close(self, patience: float = 5.0) -> None:
+        """Stop an idle child the clean way: close its pipe and let it exit; :meth:`stop` if it does not."""
+        if self._conn is not None:
+            self._conn.close()
+        if self._proc is not None:
+            self._proc.join(patience)
+        self.stop()
+
     def stop(self) -> None:
-        """Stop the child (SIGTERM, then SIGKILL after 2 s); the next run starts a new one."""
+        """Stop the child now (SIGTERM, then SIGKILL after 2 s); the next run starts a new one."""
         if self._proc is not None and self._proc.is_alive():
             self._proc.terminate()
             self._proc.join(2)
@@ -129,14 +147,35 @@ class TaskRunner:
         self._proc = self._conn = None
 
 
+#: prctl(2) option: the signal this process gets when the thread that started it dies.
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process as soon as the worker (``parent_pid``) dies, however it dies.
+
+    Linux only (elsewhere the child still exits when its pipe closes, at its next
+    task). The worker starts the child from its main thread, which lives as long as
+    the worker, so the signal comes with the worker's death, not a thread's.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the worker died before the request took effect
+        os._exit(1)
+
+
 def _describe_exit(code: int | None) -> str:
     if code is not None and code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return f"exit code {code}"
 
 
-def _child_main(conn: Connection) -> None:
-    """The child's loop: receive a task, run it, send back the outcome, repeat."""
+def _child_main(conn: Connection, parent_pid: int) -> None:
+    """The child's loop: receive a task, run it, send back the outcome, repeat; return when the pipe closes."""
+    _die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group; the worker decides what happens to the task.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from rslp import log, registry

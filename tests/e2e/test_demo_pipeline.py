@@ -48,6 +48,7 @@ def demo_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (job_root / "console.txt").write_text(done.stdout + done.stderr)
+    assert "leaked semaphore" not in done.stderr, "a worker's task process was killed instead of closed"
     assert f"merged output: {job_root}/output/prediction.tif" in done.stdout
     assert "pixel accuracy against the synthetic labels: 0.9" in done.stdout
     print(f"demo wall time {time.monotonic() - started:.1f} s")

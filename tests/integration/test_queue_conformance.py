@@ -38,6 +38,13 @@ def test_setup_is_idempotent(queue: Queue, topic: str) -> None:
     assert queue.topic_of(topic) == topic
 
 
+def test_attach_dead_letters_leaves_a_set_up_subscription_as_it_is(queue: Queue, topic: str) -> None:
+    queue.setup(topic, topic)
+    assert queue.attach_dead_letters(topic) == []
+    assert queue.subscriptions_of(topic) == [topic]
+    assert queue.subscriptions_of(f"{topic}-never-made") == []
+
+
 def test_extended_lease_prevents_redelivery(queue: Queue, topic: str, backend: Backend) -> None:
     """Two messages under the same short lease; only one is extended. The other's redelivery
     proves the short lease has run out, so the extended one's absence is not luck or haste."""

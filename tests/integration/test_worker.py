@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from rslp.errors import ExitCode
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, dead_letter_name
 from rslp.queue.base import DEAD_LETTER_REASON
@@ -180,7 +181,7 @@ def test_consecutive_failures_stop_the_worker_and_success_resets(tmp_path: Path,
     ok = Task(project="common", workflow="noop")
     publish_tasks(q, topic, [fails[0], ok, fails[1], fails[2]])
     w = WorkerProc(backend.url, topic, idle_timeout=10, retries=2, max_attempts=1)
-    assert w.wait(timeout=60) == 1
+    assert w.wait(timeout=60) == ExitCode.TOO_MANY_FAILURES
     w.wait_for("too_many_failures")
     assert w.count("done") == 1 and w.count("dead_lettered") == 3
 

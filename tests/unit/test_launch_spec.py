@@ -7,6 +7,7 @@ launch asks for without contacting anything.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -334,3 +335,16 @@ def test_a_fleet_started_for_a_job_accepts_only_that_jobs_root(
     assert "RSLP_JOB_ROOTS" in capsys.readouterr().out
     env = env_of(task_json(make_config(env={"RSLP_JOB_ROOTS": "gs://bucket/jobs/j1"})))
     assert env["RSLP_JOB_ROOTS"] == {"value": "gs://bucket/jobs/j1"}
+
+
+@pytest.mark.parametrize(("gpus", "idle"), [(1, "1800"), (0, "600")])
+def test_launched_workers_idle_timeout_fits_their_pool(
+    gpus: int, idle: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A GPU worker must outlast the CPU steps that feed it, not exit after the worker's default 10 s."""
+    monkeypatch.setattr(commands, "connect", lambda: pytest.fail("a dry run contacted Beaker"))
+    common = {"fleet": "f", "image": "i", "queue": "pubsub://p", "subscription": "s", "clusters": ["c"]}
+    commands.launch(**common, num_workers=1, gpus=gpus, dry_run=True)
+    assert re.search(rf"- --idle_timeout\n\s*- '{idle}'\n", capsys.readouterr().out)
+    commands.launch(**common, num_workers=1, gpus=gpus, idle_timeout=42, dry_run=True)
+    assert re.search(r"- --idle_timeout\n\s*- '42'\n", capsys.readouterr().out)
