@@ -32,6 +32,8 @@ BENCHMARKS = [
     ("cold_start", "4. Cold start: spawn to first task pulled"),
     ("pipeline", "5. Pipeline: the demo job with one worker vs the floor"),
     ("drain", "6. Drain and exit: idle workers leave"),
+    ("preferred", "7. Preferred pull: a worker on the last of 3 subscriptions vs one"),
+    ("pipeline_queues", "8. Pipeline on Pub/Sub: 16 partitions, 2 workers, emulator vs embedded"),
 ]
 RESULTS = REPO / "bench" / "RESULTS.md"
 COMMAND = "make bench  (= WANDB_MODE=disabled .venv/bin/python -m bench.run_all)"

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from rslp.queue import Outgoing, open_queue
 from rslp.task import Task
 from rslp.worker import WorkerSettings, run_worker
+from rslp.worker.lease import DEFAULT_LEASE_SECONDS
 
 
 def worker(
@@ -22,7 +23,7 @@ def worker(
     retries: int = 3,
     retry_sleep: float = 10.0,
     max_attempts: int = 3,
-    lease_seconds: float = 60.0,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
     max_lease: float = 24 * 3600.0,
     time_limit: float | None = None,
     grace_seconds: float = 0.0,
@@ -42,7 +43,8 @@ def worker(
         retries: exit after this many consecutive failed tasks.
         retry_sleep: backoff in seconds before a failed task's first retry (doubles each attempt).
         max_attempts: runs per task before it is dead-lettered.
-        lease_seconds: lease length; how soon a crashed worker's task is redelivered.
+        lease_seconds: lease length, extended every third of it while the task runs; how soon
+            the task of a worker that died outright runs again (Pub/Sub's minimum is 10).
         max_lease: no task runs longer than this (seconds).
         time_limit: default per-task time limit when neither the task nor its workflow sets one.
         grace_seconds: on SIGTERM, let the running task finish if it does within this.

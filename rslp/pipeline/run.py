@@ -25,6 +25,7 @@ from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.job import Job
 from rslp.pipeline.write_jobs import subscriptions, write_jobs
 from rslp.queue import open_queue
+from rslp.worker.lease import DEFAULT_LEASE_SECONDS
 
 logger = log.get(__name__)
 
@@ -86,7 +87,7 @@ def run(
     job_root: str | None = None,
     workers: int = 2,
     idle_timeout: float = 5.0,
-    lease_seconds: float = 30.0,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> list[str]:
     """Run a whole job on this machine: embedded queue, WORKERS local worker processes.
 
