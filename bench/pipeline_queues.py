@@ -9,6 +9,13 @@ embedded queue. Time: from spawning the workers (they start while write_jobs run
 ``rslp run`` does) to the last task's ``done``. The runs of the per-job steps (combine,
 observe) are counted, including the duplicates skipped by their done marker. Goal: the
 emulator within 1.3x of the embedded queue, in the same run.
+
+Beside it, each scene's fetches: the job's partitions share one tile store
+(rslp/pipeline/tiles.py), and every write into it logs ``tile_stored`` with the bytes
+the data source fetched for it; their sum over the job, against the bytes of the
+distinct scenes, is ``fetched_vs_unique_scene_bytes`` (the worst run; 1.0 is each scene
+once). With a tile store per partition it was 4.0 here: each of the 4 scenes overlaps
+4 of the 16 partitions.
 """
 
 from __future__ import annotations
@@ -70,11 +77,16 @@ def run_job(queue: str, scratch: Path, cell_size: int, workers: int, idle_timeou
     skipped = [e for w in procs for e in w.events if e.get("event") == "skipped_done"]
     if not any(e.get("step") == "combine" for e in done):
         raise RuntimeError(f"{queue}: the workers exited but no combine task finished")
+    stored = [e for w in procs for e in w.events if e.get("event") == "tile_stored"]
+    unique = {(e["layer"], e["item"]): int(e["source_bytes"]) for e in stored}
     spawned = min(w.spawned_at for w in procs)
     return {
         "finished": max(w.times("done")[-1] for w in procs if w.times("done")) - spawned,
         "tasks": len(done),
         "partitions": len({e.get("partition") for e in done if e.get("step") == "predict"}),
+        "scenes_fetched": len(stored),
+        "source_bytes_fetched": sum(int(e["source_bytes"]) for e in stored),
+        "unique_scene_bytes": sum(unique.values()),
         "runs_by_job_step": {
             step: {
                 "done": sum(e.get("step") == step for e in done),
@@ -106,6 +118,8 @@ def run(repeats: int = 3, cell_size: int = 128, workers: int = 2, idle_timeout: 
             "tasks": runs[0]["tasks"],
             "partitions": runs[0]["partitions"],
             "runs_by_job_step": [r["runs_by_job_step"] for r in runs],
+            "scenes_fetched": [r["scenes_fetched"] for r in runs],
+            "fetched_vs_unique_scene_bytes": max(r["source_bytes_fetched"] / r["unique_scene_bytes"] for r in runs),
         }
     ratio = out["emulator"]["finished_s"] / out["embedded"]["finished_s"]
     out["ratio"] = round(ratio, 2)

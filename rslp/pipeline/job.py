@@ -3,7 +3,9 @@
 Beside the ledger's ``manifest.json`` and ``markers/``, a job root holds::
 
     partitions/<partition>/                 the partition's rslearn dataset
-                                            (config.json, windows/, tiles/)
+                                            (config.json, windows/)
+    tiles/                                  the tile store all partitions share
+                                            (rslp.pipeline.tiles): each scene once
     partition_outputs/<postprocessor>/<partition>.<ext>
                                             each postprocessor's file per partition;
                                             combine starts when all of them exist
@@ -17,6 +19,7 @@ never disagree with its job.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from upath import UPath
 
@@ -73,6 +76,14 @@ class Job:
     def dataset_root(self, partition_id: str) -> UPath:
         """The partition's rslearn dataset (PermanentError if the job has no such partition)."""
         return self.root / "partitions" / self.partition(partition_id).id
+
+    def dataset_config(self) -> dict[str, Any]:
+        """The pipeline's rslearn dataset config, its tile store set to the job's shared one."""
+        from rslp.pipeline.tiles import shared_tile_store_config
+
+        config = self.config.load_dataset_config()
+        config["tile_store"] = shared_tile_store_config(self.root / "tiles", config.get("tile_store"))
+        return config
 
     def partition_output_dir(self, postprocessor: str) -> UPath:
         """Where ``postprocessor`` writes one file per partition."""

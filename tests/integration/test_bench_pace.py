@@ -16,4 +16,5 @@ def test_pipeline_queues_bench_runs_the_job_on_both_queues(emulator_host: str) -
     for name in ("embedded", "emulator"):
         assert result[name]["partitions"] == 4
         assert result[name]["runs_by_job_step"][0]["combine"]["done"] >= 1
+        assert result[name]["fetched_vs_unique_scene_bytes"] == 1.0
     assert result["ratio"] > 0
