@@ -20,9 +20,11 @@ different workers, so two things make the sharing safe:
   object stores each object is written whole and rslearn writes its ``completed``
   marker last, so a reader (materialize) that waits for the marker sees whole objects.
 
-Limits: a fetch that takes longer than ``claim_seconds`` may be repeated by a waiting
-task (harmless, only slower); two tasks taking over the same stale claim at the same
-moment may both fetch it (the same).
+Limits: ingest through :func:`fetch_once` runs in the task process, one data-source
+call per round of claims (``hardware.workers`` does not apply to it); a fetch that
+takes longer than ``claim_seconds`` may be repeated by a waiting task (harmless, only
+slower); two tasks taking over the same stale claim at the same moment may both fetch
+it (the same).
 """
 
 from __future__ import annotations
