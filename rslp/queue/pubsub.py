@@ -4,7 +4,9 @@ Pulls are synchronous, one message at a time, with the lease set at once by
 ``modify_ack_deadline`` and then extended by the worker's heartbeat. Streaming pull is
 deliberately not used: measured against the emulator it ignores flow control, keeps
 feeding a dead connection, and silently drops leases after ``max_lease_duration``
-(ARCHITECTURE.md, field notes).
+(ARCHITECTURE.md, field notes). A worker serving several subscriptions polls them in
+order, then waits on all at once (:meth:`PubSubQueue.pull_first`, rslp/queue/preferred.py),
+so an empty subscription never costs a pull wait.
 
 Publishing sends each chunk of up to 1,000 messages (and under Pub/Sub's 10 MB request
 limit) as one ``Publish`` request through the client's generated API, and the
