@@ -34,6 +34,8 @@ BENCHMARKS = [
     ("drain", "6. Drain and exit: idle workers leave"),
     ("scale", "7. Scale: cost against job size, 10 to 100k partitions"),
     ("local_queue", "8. Embedded queue: pull+ack with 60k waiting vs 1k"),
+    ("preferred", "9. Preferred pull: a worker on the last of 3 subscriptions vs one"),
+    ("pipeline_queues", "10. Pipeline on Pub/Sub: 16 partitions, 2 workers, emulator vs embedded"),
 ]
 RESULTS = REPO / "bench" / "RESULTS.md"
 COMMAND = "make bench  (= WANDB_MODE=disabled .venv/bin/python -m bench.run_all)"

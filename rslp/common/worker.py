@@ -14,6 +14,7 @@ from rslp.queue.limits import encode_task
 from rslp.task import Task
 from rslp.worker import WorkerSettings, run_worker
 from rslp.worker.guard import job_roots_from
+from rslp.worker.lease import DEFAULT_LEASE_SECONDS
 
 #: Where ``--manage_scratch_dir_on_data_disk true`` puts task scratch: the ancestor's
 #: folder on the host's /data disk, which Beaker mounts and which on some machines is
@@ -30,7 +31,7 @@ def worker(
     retries: int = 3,
     retry_sleep: float = 10.0,
     max_attempts: int = 3,
-    lease_seconds: float = 60.0,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
     max_lease: float = 24 * 3600.0,
     time_limit: float | None = None,
     grace_seconds: float = 0.0,
@@ -58,7 +59,8 @@ def worker(
         retries: exit after this many consecutive failed tasks (0: at the first).
         retry_sleep: backoff in seconds before a failed task's first retry (doubles each attempt).
         max_attempts: runs per task before it is dead-lettered.
-        lease_seconds: lease length; how soon a crashed worker's task is redelivered.
+        lease_seconds: lease length, extended every third of it while the task runs; how soon
+            the task of a worker that died outright runs again (Pub/Sub's minimum is 10).
         max_lease: no task runs longer than this (seconds).
         time_limit: per-task time limit; the smallest of this, the workflow's and the task's wins.
         grace_seconds: on SIGTERM, let the running task finish if it does within this.

@@ -4,7 +4,9 @@ Beside the ledger's ``manifest.json`` (the header), ``records/`` and ``markers/`
 root holds::
 
     partitions/<partition>/                 the partition's rslearn dataset
-                                            (config.json, windows/, tiles/)
+                                            (config.json, windows/)
+    tiles/                                  the tile store all partitions share
+                                            (rslp.pipeline.tiles): each scene once
     partition_outputs/<postprocessor>/<partition>.<ext>
                                             each postprocessor's file per partition;
                                             combine starts when all of them exist
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from upath import UPath
 
@@ -89,6 +92,14 @@ class Job:
         """The partition's rslearn dataset (PermanentError if the job has no such partition)."""
         self.partition_index(partition_id)
         return under(self.root, "partitions", partition_id)
+
+    def dataset_config(self) -> dict[str, Any]:
+        """The pipeline's rslearn dataset config, its tile store set to the job's shared one."""
+        from rslp.pipeline.tiles import shared_tile_store_config
+
+        config = self.config.load_dataset_config()
+        config["tile_store"] = shared_tile_store_config(self.root / "tiles", config.get("tile_store"))
+        return config
 
     def partition_output_dir(self, postprocessor: str) -> UPath:
         """Where ``postprocessor`` writes one file per partition."""

@@ -1,7 +1,8 @@
 """rslearn's dataset operations, run in-process and checked against what they wrote.
 
-Each partition is its own rslearn dataset (``config.json``, ``windows/``, ``tiles/``),
-so no two workers ever write the same tile store. Prepare, ingest and materialize call
+Each partition is its own rslearn dataset (``config.json``, ``windows/``); the tile
+store is the job's, shared by its partitions (:mod:`rslp.pipeline.tiles`), so a scene
+that overlaps many partitions is fetched and stored once. Prepare, ingest and materialize call
 rslearn's own handlers through ``apply_on_windows`` (so ``hardware.workers`` and
 ``batch_size`` mean what they mean in rslearn) with ``ignore_errors`` off, and then
 verify the result on disk, because rslearn reports success for windows it skipped:
@@ -10,7 +11,10 @@ verify the result on disk, because rslearn reports success for windows it skippe
   layers matched no item is *uncovered*: it is left out of the later steps, and a
   partition with no covered window at all is a :class:`~rslp.errors.PermanentError`
   (the request is outside the imagery).
-- ingest: every item of every covered window is in the tile store.
+- ingest: every item of every covered window is in the tile store. With the job's
+  shared store, ingest claims items so that only one task fetches each
+  (:func:`~rslp.pipeline.tiles.fetch_once`); with a tile store the dataset config
+  names itself, rslearn's IngestHandler runs as it is.
 - materialize: every data-source layer of every covered window is marked completed.
 
 A failed check raises RuntimeError: the worker retries the task, and each operation
@@ -31,6 +35,7 @@ from rslp import log
 from rslp.errors import PermanentError
 from rslp.ledger import write_json_atomic
 from rslp.pipeline.config import Hardware
+from rslp.pipeline.tiles import SharedTileStore, fetch_once
 
 if TYPE_CHECKING:
     from rslearn.utils.geometry import STGeometry
@@ -159,7 +164,11 @@ def ingest(root: UPath, group: str, hw: Hardware) -> int:
     dataset = open_dataset(root)
     covered, _ = covered_windows(dataset, dataset.load_windows(groups=[group]))
     started = time.monotonic()
-    _apply(IngestHandler(**_retry_args(hw)), dataset, group, [w.name for w in covered], hw)
+    store = dataset.get_tile_store()
+    if isinstance(store, SharedTileStore):  # the job's store: each item fetched by one task only
+        fetch_once(dataset, store, covered, _retry_args(hw))
+    else:
+        _apply(IngestHandler(**_retry_args(hw)), dataset, group, [w.name for w in covered], hw)
     layers = [name for name, cfg in _source_layers(dataset).items() if cfg.data_source.ingest]
     for window in covered:
         if missing := [name for name in layers if not is_window_ingested(dataset, window, check_layer_name=name)]:

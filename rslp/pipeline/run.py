@@ -33,6 +33,7 @@ from rslp.pipeline.progress import StepProgress
 from rslp.pipeline.write_jobs import subscriptions, write_jobs
 from rslp.queue import open_queue
 from rslp.queue.placement import default_queue_url
+from rslp.worker.lease import DEFAULT_LEASE_SECONDS
 
 logger = log.get(__name__)
 #: How often the console's progress lines read the markers while workers run.
@@ -109,7 +110,7 @@ def run(
     job_root: str | None = None,
     workers: int = 2,
     idle_timeout: float = 5.0,
-    lease_seconds: float = 30.0,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
     verbose: bool = False,
 ) -> list[str]:
     """Run a whole job on this machine: embedded queue, WORKERS local worker processes.

@@ -43,7 +43,7 @@ def create_windows(*, job_root: str, partition: str) -> list[Downstream]:
     if not parts:
         raise PermanentError(job.config.where(f"window_partitioner: made no windows for partition {partition}"))
     root = job.dataset_root(partition)
-    count = rslearn_ops.create_windows(root, job.config.load_dataset_config(), job.config.group, parts)
+    count = rslearn_ops.create_windows(root, job.dataset_config(), job.config.group, parts)
     logger.info("windows created", partition=partition, windows=count, seconds=time.monotonic() - started)
     return job.downstream("create_windows", partition)
 

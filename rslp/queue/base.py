@@ -114,6 +114,22 @@ class Queue(abc.ABC):
         most this long (at least a short minimum); the embedded queue never blocks.
         """
 
+    def pull_first(self, subscriptions: Sequence[str], lease_seconds: float, wait: float = 0.0) -> Received | None:
+        """One message from the most preferred of ``subscriptions`` that has one, or None.
+
+        This default pulls each in turn, which is right for a backend whose pull never
+        blocks (the embedded queue). A backend whose pull blocks on an empty
+        subscription overrides it, so that a worker never waits once per empty
+        subscription (:mod:`rslp.queue.preferred`). Nothing pulled is ever left
+        leased without being returned: a message pulled but not returned is handed
+        back at once, without spending a delivery.
+        """
+        for subscription in subscriptions:
+            messages = self.pull(subscription, lease_seconds, wait=wait)
+            if messages:
+                return messages[0]
+        return None
+
     @abc.abstractmethod
     def extend(self, message: Received, lease_seconds: float) -> None:
         """Extend ``message``'s lease to ``lease_seconds`` from now, or raise LeaseLostError."""

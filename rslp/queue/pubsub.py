@@ -4,7 +4,9 @@ Pulls are synchronous, one message at a time, with the lease set at once by
 ``modify_ack_deadline`` and then extended by the worker's heartbeat. Streaming pull is
 deliberately not used: measured against the emulator it ignores flow control, keeps
 feeding a dead connection, and silently drops leases after ``max_lease_duration``
-(ARCHITECTURE.md, field notes).
+(ARCHITECTURE.md, field notes). A worker serving several subscriptions polls them in
+order, then waits on all at once (:meth:`PubSubQueue.pull_first`, rslp/queue/preferred.py),
+so an empty subscription never costs a pull wait.
 
 Publishing sends each chunk of up to 1,000 messages (and under Pub/Sub's 10 MB request
 limit) as one ``Publish`` request through the client's generated API, and the
@@ -28,16 +30,22 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rslp import log
 from rslp.errors import QueueResourceError
 from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Received, dead_letter_name, setup_command
+from rslp.queue.preferred import PreferredPull
 from rslp.weather import EDITOR, PUBLISHER, SUBSCRIBER, CloudRefusedError, Weather
 
 if TYPE_CHECKING:
     from google.cloud import pubsub_v1
+
+# The poll's return_immediately is deprecated in the API but still served, and nothing
+# else returns at once without risking a message leased to a caller that gave up on it.
+warnings.filterwarnings("ignore", message="The return_immediately flag is deprecated", category=DeprecationWarning)
 
 #: Pub/Sub's ceiling for one ack-deadline change.
 MAX_ACK_DEADLINE = 600
@@ -60,6 +68,7 @@ class PubSubQueue(Queue):
         self._publisher: pubsub_v1.PublisherClient | None = None
         self._subscriber: pubsub_v1.SubscriberClient | None = None
         self._topics: dict[str, str] = {}
+        self._preferred: PreferredPull | None = None
 
     @property
     def publisher(self) -> pubsub_v1.PublisherClient:
@@ -231,17 +240,31 @@ class PubSubQueue(Queue):
         return ids
 
     def pull(self, subscription: str, lease_seconds: float, max_messages: int = 1, wait: float = 0.0) -> list[Received]:
+        return self._pull(subscription, lease_seconds, max_messages, max(1.0, wait or self.pull_timeout), False)
+
+    def poll(self, subscription: str, lease_seconds: float) -> list[Received]:
+        """One message if ``subscription`` has one available right now; never waits for one to arrive."""
+        return self._pull(subscription, lease_seconds, 1, self.pull_timeout, True)
+
+    def pull_first(self, subscriptions: Sequence[str], lease_seconds: float, wait: float = 0.0) -> Received | None:
+        """Poll each subscription in order, then one wait on all of them (:mod:`rslp.queue.preferred`)."""
+        if self._preferred is None:
+            self._preferred = PreferredPull(self)
+        return self._preferred.pull_first(subscriptions, lease_seconds, wait or self.pull_timeout)
+
+    def _pull(
+        self, subscription: str, lease_seconds: float, max_messages: int, timeout: float, immediate: bool
+    ) -> list[Received]:
         from google.api_core.exceptions import DeadlineExceeded
 
         path = self.subscription_path(subscription)
+        request: dict[str, Any] = {"subscription": path, "max_messages": max_messages}
+        if immediate:
+            request["return_immediately"] = True
 
         def call() -> list[Any]:
             try:
-                response = self.subscriber.pull(
-                    request={"subscription": path, "max_messages": max_messages},
-                    timeout=max(1.0, wait or self.pull_timeout),
-                    retry=None,
-                )
+                response = self.subscriber.pull(request=request, timeout=timeout, retry=None)
             except DeadlineExceeded:  # the wait for a message ran out: an empty pull, not an error
                 return []
             return list(response.received_messages)
@@ -302,6 +325,9 @@ class PubSubQueue(Queue):
         return None
 
     def close(self) -> None:
+        if self._preferred is not None:
+            self._preferred.close()
+            self._preferred = None
         if self._publisher is not None:
             self._publisher.stop()
             self._publisher = None

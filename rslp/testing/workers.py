@@ -36,6 +36,7 @@ class WorkerProc:
         subscription: str,
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
+        new_session: bool = False,
         **flags: Any,
     ) -> None:
         args = [sys.executable, "-m", "rslp.cli", "worker", "--queue", queue_url, "--subscription", subscription]
@@ -53,6 +54,7 @@ class WorkerProc:
             text=True,
             env={**os.environ, "WANDB_MODE": "disabled", **(env or {})},
             cwd=cwd,
+            start_new_session=new_session,  # its own process group, for kill_group()
         )
         self._threads = [threading.Thread(target=self._read, daemon=True), threading.Thread(target=self._reap)]
         for t in self._threads:
@@ -125,6 +127,15 @@ class WorkerProc:
         for t in self._threads:
             t.join(10)
         return code
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker's whole process group, task process included (needs ``new_session``).
+
+        What a container kill, an OOM kill of the pod or a lost node does: nothing of the
+        worker survives to hand its task back; only the lease running out frees it.
+        """
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
     def kill(self) -> None:
         """SIGKILL the worker (its task process, orphaned, exits when it sees the pipe close)."""

@@ -1,7 +1,10 @@
 """Keeps a message's lease alive while its task runs.
 
 A daemon thread in the worker's main process re-extends the lease every third of the
-lease length. The task runs in a child process (see runner.py), so no task code, not
+lease length. The lease is short (:data:`DEFAULT_LEASE_SECONDS`): it is the time a
+task whose worker died outright (SIGKILL, OOM, a lost node) stays invisible before
+another worker can run it, and the heartbeat, not the lease length, is what keeps a
+long task's message from being redelivered. The task runs in a child process (see runner.py), so no task code, not
 even one holding the GIL, can starve this thread. Extension stops at ``max_lease``
 (the worker also stops the task then, so a task never outlives its lease silently).
 A transient failure of an extension (the queue's bad minute) is retried with jittered
@@ -22,6 +25,12 @@ from rslp.weather import Weather
 
 #: Stop retrying an extension this long before the lease would run out.
 MARGIN_SECONDS = 1.0
+
+#: Failover time after a crash: a dead worker's task is visible again at most this long
+#: after its last lease extension. Pub/Sub's minimum ack deadline is 10 s; 12 s with a
+#: heartbeat every 4 s leaves two extensions' slack for a slow lease call, and one lease
+#: call per 4 s per worker is far below Pub/Sub's quotas.
+DEFAULT_LEASE_SECONDS = 12.0
 
 
 class LeaseKeeper:

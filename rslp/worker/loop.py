@@ -48,7 +48,7 @@ from rslp.queue.limits import encode_task
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
 from rslp.weather import PUBLISHER, CloudError, CloudUnavailableError, Weather
 from rslp.worker import guard
-from rslp.worker.lease import LeaseKeeper
+from rslp.worker.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper
 from rslp.worker.metrics import WorkerMetrics
 from rslp.worker.retry import RetryPolicy, hold_for
 from rslp.worker.runner import Outcome, TaskRunner
@@ -69,7 +69,9 @@ class WorkerSettings(BaseModel):
     retries: int = Field(3, ge=0, description="exit after this many consecutive failed tasks (0: at the first)")
     retry_sleep: float = Field(10.0, ge=0, description="backoff before a failed task's first retry")
     max_attempts: int = Field(3, ge=1, description="runs per task before it is dead-lettered")
-    lease_seconds: float = Field(60.0, ge=1, le=600, description="lease length; the failover time after a crash")
+    lease_seconds: float = Field(
+        DEFAULT_LEASE_SECONDS, ge=1, le=600, description="lease length; the failover time after a crash"
+    )
     max_lease: float = Field(24 * 3600.0, gt=0, description="a task never holds its lease longer than this")
     default_time_limit: float | None = Field(
         None, gt=0, description="the worker's time limit; the smallest of task, workflow and this wins"
@@ -156,16 +158,12 @@ class Worker:
         # Pub/Sub blocks on an empty subscription: keep that short enough for idle exit.
         idle = self.settings.idle_timeout
         wait = min(5.0, idle / 3) if idle > 0 else 5.0
-        for subscription in self.settings.subscriptions:
-            try:
-                messages = self.queue.pull(subscription, self.settings.lease_seconds, wait=wait)
-            except CloudUnavailableError:
-                if self.shutdown.is_set():  # preempted while riding out an outage: that is a clean exit
-                    return None
-                raise
-            if messages:
-                return messages[0]
-        return None
+        try:
+            return self.queue.pull_first(self.settings.subscriptions, self.settings.lease_seconds, wait=wait)
+        except CloudUnavailableError:
+            if self.shutdown.is_set():  # preempted while riding out an outage: that is a clean exit
+                return None
+            raise
 
     def _handle_safely(self, message: Received) -> None:
         """Handle a message; a queue or storage failure gives it back instead of killing the worker."""
