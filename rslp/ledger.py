@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from upath import UPath
 
 from rslp.task import Downstream, Task
@@ -55,6 +55,8 @@ class PartitionEntry(BaseModel):
     id: str
     geometry: dict[str, Any]
     windows: int | None = None
+    #: The imagery period its windows ask for (see rslp.pipeline.timerange); None: any time.
+    time_range: tuple[AwareDatetime, AwareDatetime] | None = None
 
 
 class JobManifest(BaseModel):
@@ -62,6 +64,9 @@ class JobManifest(BaseModel):
 
     ``steps`` lists the per-partition steps in order; ``job_steps`` the per-job steps
     that follow them (combine, observe). ``topics`` maps each step to its topic.
+    ``time_range`` is the ``--start``/``--end`` the job was written with (it overrides
+    every feature's own range, and is part of the job's identity: a job root holds one
+    period); each partition records the range its windows got.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -76,6 +81,7 @@ class JobManifest(BaseModel):
     job_steps: list[str] = Field(default_factory=list)
     topics: dict[str, str] = Field(default_factory=dict)
     partitions: list[PartitionEntry]
+    time_range: tuple[AwareDatetime, AwareDatetime] | None = None
 
 
 class Ledger:

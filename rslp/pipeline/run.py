@@ -87,6 +87,8 @@ def run(
     workers: int = 2,
     idle_timeout: float = 5.0,
     lease_seconds: float = 30.0,
+    start: str | None = None,
+    end: str | None = None,
 ) -> list[str]:
     """Run a whole job on this machine: embedded queue, WORKERS local worker processes.
 
@@ -102,6 +104,8 @@ def run(
         workers: local worker processes.
         idle_timeout: a worker exits after this many seconds with nothing to do.
         lease_seconds: how soon the task of a worker that died is handed to another.
+        start: start of the imagery period (ISO 8601); see ``rslp write-jobs --help``.
+        end: end of the imagery period (ISO 8601, exclusive).
 
     Returns:
         The paths of the job's outputs (one per postprocessor).
@@ -118,7 +122,7 @@ def run(
     # Workers start while write_jobs runs: their start-up (imports) overlaps the enqueue.
     procs = [subprocess.Popen(command) for _ in range(workers)]
     try:
-        write_jobs(config, request, root, queue=queue)
+        write_jobs(config, request, root, queue=queue, start=start, end=end)
     except BaseException:
         for proc in procs:
             proc.terminate()

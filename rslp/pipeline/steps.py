@@ -31,16 +31,18 @@ logger = log.get(__name__)
 
 
 def create_windows(*, job_root: str, partition: str) -> list[Downstream]:
-    """Split the partition's footprint into rslearn windows (the pipeline's window_partitioner)."""
+    """Split the partition's footprint into rslearn windows (the pipeline's window_partitioner), with its time range."""
     from rslp.pipeline import rslearn_ops
     from rslp.pipeline.partition import from_geojson
 
     started = time.monotonic()
     job = Job.load(job_root)
-    footprint = from_geojson(job.partition(partition).geometry)
-    parts = job.config.build_window_partitioner().partition([footprint])
+    entry = job.partition(partition)
+    parts = job.config.build_window_partitioner().partition([from_geojson(entry.geometry)])
     if not parts:
         raise PermanentError(job.config.where(f"window_partitioner: made no windows for partition {partition}"))
+    for part in parts:  # every window asks for the partition's period (None: any time)
+        part.time_range = entry.time_range
     root = job.dataset_root(partition)
     count = rslearn_ops.create_windows(root, job.config.load_dataset_config(), job.config.group, parts)
     logger.info("windows created", partition=partition, windows=count, seconds=time.monotonic() - started)
