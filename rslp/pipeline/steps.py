@@ -145,8 +145,11 @@ def observe(*, job_root: str, partition: str) -> list[Downstream]:
     """Class distribution of the job's first raster output and its drift from the configured reference.
 
     Writes ``observe.json`` and ``observe.png`` to ``JOB_ROOT/output``, where ``rslp status``
-    looks for them (and shows the drift warning when there is one).
+    looks for them (and shows the drift warning when there is one). If the job is a
+    period of a rolling root, then rebuilds the root's catalog.json, which compares the
+    period with the previous one (:mod:`~rslp.pipeline.catalog`).
     """
+    from rslp.pipeline.catalog import rolling_root_of, write_catalog
     from rslp.status.observe import observe as observe_output
 
     if partition != JOB_PARTITION:
@@ -170,4 +173,9 @@ def observe(*, job_root: str, partition: str) -> list[Downstream]:
     if result["warning"]:
         logger.warning("prediction_drift", warning=result["warning"], drift=result["drift"])
     logger.info("observed", output=str(rasters[0]), drift=result["drift"])
+    if (rolling_root := rolling_root_of(job.root)) is not None:
+        # This period is finished: rebuild the history, which compares it with the previous period.
+        catalog = write_catalog(rolling_root)
+        entry = next(p for p in catalog["periods"] if p["id"] == job.root.name)
+        logger.info("catalog updated", period=entry["id"], drift_previous=entry["drift_previous"])
     return []

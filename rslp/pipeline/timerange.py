@@ -39,6 +39,10 @@ class TimeRangeError(PermanentError):
     """A time or time range is unusable; the message names the flag, feature or field."""
 
 
+class NoImageryError(TimeRangeError):
+    """No item of a data source falls in a time range (a rolling run skips such a period)."""
+
+
 def parse_time(text: Any, where: str) -> datetime:
     """``text`` (ISO 8601) as an aware datetime; naive times are UTC, a month (``2026-02``) its first day."""
     text = str(text)
@@ -141,7 +145,7 @@ def check_imagery(pipeline: PipelineConfig, spans: dict[TimeRange, str]) -> None
         for span, where in spans.items():
             wanted = TimeRange(*(layer.data_source.get_request_time_range(span.as_tuple()) or span.as_tuple()))
             if not any(wanted.overlaps(t) for t in times):
-                raise TimeRangeError(
+                raise NoImageryError(
                     f"{where}: no item of layers.{name} in {pipeline.resolve(pipeline.dataset_config)} "
                     f"falls in {wanted} ({describe_items(times)})"
                 )

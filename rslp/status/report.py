@@ -36,6 +36,7 @@ from typing import Any
 
 from upath import UPath
 
+from rslp.errors import PermanentError
 from rslp.ledger import STATES, JobManifest, Ledger
 from rslp.pipeline.job import JOB_PARTITION
 from rslp.queue import QueueCounts, dead_letter_name, open_queue
@@ -449,12 +450,19 @@ def _observe_line(observe: dict[str, Any]) -> str:
 
 
 def status(
-    job_root: str, watch: bool = False, interval: float = 10.0, map: str | None = None, top: int = 10
-) -> JobStatus:
+    job_root: str | None = None,
+    watch: bool = False,
+    interval: float = 10.0,
+    map: str | None = None,
+    top: int = 10,
+    root: str | None = None,
+    plot: str | None = None,
+) -> JobStatus | list[Any]:
     """Show where a job stands: per-step task counts, throughput, ETA, backlog, failure reasons.
 
     Reads the job root's manifest and markers (one listing per step) and asks the
     queue for its backlog (the embedded queue knows; Pub/Sub needs Cloud Monitoring).
+    With --root instead, shows a rolling root's periods (:mod:`rslp.status.history`).
 
     Args:
         job_root: the job root (local path or gs://...) that write-jobs created.
@@ -462,7 +470,16 @@ def status(
         interval: seconds between redraws with --watch.
         map: also draw the partitions coloured by state into this PNG.
         top: how many failure reasons to show.
+        root: a rolling root (rslp rolling): one row per period (tasks done/total, drift, warning).
+        plot: with --root, also draw the class distribution and drift across periods into this PNG.
     """
+    if (job_root is None) == (root is None):
+        raise PermanentError("give --job_root (one job) or --root (a rolling root's periods), not both or neither")
+    if root is not None:
+        from rslp.status.history import history
+
+        return history(root, plot)
+    assert job_root is not None
     while True:
         job = collect(job_root, top=top)
         if map:

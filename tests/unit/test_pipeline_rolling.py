@@ -1,0 +1,136 @@
+"""Rolling runs: periods, one job per period, publishing only what is missing, the catalog, history."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from rslp.errors import PermanentError
+from rslp.ledger import Ledger
+from rslp.pipeline.catalog import with_drift
+from rslp.pipeline.job import make_task
+from rslp.pipeline.rolling import periods, rolling
+from rslp.status.history import PeriodRow, draw_history
+
+PARTITION_STEPS = ["create_windows", "prepare", "ingest", "materialize", "predict", "postprocess"]
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+def backlog(root: Path) -> int:
+    from rslp.queue import open_queue
+
+    with open_queue(f"local://{root}/queue.db") as q:
+        return sum(c.backlog for c in (q.counts(s) for s in ("demo-cpu", "demo-gpu", "demo-combine")) if c)
+
+
+def test_periods_are_whole_utc_days_iso_weeks_or_months_that_have_ended() -> None:
+    months = periods("month", utc(2026, 1, 20), utc(2026, 3, 15))
+    assert [(p.name, p.span.start, p.span.end) for p in months] == [
+        ("2026-01", utc(2026, 1, 1), utc(2026, 2, 1)),
+        ("2026-02", utc(2026, 2, 1), utc(2026, 3, 1)),
+    ]  # March has not ended yet
+    weeks = periods("week", utc(2026, 1, 1), utc(2026, 1, 19))
+    assert [(p.name, p.span.start.day) for p in weeks] == [("2026-W01", 29), ("2026-W02", 5), ("2026-W03", 12)]
+    assert [p.name for p in periods("day", utc(2025, 12, 31, 13), utc(2026, 1, 2))] == ["2025-12-31", "2026-01-01"]
+    assert periods("month", utc(2025, 12, 1), utc(2026, 1, 1))[0].span.end == utc(2026, 1, 1)
+
+
+def test_rolling_makes_one_job_per_period_and_a_second_run_publishes_nothing(
+    demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, request, root = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), tmp_path / "root"
+    assert rolling(config, request, str(root), "month", since="2026-01", until="2026-03") == 8
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[-1]
+        .startswith(
+            f"rolling {root} every month: 2 periods (2 new, 0 resumed, 0 moving, 0 done, 0 without imagery); "
+            f"8 tasks published on local://{root}/queue.db"
+        )
+    )
+    jan, feb = (Ledger(root / name).read_manifest() for name in ("2026-01", "2026-02"))
+    assert jan.time_range == (utc(2026, 1, 1), utc(2026, 2, 1)) and feb.time_range == (utc(2026, 2, 1), utc(2026, 3, 1))
+    assert {p.time_range for p in feb.partitions} == {feb.time_range}
+    assert rolling(config, request, str(root), "month", since="2026-01", until="2026-03") == 0
+    assert "(0 new, 0 resumed, 2 moving, 0 done, 0 without imagery); 0 tasks published" in capsys.readouterr().out
+    assert backlog(root) == 8
+    catalog = json.loads((root / "catalog.json").read_text())
+    assert [(p["id"], p["status"], p["start_datetime"]) for p in catalog["periods"]] == [
+        ("2026-01", "running", "2026-01-01T00:00:00+00:00"),
+        ("2026-02", "running", "2026-02-01T00:00:00+00:00"),
+    ]
+    assert catalog["type"] == "Catalog" and catalog["rolling"]["every"] == "month"
+
+
+def test_a_stalled_half_done_period_gets_only_its_missing_tasks_and_a_done_one_none(
+    demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, request, root = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), tmp_path / "root"
+    rolling(config, request, str(root), "month", since="2026-01", until="2026-03")
+    for name, partitions in (("2026-01", ["p00000", "p00001", "p00002", "p00003"]), ("2026-02", ["p00000"])):
+        ledger = Ledger(root / name)
+        manifest = ledger.read_manifest()
+        steps = PARTITION_STEPS + (["combine", "observe"] if name == "2026-01" else [])
+        for partition in partitions:
+            for step in steps:
+                task = make_task(
+                    manifest.job_id, manifest.job_root, step, "job" if step in ("combine", "observe") else partition
+                )
+                ledger.mark(task, "done", downstream=[])
+    capsys.readouterr()
+    assert rolling(config, request, str(root), "month", since="2026-01", until="2026-03", requeue_after=0) == 3
+    out = capsys.readouterr().out
+    assert "(0 new, 1 resumed, 0 moving, 1 done, 0 without imagery); 3 tasks published" in out
+
+
+def test_a_period_without_imagery_is_skipped_and_tried_again_next_run(
+    demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, request, root = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), tmp_path / "root"
+    assert rolling(config, request, str(root), "month", since="2025-12", until="2026-02") == 4
+    assert "(1 new, 0 resumed, 0 moving, 0 done, 1 without imagery)" in capsys.readouterr().out
+    assert not (root / "2025-12").exists() and (root / "2026-01" / "manifest.json").exists()
+
+
+def test_rolling_cli_fails_non_zero_in_one_line(demo_copy: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "rslp.cli", "rolling", "--config", str(demo_copy / "pipeline.yaml")]
+    command += ["--request", str(demo_copy / "request.geojson"), "--root", str(tmp_path / "root"), "--every", "month"]
+    done = subprocess.run([*command, "--since", "last tuesday"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("rslp rolling: error: --since: 'last tuesday' is not an ISO 8601 time")
+
+
+def test_a_rolling_root_is_for_one_config_request_and_cadence(demo_copy: Path, tmp_path: Path) -> None:
+    config, request, root = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), tmp_path / "root"
+    rolling(config, request, str(root), "month", since="2026-01", until="2026-02")
+    with pytest.raises(
+        PermanentError, match=r"rolling.json: this rolling root is for .* every month, not .* every week"
+    ):
+        rolling(config, request, str(root), "week", since="2026-01", until="2026-02")
+
+
+def test_drift_from_the_previous_period_is_computed_and_warned() -> None:
+    base = {"threshold": 0.1, "warning": None, "drift_reference": 0.0}
+    rows = with_drift(
+        [
+            {**base, "id": "2026-01", "distribution": {"a": 0.5, "b": 0.5}},
+            {**base, "id": "2026-02", "distribution": None},
+            {**base, "id": "2026-03", "distribution": {"a": 0.3, "b": 0.7}},
+        ]
+    )
+    assert [r["drift_previous"] for r in rows] == [None, None, pytest.approx(0.2)]
+    assert rows[2]["previous"] == "2026-01" and "vs period 2026-01) exceeds the threshold 0.1" in rows[2]["warning"]
+    assert rows[0]["warning"] is None
+    figure = draw_history(
+        [PeriodRow({**r, "start_datetime": None, "end_datetime": None, "status": "done"}, 1, 1) for r in rows]
+    )
+    assert len(figure.axes) == 2
