@@ -77,23 +77,29 @@ def draw_history(rows: list[PeriodRow]) -> Figure:
         top.bar(x, values, 0.6, bottom=bottom, label=cls)
         bottom += values
     top.set_xticks(x, names)
-    top.set_ylim(0, 1)
+    top.set_ylim(0, 1.2)  # room for the legend above the bars
+    top.set_yticks([0, 0.25, 0.5, 0.75, 1])
     top.set_ylabel("fraction of pixels")
     top.set_title("class distribution per period")
     if classes:
-        top.legend(loc="upper right", frameon=False, fontsize="small")
+        top.legend(loc="upper center", ncol=len(classes), frameon=False, fontsize="small")
     low = fig.add_axes((0.1, 0.08, 0.85, 0.35))
+    highest = 0.0
     for key, label in (("drift_reference", "vs reference"), ("drift_previous", "vs previous period")):
         drifts = [np.nan if p[key] is None else p[key] for p in periods]
         low.plot(x, drifts, marker="o", label=label)
+        highest = max([highest, *(d for d in drifts if not np.isnan(d))])
     thresholds = {p["threshold"] for p in periods if p["threshold"] is not None}
     if len(thresholds) == 1:
-        low.axhline(thresholds.pop(), color="#d62728", linestyle="--", label="threshold")
+        threshold = thresholds.pop()
+        highest = max(highest, threshold)
+        low.axhline(threshold, color="#d62728", linestyle="--", label="threshold")
     for i, p in enumerate(periods):
         if p["warning"]:
             low.annotate("!", (i, 0), color="#d62728", ha="center", fontweight="bold")
     low.set_xticks(x, names)
-    low.set_ylim(0, 1)
+    low.set_xlim(-0.5, len(names) - 0.5)
+    low.set_ylim(0, min(1.0, max(0.2, 1.5 * highest)))
     low.set_ylabel("drift (total variation)")
     low.legend(loc="upper right", frameon=False, fontsize="small")
     return fig
