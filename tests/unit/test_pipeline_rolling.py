@@ -134,3 +134,22 @@ def test_drift_from_the_previous_period_is_computed_and_warned() -> None:
         [PeriodRow({**r, "start_datetime": None, "end_datetime": None, "status": "done"}, 1, 1) for r in rows]
     )
     assert len(figure.axes) == 2
+
+
+def test_the_example_ci_workflow_is_scheduled_and_calls_rolling_with_valid_flags() -> None:
+    import re
+    import shlex
+
+    import yaml
+
+    from rslp.cli import _normalize_flags, build_parser
+
+    workflow = yaml.safe_load((Path(__file__).parents[2] / "scripts" / "rolling.github-workflow.yml").read_text())
+    assert workflow[True]["schedule"][0]["cron"]  # YAML reads the key `on` as True
+    commands = [step["run"] for step in workflow["jobs"]["enqueue"]["steps"] if "rslp rolling" in step.get("run", "")]
+    (command,) = commands
+    words = shlex.split(re.sub(r"\$\{\{ vars\.(\w+) \}\}", r"VAR_\1", command))
+    assert words[:2] == ["rslp", "rolling"]
+    parser, _ = build_parser("rolling")
+    args = parser.parse_args(_normalize_flags(words[2:]))
+    assert (args.every, args.since, args.queue) == ("month", "2026-01", "pubsub://VAR_GCP_PROJECT")
