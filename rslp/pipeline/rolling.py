@@ -36,7 +36,7 @@ from rslp.errors import PermanentError
 from rslp.ledger import Ledger, write_json_atomic
 from rslp.pipeline.catalog import CATALOG_FILE, ROLLING_FILE, write_catalog
 from rslp.pipeline.config import load_pipeline_config
-from rslp.pipeline.timerange import NoImageryError, TimeRange, parse_time
+from rslp.pipeline.timerange import NoImageryError, TimeRange, TimeRangeError, parse_time
 from rslp.pipeline.write_jobs import _absolute, enqueue, pending_tasks
 
 logger = log.get(__name__)
@@ -157,7 +157,7 @@ def rolling(
     first = parse_time(since, "--since")
     last = parse_time(until, "--until") if until else datetime.now(UTC)
     if last <= first:
-        raise PermanentError(f"--until: {until} is not after --since {since}")
+        raise TimeRangeError(f"--until: {until} is not after --since {since}")
     root_path = UPath(_absolute(root))
     queue_url = queue or f"local://{root_path}/queue.db"
     _claim(root_path, str(pipeline.source), _absolute(request), every)

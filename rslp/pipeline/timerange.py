@@ -55,7 +55,7 @@ def parse_time(text: Any, where: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class TimeRange:
     """A half-open period ``[start, end)`` of aware datetimes, end after start."""
 
@@ -70,15 +70,6 @@ class TimeRange:
             raise TimeRangeError(f"{prefix}{names[1]}: {end} is not after {names[0]} {start} (end before start)")
         return cls(first, last)
 
-    @classmethod
-    def from_json(cls, value: list[str]) -> TimeRange:
-        """The inverse of :meth:`to_json`."""
-        return cls(datetime.fromisoformat(value[0]), datetime.fromisoformat(value[1]))
-
-    def to_json(self) -> list[str]:
-        """``[start, end]`` as ISO 8601 strings (how manifests and catalogs store it)."""
-        return [self.start.isoformat(), self.end.isoformat()]
-
     def as_tuple(self) -> tuple[datetime, datetime]:
         """The range as rslearn's ``(start, end)`` tuple."""
         return self.start, self.end
@@ -91,14 +82,14 @@ class TimeRange:
         return f"{self.start.isoformat()}/{self.end.isoformat()}"
 
 
-def from_flags(start: str | None, end: str | None, names: tuple[str, str] = ("--start", "--end")) -> TimeRange | None:
-    """The range given by the flags ``names`` (both or neither)."""
+def from_flags(start: str | None, end: str | None) -> TimeRange | None:
+    """The range given by ``--start`` / ``--end`` (both or neither)."""
     if start is None and end is None:
         return None
     if start is None or end is None:
-        given, missing = names if end is None else names[::-1]
+        given, missing = ("--start", "--end") if end is None else ("--end", "--start")
         raise TimeRangeError(f"{given}: given without {missing}; give both or neither")
-    return TimeRange.parse(start, end, "", names)
+    return TimeRange.parse(start, end, "", ("--start", "--end"))
 
 
 def from_feature(properties: Any, where: str) -> TimeRange | None:

@@ -153,3 +153,12 @@ def test_the_example_ci_workflow_is_scheduled_and_calls_rolling_with_valid_flags
     parser, _ = build_parser("rolling")
     args = parser.parse_args(_normalize_flags(words[2:]))
     assert (args.every, args.since, args.queue) == ("month", "2026-01", "pubsub://VAR_GCP_PROJECT")
+
+
+def test_status_takes_a_job_root_or_a_rolling_root_not_both(tmp_path: Path) -> None:
+    from rslp.status.report import status
+
+    with pytest.raises(PermanentError, match=r"give --job_root .* or --root"):
+        status()
+    with pytest.raises(PermanentError, match="not both or neither"):
+        status(job_root=str(tmp_path), root=str(tmp_path))
