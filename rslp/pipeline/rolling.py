@@ -159,6 +159,10 @@ def rolling(
     if last <= first:
         raise TimeRangeError(f"--until: {until} is not after --since {since}")
     root_path = UPath(_absolute(root))
+    if queue is None and root_path.protocol not in ("", "file", "local"):
+        raise PermanentError(
+            f"--queue: the rolling root {root} is not on local disk; name the queue (pubsub://PROJECT)"
+        )
     queue_url = queue or f"local://{root_path}/queue.db"
     _claim(root_path, str(pipeline.source), _absolute(request), every)
     todo = periods(every, first, last)

@@ -53,6 +53,7 @@ def run_workers(queue: str, lease_seconds: float, count: int = 2) -> None:
         assert proc.wait(timeout=600) == 0
 
 
+@pytest.mark.timeout(900)  # two whole jobs with real workers: about 2 min here, more on a loaded machine
 def test_two_monthly_periods_on_the_embedded_queue(tmp_path: Path) -> None:
     ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
     root, queue = tmp_path / "root", f"local://{tmp_path / 'queue.db'}"
@@ -86,6 +87,8 @@ def test_two_monthly_periods_on_the_embedded_queue(tmp_path: Path) -> None:
     assert (tmp_path / "history.png").stat().st_size > 5000
 
 
+@pytest.mark.emulator
+@pytest.mark.timeout(900)
 def test_a_monthly_period_on_the_pubsub_emulator(emulator_host: str, tmp_path: Path) -> None:
     ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
     root, queue = tmp_path / "root", "pubsub://rslp-rolling"

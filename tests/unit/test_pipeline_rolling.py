@@ -162,3 +162,36 @@ def test_status_takes_a_job_root_or_a_rolling_root_not_both(tmp_path: Path) -> N
         status()
     with pytest.raises(PermanentError, match="not both or neither"):
         status(job_root=str(tmp_path), root=str(tmp_path))
+
+
+def test_a_remote_rolling_root_needs_a_named_queue(demo_copy: Path) -> None:
+    with pytest.raises(PermanentError, match=r"--queue: the rolling root gs://bucket/rolling is not on local disk"):
+        rolling(
+            str(demo_copy / "pipeline.yaml"),
+            str(demo_copy / "request.geojson"),
+            "gs://bucket/rolling",
+            "month",
+            "2026-01",
+        )
+
+
+def test_concurrent_catalog_writers_never_leave_a_torn_or_partial_catalog(demo_copy: Path, tmp_path: Path) -> None:
+    import threading
+
+    from upath import UPath
+
+    from rslp.pipeline.catalog import write_catalog
+
+    root = tmp_path / "root"
+    rolling(
+        str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), str(root), "month", "2026-01", "2026-03"
+    )
+    writers = [threading.Thread(target=lambda: [write_catalog(UPath(root)) for _ in range(15)]) for _ in range(3)]
+    for w in writers:
+        w.start()
+    seen = []
+    while any(w.is_alive() for w in writers):
+        seen.append([p["id"] for p in json.loads((root / "catalog.json").read_text())["periods"]])
+    for w in writers:
+        w.join()
+    assert seen and all(ids == ["2026-01", "2026-02"] for ids in seen)
