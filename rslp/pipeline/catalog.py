@@ -29,7 +29,7 @@ from typing import Any
 
 from upath import UPath
 
-from rslp.ledger import JobManifest, Ledger, write_json_atomic
+from rslp.ledger import write_json_atomic
 from rslp.status.observe import METRIC, total_variation
 
 #: The file that marks a folder as a rolling root, written by ``rslp rolling``.
@@ -55,27 +55,20 @@ def period_roots(root: UPath) -> list[UPath]:
     return sorted((p for p in root.iterdir() if (p / "manifest.json").exists()), key=lambda p: p.name)
 
 
-def period_state(manifest: JobManifest, outputs: list[UPath], observe: dict[str, Any] | None) -> str:
-    """``done`` when every output (and observe.json, if observed) exists; ``failed`` with a dead task; else ``running``.
-
-    Done-ness comes from the files, not the markers: the observe step rebuilds the
-    catalog before the worker writes its own done marker.
-    """
-    if all(p.exists() for p in outputs) and ("observe" not in manifest.job_steps or observe is not None):
-        return "done"
-    ledger = Ledger(manifest.job_root)
-    if any(state == "dead" for step in ledger.steps() for state in ledger.states(step).values()):
-        return "failed"
-    return "running"
-
-
 def period_entry(job_root: UPath) -> dict[str, Any]:
-    """One period of the catalog, from its job root's own files."""
+    """One period of the catalog, from its job root's manifest, outputs and observe.json.
+
+    ``done`` when every output (and observe.json, if the job observes) exists, else
+    ``running``. Done-ness comes from the files, not the markers: the observe step
+    rebuilds the catalog before the worker writes its own done marker, and the files
+    cost a few reads where markers cost a listing of the whole job.
+    """
     from rslp.pipeline.job import Job
 
     job = Job.load(str(job_root))
     observe = _read_json(job.root / "output" / "observe.json")
     outputs = job.output_paths()
+    done = all(p.exists() for p in outputs) and ("observe" not in job.manifest.job_steps or observe is not None)
     span = job.manifest.time_range
     return {
         "id": job_root.name,
@@ -83,21 +76,22 @@ def period_entry(job_root: UPath) -> dict[str, Any]:
         "end_datetime": span[1].isoformat() if span else None,
         "job_id": job.manifest.job_id,
         "job_root": str(job_root),
-        "status": period_state(job.manifest, outputs, observe),
+        "status": "done" if done else "running",
         "outputs": {p.stem: str(p) for p in outputs if p.exists()},
         "distribution": observe["distribution"] if observe else None,
         "drift_reference": observe["drift"] if observe else None,
         "threshold": observe["threshold"] if observe else None,
-        "warning": observe["warning"] if observe else None,
+        "warning_reference": observe["warning"] if observe else None,
     }
 
 
 def with_drift(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each period with ``drift_previous`` (vs the last earlier period with a distribution) and its warning."""
+    """Each period with ``drift_previous`` (vs the last earlier period with a distribution) and its ``warning``."""
     previous: dict[str, Any] | None = None
     for period in periods:
-        period["previous"] = previous["id"] if previous else None
+        period["previous"] = previous["id"] if previous and period["distribution"] is not None else None
         period["drift_previous"] = None
+        period["warning"] = period["warning_reference"]
         if period["distribution"] is None:
             continue
         if previous is not None:
@@ -114,9 +108,16 @@ def with_drift(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def build_catalog(root: UPath) -> dict[str, Any]:
-    """The catalog of ``root`` as it stands now (reads each period's manifest and observe.json)."""
+    """The catalog of ``root`` as it stands now.
+
+    A period that the last catalog recorded as done is taken from it (a finished period
+    never changes), so a rebuild reads only the unfinished periods' files; the drift
+    between neighbours is recomputed every time, since a period can be added late.
+    """
     rolling = _read_json(root / ROLLING_FILE) or {}
-    periods = with_drift([period_entry(p) for p in period_roots(root)])
+    last = _read_json(root / CATALOG_FILE) or {}
+    finished = {p["id"]: p for p in last.get("periods", []) if p.get("status") == "done" and "warning_reference" in p}
+    periods = with_drift([finished.get(p.name) or period_entry(p) for p in period_roots(root)])
     return {
         "type": "Catalog",
         "stac_version": "1.0.0",

@@ -28,16 +28,22 @@ class PeriodRow:
 
     period: dict[str, Any]
     done: int
+    dead: int
     total: int
 
+    @property
+    def status(self) -> str:
+        """The catalog's status, or ``failed`` for an unfinished period with a dead-lettered task."""
+        return "failed" if self.period["status"] != "done" and self.dead else str(self.period["status"])
 
-def progress(job_root: str) -> tuple[int, int]:
-    """(done, total) tasks of a job, from one marker listing per step."""
+
+def progress(job_root: str) -> tuple[int, int, int]:
+    """(done, dead, total) tasks of a job, from one marker listing per step."""
     ledger = Ledger(job_root)
     manifest = ledger.read_manifest()
-    steps = manifest.steps + manifest.job_steps
-    done = sum(state == "done" for step in steps for state in ledger.states(step).values())
-    return done, len(manifest.partitions) * len(manifest.steps) + len(manifest.job_steps)
+    states = [state for step in manifest.steps + manifest.job_steps for state in ledger.states(step).values()]
+    total = len(manifest.partitions) * len(manifest.steps) + len(manifest.job_steps)
+    return states.count("done"), states.count("dead"), total
 
 
 def _drift(value: float | None) -> str:
@@ -51,7 +57,7 @@ def render(root: str, rows: list[PeriodRow]) -> str:
             r.period["id"],
             f"{r.period['start_datetime'] or '-'} .. {r.period['end_datetime'] or '-'}",
             f"{r.done}/{r.total}",
-            r.period["status"],
+            r.status,
             _drift(r.period["drift_reference"]),
             _drift(r.period["drift_previous"]),
             r.period["warning"] or "",

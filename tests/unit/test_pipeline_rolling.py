@@ -119,7 +119,7 @@ def test_a_rolling_root_is_for_one_config_request_and_cadence(demo_copy: Path, t
 
 
 def test_drift_from_the_previous_period_is_computed_and_warned() -> None:
-    base = {"threshold": 0.1, "warning": None, "drift_reference": 0.0}
+    base = {"threshold": 0.1, "warning_reference": None, "drift_reference": 0.0}
     rows = with_drift(
         [
             {**base, "id": "2026-01", "distribution": {"a": 0.5, "b": 0.5}},
@@ -131,7 +131,7 @@ def test_drift_from_the_previous_period_is_computed_and_warned() -> None:
     assert rows[2]["previous"] == "2026-01" and "vs period 2026-01) exceeds the threshold 0.1" in rows[2]["warning"]
     assert rows[0]["warning"] is None
     figure = draw_history(
-        [PeriodRow({**r, "start_datetime": None, "end_datetime": None, "status": "done"}, 1, 1) for r in rows]
+        [PeriodRow({**r, "start_datetime": None, "end_datetime": None, "status": "done"}, 1, 0, 1) for r in rows]
     )
     assert len(figure.axes) == 2
 
@@ -195,3 +195,52 @@ def test_concurrent_catalog_writers_never_leave_a_torn_or_partial_catalog(demo_c
     for w in writers:
         w.join()
     assert seen and all(ids == ["2026-01", "2026-02"] for ids in seen)
+
+
+def test_a_finished_period_is_taken_from_the_last_catalog_and_drift_is_recomputed(
+    demo_copy: Path, tmp_path: Path
+) -> None:
+    from upath import UPath
+
+    from rslp.pipeline.catalog import write_catalog
+
+    root = tmp_path / "root"
+    rolling(
+        str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), str(root), "month", "2026-01", "2026-03"
+    )
+    catalog = json.loads((root / "catalog.json").read_text())
+    for period, share in zip(catalog["periods"], (0.5, 0.8), strict=True):
+        period.update(status="done", distribution={"a": share, "b": 1 - share}, threshold=0.1)
+    (root / "catalog.json").write_text(json.dumps(catalog))
+    jan, feb = write_catalog(UPath(root))["periods"]
+    assert jan["distribution"] == {"a": 0.5, "b": 0.5} and jan["status"] == "done"  # not re-read: it never changes
+    assert feb["drift_previous"] == pytest.approx(0.3) and "vs period 2026-01" in feb["warning"]
+
+
+def test_status_root_shows_one_row_per_period_with_progress_and_failures(
+    demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rslp.status.report import status
+
+    root = tmp_path / "root"
+    rolling(
+        str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), str(root), "month", "2026-01", "2026-03"
+    )
+    manifest = Ledger(root / "2026-01").read_manifest()
+    ledger = Ledger(root / "2026-01")
+    ledger.mark(make_task(manifest.job_id, manifest.job_root, "create_windows", "p00000"), "done", downstream=[])
+    ledger.mark(make_task(manifest.job_id, manifest.job_root, "create_windows", "p00001"), "dead", error="boom")
+    capsys.readouterr()
+    rows = status(root=str(root), plot=str(tmp_path / "history.png"))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"rolling root {root}: 2 periods"
+    assert out[2].split()[:6] == [
+        "2026-01",
+        "2026-01-01T00:00:00+00:00",
+        "..",
+        "2026-02-01T00:00:00+00:00",
+        "1/26",
+        "failed",
+    ]
+    assert out[3].split()[4:6] == ["0/26", "running"]
+    assert len(rows) == 2 and (tmp_path / "history.png").stat().st_size > 5000
