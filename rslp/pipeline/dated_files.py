@@ -12,6 +12,10 @@ with the layer's query settings, ingest) is LocalFiles' own. Use it in dataset.j
 
 A file without a date in its name is an error naming it: an undated file would silently
 match every period.
+
+LocalFiles caches its item list in ``summary.json`` in the folder and never notices new
+files, but a folder that rolling runs read gains an acquisition every period: here the
+cache is used only while it names exactly the raster files in the folder (one listing).
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ from __future__ import annotations
 import functools
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from rslearn.config import LayerType
 from rslearn.data_sources.data_source import Item
 from rslearn.data_sources.local_files import LocalFiles, RasterItem, VectorItem
+from rslearn.utils.fsspec import get_relative_suffix, is_tmp_path
 from rslearn.utils.geometry import STGeometry
+from upath import UPath
 
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
@@ -54,3 +62,16 @@ class DatedLocalFiles(LocalFiles):
             elif isinstance(item, VectorItem):
                 dated.append(VectorItem(item.name, geometry, item.path_uri))
         return dated
+
+    def _read_cached_items(self, cache_fname: UPath) -> list[dict[str, Any]] | None:
+        """LocalFiles' cached item list, unless raster files were added or removed since it was written."""
+        cached: list[dict[str, Any]] | None = super()._read_cached_items(cache_fname)
+        if cached is None or self.layer_type != LayerType.RASTER:
+            return cached
+        files = {
+            get_relative_suffix(self.src_dir, p)
+            for p in self.src_dir.glob("**/*.*")
+            if not p.name.endswith(".json") and not is_tmp_path(p)
+        }
+        listed = {name for item in cached for name in item.get("spec", {}).get("fnames", [])}
+        return cached if listed == files else None

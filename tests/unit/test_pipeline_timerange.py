@@ -143,3 +143,22 @@ def test_dated_local_files_take_the_day_in_the_file_name() -> None:
     )
     with pytest.raises(ValueError, match="tile_r0_c0: no acquisition date"):
         acquisition_day("tile_r0_c0")
+
+
+def test_dated_local_files_see_an_acquisition_added_after_the_item_list_was_cached(tmp_path: Path) -> None:
+    import shutil
+
+    from rslearn.config import LayerType
+
+    from rslp.pipeline.dated_files import DatedLocalFiles
+    from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
+
+    ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
+    images = DEMO_DIR / "data" / "images"
+    shutil.copy(images / "tile_r0_c0_2026-01-15.tif", tmp_path)
+    first = DatedLocalFiles(str(tmp_path), layer_type=LayerType.RASTER).list_items()
+    assert [i.geometry.time_range for i in first] == [acquisition_day("2026-01-15")]
+    assert (tmp_path / "summary.json").exists()
+    shutil.copy(images / "tile_r0_c0_2026-02-15.tif", tmp_path)
+    later = DatedLocalFiles(str(tmp_path), layer_type=LayerType.RASTER).list_items()
+    assert sorted(i.name for i in later) == ["tile_r0_c0_2026-01-15", "tile_r0_c0_2026-02-15"]
