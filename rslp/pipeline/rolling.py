@@ -34,7 +34,7 @@ from upath import UPath
 from rslp import log
 from rslp.errors import PermanentError
 from rslp.ledger import Ledger, write_json_atomic
-from rslp.pipeline.catalog import CATALOG_FILE, ROLLING_FILE, write_catalog
+from rslp.pipeline.catalog import CATALOG_FILE, ROLLING_FILE, build_catalog, write_catalog
 from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.timerange import NoImageryError, TimeRange, TimeRangeError, parse_time
 from rslp.pipeline.write_jobs import _absolute, enqueue, pending_tasks
@@ -168,10 +168,12 @@ def rolling(
     todo = periods(every, first, last)
     outcome: dict[str, list[str]] = {k: [] for k in ("new", "resumed", "moving", "done", "without imagery")}
     published = 0
+    # Finished periods, from the last catalog and a few file reads: never listed again.
+    finished = {p["id"] for p in build_catalog(root_path)["periods"] if p["status"] == "done"}
     for period in todo:
         job_root = root_path / period.name
         if (job_root / "manifest.json").exists():
-            if not pending_tasks(Ledger(str(job_root)).read_manifest()):
+            if period.name in finished or not pending_tasks(Ledger(str(job_root)).read_manifest()):
                 outcome["done"].append(period.name)
                 continue
             if time.time() - last_activity(job_root) < requeue_after:
@@ -190,10 +192,10 @@ def rolling(
         published += len(tasks)
         outcome[kind].append(period.name)
     catalog = write_catalog(root_path)
-    finished = sum(p["status"] == "done" for p in catalog["periods"])
+    done = sum(p["status"] == "done" for p in catalog["periods"])
     counts = ", ".join(f"{len(names)} {kind}" for kind, names in outcome.items())
     print(
         f"rolling {root_path} every {every}: {len(todo)} periods ({counts}); {published} tasks published "
-        f"on {queue_url}; {finished} periods finished, see {root_path / CATALOG_FILE}"
+        f"on {queue_url}; {done} periods finished, see {root_path / CATALOG_FILE}"
     )
     return published

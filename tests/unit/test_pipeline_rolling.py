@@ -244,3 +244,16 @@ def test_status_root_shows_one_row_per_period_with_progress_and_failures(
     ]
     assert out[3].split()[4:6] == ["0/26", "running"]
     assert len(rows) == 2 and (tmp_path / "history.png").stat().st_size > 5000
+
+
+def test_a_period_finished_in_the_catalog_is_not_listed_again(
+    demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, request, root = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), tmp_path / "root"
+    rolling(config, request, str(root), "month", "2026-01", "2026-03")
+    catalog = json.loads((root / "catalog.json").read_text())
+    catalog["periods"][0]["status"] = "done"  # its markers say otherwise; a finished period is never re-read
+    (root / "catalog.json").write_text(json.dumps(catalog))
+    capsys.readouterr()
+    assert rolling(config, request, str(root), "month", "2026-01", "2026-03", requeue_after=0) == 4
+    assert "(0 new, 1 resumed, 0 moving, 1 done, 0 without imagery); 4 tasks published" in capsys.readouterr().out
