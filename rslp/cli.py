@@ -26,6 +26,11 @@ from rslp.weather import CloudError
 #: name -> (target "module:function", one-line summary, required params positional?)
 COMMANDS: dict[str, tuple[str, str, bool]] = {
     "write-jobs": ("rslp.pipeline.write_jobs:write_jobs", "split a request into tasks and enqueue them", False),
+    "rolling": (
+        "rslp.pipeline.rolling:rolling",
+        "one job per day/week/month under a root; enqueue what is missing",
+        False,
+    ),
     "run": ("rslp.pipeline.run:run", "run a whole job on this machine (embedded queue, local workers)", False),
     "demo": ("rslp.pipeline.demo:demo", "run the offline demo job end to end", False),
     "worker": ("rslp.common.worker:worker", "pull and run tasks until idle or preempted", False),

@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from upath import UPath
 
 from rslp.errors import PermanentError
@@ -97,6 +97,8 @@ class PartitionEntry(BaseModel):
 
     id: str
     geometry: dict[str, Any]
+    #: The imagery period its windows ask for (see rslp.pipeline.timerange); None: any time.
+    time_range: tuple[AwareDatetime, AwareDatetime] | None = None
 
 
 class JobManifest(BaseModel):
@@ -108,6 +110,9 @@ class JobManifest(BaseModel):
     a shard. The partitions themselves are never in the header: every task reads it.
     The shard and fan-in group sizes are recorded, not taken from the code, so a job
     keeps its layout while workers of another version run it.
+    ``time_range`` is the ``--start``/``--end`` the job was written with (it overrides
+    every feature's own range, and is part of the job's identity: a job root holds one
+    period); each partition records the range its windows got.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -121,6 +126,7 @@ class JobManifest(BaseModel):
     steps: list[str]
     job_steps: list[str] = Field(default_factory=list)
     topics: dict[str, str] = Field(default_factory=dict)
+    time_range: tuple[AwareDatetime, AwareDatetime] | None = None
     partition_count: int = Field(default=0, ge=0)
     shard_size: int = Field(default=PARTITIONS_PER_SHARD, ge=1)
     fanin_group_size: int = Field(default=FANIN_GROUP_SIZE, ge=2)
@@ -141,16 +147,17 @@ class Ledger:
     def manifest_path(self) -> UPath:
         return self.root / "manifest.json"
 
-    def write_job(self, manifest: JobManifest, geometries: Iterable[dict[str, Any]]) -> JobManifest:
-        """Write ``geometries`` (GeoJSON, WGS84) as partitions p00000... shard by shard, then the header.
+    def write_job(self, manifest: JobManifest, records: Iterable[dict[str, Any]]) -> JobManifest:
+        """Write ``records`` as partitions p00000... shard by shard, then the header.
 
+        A record is a ``geometry`` (GeoJSON, WGS84) and optionally a ``time_range``.
         Streams: at most :data:`SHARD_BATCH` shards are in memory at once. Returns the
         header as written (with its partition count).
         """
         size = manifest.shard_size
         count, lines, batch = 0, [], {}
-        for geometry in geometries:
-            lines.append(json.dumps({"id": partition_id(count), "geometry": geometry}, separators=(",", ":")))
+        for record in records:
+            lines.append(json.dumps({"id": partition_id(count), **record}, separators=(",", ":")))
             count += 1
             if len(lines) == size:
                 batch[self.shard_path((count - 1) // size)] = "\n".join(lines) + "\n"

@@ -32,6 +32,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import yaml
@@ -44,6 +45,7 @@ from rslp.text import keep_secret, redact
 if TYPE_CHECKING:
     from rslp.pipeline.partition import Partitioner
     from rslp.pipeline.postprocess import Postprocessor
+    from rslp.pipeline.timerange import TimeRange
 
 #: Per-partition steps in the only order they can run; a pipeline may leave some out.
 PARTITION_STEPS = ("create_windows", "prepare", "ingest", "materialize", "predict", "postprocess")
@@ -205,6 +207,16 @@ class ObserveSpec(BaseModel):
     class_names: list[str] | None = Field(default=None, description="name of class value i at index i")
 
 
+class TimeRangeSpec(BaseModel):
+    """The default time range of a pipeline's jobs: ISO 8601 ``start`` and ``end`` (end exclusive)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # YAML reads an unquoted 2026-01-01 as a date: take it as that day's midnight UTC.
+    start: str | date
+    end: str | date
+
+
 class PipelineConfig(BaseModel):
     """A validated pipeline.yaml. Build it with :func:`load_pipeline_config`."""
 
@@ -233,6 +245,10 @@ class PipelineConfig(BaseModel):
     )
     hardware: Hardware = Hardware()
     observe: ObserveSpec | None = Field(default=None, description="settings of the observe step")
+    time_range: TimeRangeSpec | None = Field(
+        default=None,
+        description="imagery period of features without their own start_time/end_time, unless --start/--end",
+    )
 
     _source: UPath = PrivateAttr(default_factory=lambda: UPath("pipeline.yaml"))
 
@@ -290,6 +306,14 @@ class PipelineConfig(BaseModel):
     def where(self, field: str) -> str:
         """``file: field`` prefix for errors about this config."""
         return f"{self.source}: {field}"
+
+    def default_time_range(self) -> TimeRange | None:
+        """``time_range`` parsed (TimeRangeError naming the field if it is not a valid range)."""
+        from rslp.pipeline.timerange import TimeRange
+
+        if self.time_range is None:
+            return None
+        return TimeRange.parse(self.time_range.start, self.time_range.end, self.where("time_range."), ("start", "end"))
 
     def build_partitioner(self) -> Partitioner:
         """The partitioner that splits a request into partitions (tasks)."""
@@ -360,6 +384,7 @@ class PipelineConfig(BaseModel):
         """Load everything the steps will load, so a broken file fails before any task is published."""
         self.build_partitioner()
         self.build_window_partitioner()
+        self.default_time_range()
         layers = self.load_dataset_config(resolve_env=True)["layers"]
         for name, layer in layers.items():
             self._check_local_files(name, layer)
@@ -376,7 +401,7 @@ class PipelineConfig(BaseModel):
     def _check_local_files(self, name: str, layer: dict[str, Any]) -> None:
         """LocalFiles' src_dir must exist and be absolute: relative means per-partition dataset."""
         source = layer.get("data_source") or {}
-        if not source.get("class_path", "").endswith("local_files.LocalFiles"):
+        if not source.get("class_path", "").endswith("LocalFiles"):  # rslearn's and rslp's DatedLocalFiles
             return
         src_dir = str(source.get("init_args", {}).get("src_dir", ""))
         field = f"{self.resolve(self.dataset_config)}: layers.{name}.data_source.init_args.src_dir"

@@ -1,23 +1,34 @@
 """The offline demo: synthetic imagery with a learnable pattern, and ``rslp demo``.
 
 The imagery is a mosaic of UTM GeoTIFF tiles (EPSG:32610, 10 m pixels) with bands
-B1..B3. Two smooth random fields ``a`` and ``b`` drive B1 and B2; the label of a pixel
-is 1 where ``a > b`` (B1 brighter than B2 in expectation) and 0 elsewhere. Per-pixel
-noise makes single pixels ambiguous near the boundary, so a few 3x3 convolutions beat
-a per-pixel rule; B3 is pure noise, a distractor. Labels are written beside the images
-(``labels/``, never read by the pipeline) so tests can score the output.
+B1..B3, acquired on several dates. For each acquisition, two smooth random fields ``a``
+and ``b`` drive B1 and B2; the label of a pixel is 1 where ``a > b`` (B1 brighter than
+B2 in expectation) and 0 elsewhere. Per-pixel noise makes single pixels ambiguous near
+the boundary, so a few 3x3 convolutions beat a per-pixel rule; B3 is pure noise, a
+distractor.
 
-Everything is seeded: the same seed gives byte-identical files, so the data under
-``tasks/demo/data/`` (git-ignored) is regenerated when absent rather than committed.
+Each acquisition draws its own fields, so the pattern differs from date to date and a
+job for one month predicts that month's map, visibly unlike the other's. The demo's
+February acquisition also shifts ``a`` up (a drier month: more pixels where B1 is
+brighter), so its class distribution drifts from the reference. Images are named
+``images/tile_r<row>_c<col>_<YYYY-MM-DD>.tif``, the date that
+:class:`~rslp.pipeline.dated_files.DatedLocalFiles` gives the item; labels are written
+beside them per date (``labels/<YYYY-MM-DD>/``, never read by the pipeline) so tests
+can score a period's output against that period's truth.
+
+Everything is seeded: the same spec gives byte-identical files, so the data under
+``tasks/demo/data/`` (git-ignored) is regenerated when absent or made by another spec
+(``scene.json`` records the spec) rather than committed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +43,8 @@ class SceneSpec:
     """A synthetic scene: a grid of tiles whose top-left corner is ``origin`` (UTM metres)."""
 
     seed: int = 0
+    #: (date, shift of field ``a``) per acquisition; a positive shift makes class 1 commoner.
+    acquisitions: tuple[tuple[str, float], ...] = (("2026-01-15", 0.0), ("2026-02-15", 0.5))
     rows: int = 2
     cols: int = 2
     tile_size: int = 256
@@ -48,7 +61,7 @@ class SceneSpec:
 
 #: The scene the demo request covers; training uses a different seed and place.
 DEMO_SCENE = SceneSpec()
-TRAIN_SCENE = SceneSpec(seed=1, origin=(550400.0, 4200960.0))
+TRAIN_SCENE = SceneSpec(seed=1, origin=(550400.0, 4200960.0), acquisitions=(("2025-12-15", 0.0),))
 #: Normalisation constants shared by the generator and tasks/demo/model.yaml.
 BASE, SIGNAL, NOISE = 2000.0, 600.0, 150.0
 
@@ -63,10 +76,11 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float)
     return (field - field.mean()) / field.std()  # type: ignore[no-any-return]
 
 
-def synthesize(spec: SceneSpec) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]:
-    """The scene's image (3, H, W) uint16 and label (H, W) uint8 arrays."""
-    rng = np.random.default_rng(spec.seed)
-    a = smooth_field(rng, spec.shape, scale=24)
+def synthesize(spec: SceneSpec, index: int = 0) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]:
+    """Acquisition ``index``'s image (3, H, W) uint16 and label (H, W) uint8 arrays."""
+    rng = np.random.default_rng((spec.seed, index))
+    shift = spec.acquisitions[index][1]
+    a = smooth_field(rng, spec.shape, scale=24) + shift
     b = smooth_field(rng, spec.shape, scale=24)
     bands = [
         BASE + SIGNAL * a + rng.normal(0, NOISE, spec.shape),
@@ -78,7 +92,7 @@ def synthesize(spec: SceneSpec) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.
 
 
 def write_scene(spec: SceneSpec, dest: Path) -> None:
-    """Write ``dest/images/*.tif`` (bands B1..B3) and ``dest/labels/*.tif``, atomically.
+    """Write ``dest/images/*_<date>.tif`` (bands B1..B3) and ``dest/labels/<date>/*.tif``, atomically.
 
     The files are written to a sibling folder that is renamed into place, so a crash
     leaves no half-written scene that a later run would take for a finished one.
@@ -86,28 +100,34 @@ def write_scene(spec: SceneSpec, dest: Path) -> None:
     import rasterio
     from rasterio.transform import from_origin
 
-    image, label = synthesize(spec)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}")
     (tmp / "images").mkdir(parents=True)
-    (tmp / "labels").mkdir()
     t = spec.tile_size
-    for r in range(spec.rows):
-        for c in range(spec.cols):
-            x0 = spec.origin[0] + c * t * spec.resolution
-            y0 = spec.origin[1] - r * t * spec.resolution
-            profile = {
-                "driver": "GTiff",
-                "width": t,
-                "height": t,
-                "crs": spec.crs,
-                "transform": from_origin(x0, y0, spec.resolution, spec.resolution),
-                "compress": "deflate",
-            }
-            window = (slice(r * t, (r + 1) * t), slice(c * t, (c + 1) * t))
-            with rasterio.open(tmp / "images" / f"tile_r{r}_c{c}.tif", "w", count=3, dtype="uint16", **profile) as f:
-                f.write(image[:, window[0], window[1]])
-            with rasterio.open(tmp / "labels" / f"tile_r{r}_c{c}.tif", "w", count=1, dtype="uint8", **profile) as f:
-                f.write(label[None, window[0], window[1]])
+    for index, (date, _) in enumerate(spec.acquisitions):
+        image, label = synthesize(spec, index)
+        (tmp / "labels" / date).mkdir(parents=True)
+        for r in range(spec.rows):
+            for c in range(spec.cols):
+                x0 = spec.origin[0] + c * t * spec.resolution
+                y0 = spec.origin[1] - r * t * spec.resolution
+                profile = {
+                    "driver": "GTiff",
+                    "width": t,
+                    "height": t,
+                    "crs": spec.crs,
+                    "transform": from_origin(x0, y0, spec.resolution, spec.resolution),
+                    "compress": "deflate",
+                }
+                window = (slice(r * t, (r + 1) * t), slice(c * t, (c + 1) * t))
+                with rasterio.open(
+                    tmp / "images" / f"tile_r{r}_c{c}_{date}.tif", "w", count=3, dtype="uint16", **profile
+                ) as f:
+                    f.write(image[:, window[0], window[1]])
+                with rasterio.open(
+                    tmp / "labels" / date / f"tile_r{r}_c{c}.tif", "w", count=1, dtype="uint8", **profile
+                ) as f:
+                    f.write(label[None, window[0], window[1]])
+    (tmp / "scene.json").write_text(json.dumps(asdict(spec)))
     if dest.exists():
         shutil.rmtree(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -115,15 +135,19 @@ def write_scene(spec: SceneSpec, dest: Path) -> None:
 
 
 def ensure_scene(spec: SceneSpec, dest: Path) -> bool:
-    """Generate the scene under ``dest`` unless it is there already; True if generated."""
-    if (dest / "images").is_dir() and (dest / "labels").is_dir():
+    """Generate the scene under ``dest`` unless that very spec is there already; True if generated."""
+    stamp = dest / "scene.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(asdict(spec))):
         return False
     write_scene(spec, dest)
     return True
 
 
-def score(output: str, labels: Path = DEMO_DIR / "data" / "labels") -> float:
-    """The fraction of ``output``'s valid pixels that equal the synthetic labels under them."""
+def score(output: str, labels: Path = DEMO_DIR / "data" / "labels" / DEMO_SCENE.acquisitions[0][0]) -> float:
+    """The fraction of ``output``'s valid pixels that equal the synthetic labels under them.
+
+    ``labels`` is one acquisition's folder: by default January's, the demo job's period.
+    """
     import rasterio
     from rasterio.merge import merge
 

@@ -39,6 +39,7 @@ from rslearn.utils.get_utm_ups_crs import get_utm_ups_crs
 from upath import UPath
 
 from rslp.errors import PermanentError
+from rslp.pipeline import timerange
 
 #: A sliver of intersection smaller than this fraction of a cell is reprojection noise
 #: along a partition border (about 1e-7 pixels), not requested area.
@@ -51,7 +52,11 @@ class RequestError(PermanentError):
 
 
 def load_request(path: str) -> list[STGeometry]:
-    """The request's geometries in WGS84: a FeatureCollection, a Feature or a bare geometry."""
+    """The request's geometries in WGS84: a FeatureCollection, a Feature or a bare geometry.
+
+    A feature's ``properties.start_time`` / ``end_time`` become its geometry's time range
+    (see :mod:`rslp.pipeline.timerange`); without them the time range is None.
+    """
     source = UPath(path)
     try:
         raw = json.loads(source.read_text())
@@ -65,14 +70,22 @@ def load_request(path: str) -> list[STGeometry]:
     if not any(s in str(crs) for s in ("CRS84", "4326")):
         raise RequestError(f"{path}: crs: {crs} is not WGS84 longitude/latitude (GeoJSON is always WGS84)")
     if raw["type"] == "FeatureCollection":
-        features = [(f"features.{i}.geometry", f.get("geometry")) for i, f in enumerate(raw.get("features") or [])]
+        features = [(f"features.{i}", f) for i, f in enumerate(raw.get("features") or [])]
     elif raw["type"] == "Feature":
-        features = [("geometry", raw.get("geometry"))]
-    else:
         features = [("", raw)]
+    else:
+        features = [("", {"geometry": raw})]
     if not features:
         raise RequestError(f"{path}: features: the request is empty (expected at least one Point or Polygon)")
-    return [_to_geometry(path, where, geometry) for where, geometry in features]
+    geometries = []
+    for where, feature in features:
+        if not isinstance(feature, dict):
+            raise RequestError(f"{path}: {where or 'feature'}: expected a GeoJSON Feature object")
+        geometry = _to_geometry(path, f"{where}.geometry" if where else "geometry", feature.get("geometry"))
+        span = timerange.from_feature(feature.get("properties"), f"{path}: {where or 'feature'}")
+        geometry.time_range = span.as_tuple() if span else None
+        geometries.append(geometry)
+    return geometries
 
 
 def _to_geometry(path: str, where: str, geometry: Any) -> STGeometry:

@@ -142,8 +142,10 @@ def prepare(root: UPath, group: str, hw: Hardware, request: str, partition: str)
             f"layers.{n}: {c.data_source.class_path} {c.data_source.init_args}"
             for n, c in _source_layers(dataset).items()
         )
+        span = windows[0].time_range if windows else None
+        period = f" in {span[0].isoformat()}/{span[1].isoformat()}" if span else ""
         raise PermanentError(
-            f"{request}: partition {partition}: none of its {len(windows)} windows has imagery "
+            f"{request}: partition {partition}: none of its {len(windows)} windows has imagery{period} "
             f"({sources}); is the request outside the imagery?"
         )
     logger.info(

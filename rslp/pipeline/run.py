@@ -112,6 +112,8 @@ def run(
     idle_timeout: float = 5.0,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     verbose: bool = False,
+    start: str | None = None,
+    end: str | None = None,
 ) -> list[str]:
     """Run a whole job on this machine: embedded queue, WORKERS local worker processes.
 
@@ -128,6 +130,8 @@ def run(
         idle_timeout: a worker exits after this many seconds with nothing to do.
         lease_seconds: how soon the task of a worker that died is handed to another.
         verbose: print every log line instead of writing them to JOB_ROOT/logs/.
+        start: start of the imagery period (ISO 8601); see ``rslp write-jobs --help``.
+        end: end of the imagery period (ISO 8601, exclusive).
 
     Returns:
         The paths of the job's outputs (one per postprocessor).
@@ -148,13 +152,13 @@ def run(
         if not verbose:
             stack.enter_context(contextlib.redirect_stderr(stack.enter_context(open(logs / "run.log", "a"))))
 
-        def start() -> list[subprocess.Popen[bytes]]:
+        def start_workers() -> list[subprocess.Popen[bytes]]:
             return [subprocess.Popen(command, stdout=worker_log, stderr=worker_log) for _ in range(workers)]
 
         # Workers start while write_jobs runs: their start-up (imports) overlaps the enqueue.
-        procs = start()
+        procs = start_workers()
         try:
-            write_jobs(config, request, root, queue=queue)
+            write_jobs(config, request, root, queue=queue, start=start, end=end)
         except BaseException:
             for proc in procs:
                 proc.terminate()
@@ -168,7 +172,7 @@ def run(
             if _pending(queue, subs) == 0:
                 break
             logger.info("tasks still queued or leased; starting workers again", round=rounds)
-            procs = start()
+            procs = start_workers()
     outputs = job.output_paths()
     if missing := [str(p) for p in outputs if not p.exists()]:
         reasons = dead_reasons(root)

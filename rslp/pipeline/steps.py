@@ -32,16 +32,18 @@ logger = log.get(__name__)
 
 
 def create_windows(*, job_root: str, partition: str) -> list[Downstream]:
-    """Split the partition's footprint into rslearn windows (the pipeline's window_partitioner)."""
+    """Split the partition's footprint into rslearn windows (the pipeline's window_partitioner), with its time range."""
     from rslp.pipeline import rslearn_ops
     from rslp.pipeline.partition import from_geojson
 
     started = time.monotonic()
     job = Job.load(job_root)
-    footprint = from_geojson(job.partition(partition).geometry)
-    parts = list(job.config.build_window_partitioner().partition([footprint]))
+    entry = job.partition(partition)
+    parts = list(job.config.build_window_partitioner().partition([from_geojson(entry.geometry)]))
     if not parts:
         raise PermanentError(job.config.where(f"window_partitioner: made no windows for partition {partition}"))
+    for part in parts:  # every window asks for the partition's period (None: any time)
+        part.time_range = entry.time_range
     root = job.dataset_root(partition)
     count = rslearn_ops.create_windows(root, job.dataset_config(), job.config.group, parts)
     logger.info("windows created", partition=partition, windows=count, seconds=time.monotonic() - started)
@@ -144,8 +146,11 @@ def observe(*, job_root: str, partition: str) -> list[Downstream]:
     """Class distribution of the job's first raster output and its drift from the configured reference.
 
     Writes ``observe.json`` and ``observe.png`` to ``JOB_ROOT/output``, where ``rslp status``
-    looks for them (and shows the drift warning when there is one).
+    looks for them (and shows the drift warning when there is one). If the job is a
+    period of a rolling root, then rebuilds the root's catalog.json, which compares the
+    period with the previous one (:mod:`~rslp.pipeline.catalog`).
     """
+    from rslp.pipeline.catalog import rolling_root_of, write_catalog
     from rslp.status.observe import observe as observe_output
 
     if partition != JOB_PARTITION:
@@ -169,4 +174,9 @@ def observe(*, job_root: str, partition: str) -> list[Downstream]:
     if result["warning"]:
         logger.warning("prediction_drift", warning=result["warning"], drift=result["drift"])
     logger.info("observed", output=str(rasters[0]), drift=result["drift"])
+    if (rolling_root := rolling_root_of(job.root)) is not None:
+        # This period is finished: rebuild the history, which compares it with the previous period.
+        catalog = write_catalog(rolling_root)
+        entry = next(p for p in catalog["periods"] if p["id"] == job.root.name)
+        logger.info("catalog updated", period=entry["id"], drift_previous=entry["drift_previous"])
     return []

@@ -3,6 +3,8 @@
 It checks every file the steps will read, the request, the job root and the queue
 before writing anything (:mod:`rslp.pipeline.preflight`: a broken dataset.json, a
 missing checkpoint or an unwritable queue fails here, in one line, with nothing written),
+resolves each feature's time range (``--start``/``--end`` > the feature's own > the
+config's, see :mod:`~rslp.pipeline.timerange`) and checks it against the imagery,
 splits the request into partitions (streamed: a continent's 100k partitions are never
 all in memory), writes the job's partition records and header, and publishes for each
 partition the first step that is not done yet. Rerunning it on the same job root is
@@ -20,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tqdm import tqdm
 from upath import UPath
@@ -28,13 +30,18 @@ from upath import UPath
 from rslp import log
 from rslp.errors import PermanentError
 from rslp.ledger import JobManifest, Ledger
+from rslp.pipeline import timerange
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.pipeline.preflight import preflight
+from rslp.pipeline.timerange import TimeRange
 from rslp.queue import Queue, open_queue
 from rslp.queue.limits import encode_task
 from rslp.queue.placement import default_queue_url
 from rslp.task import Task, task_id_for
+
+if TYPE_CHECKING:
+    from rslearn.utils.geometry import STGeometry
 
 logger = log.get(__name__)
 #: Said when write-jobs picks the queue: the job root may be on a network mount, the queue is not.
@@ -50,33 +57,57 @@ def _absolute(path: str) -> str:
     return os.path.abspath(p.path) if p.protocol in ("", "file", "local") else str(p)
 
 
-def plan_partitions(config: PipelineConfig, request: str, spool: IO[str], max_partitions: int | None = None) -> int:
-    """Split the request with the pipeline's partitioner into ``spool``: one GeoJSON footprint a line.
+def plan_partitions(
+    config: PipelineConfig,
+    request: str,
+    spool: IO[str],
+    max_partitions: int | None = None,
+    flags: TimeRange | None = None,
+) -> int:
+    """Split the request with the pipeline's partitioner into ``spool``: one partition record a line.
 
+    Features are grouped by the time range they resolve to (``flags`` > their own >
+    the config's default, see :mod:`rslp.pipeline.timerange`) and each group is
+    partitioned alone, so a partition's windows all ask for one period; each range is
+    checked against the imagery the data sources can list, before anything is written.
     Each part is clipped to the request and written at once, so memory does not grow
     with the plan. Returns how many partitions were planned; above ``max_partitions``
     (default: the config's) it only counts on, then raises naming the count and the knob.
     """
-    from rslp.pipeline.partition import Clip, RequestError, load_request, to_geojson_texts
+    from rslp.pipeline.partition import Clip, RequestError, load_request
 
     ceiling = config.max_partitions if max_partitions is None else max_partitions
     geometries = load_request(request)
-    clip = Clip(geometries)
-    count, batch = 0, []
-    try:
-        for part in config.build_partitioner().partition(geometries):
-            if count >= ceiling:  # over the ceiling: count the rest, clip nothing
-                count += 1
-                continue
-            if (fp := clip(part)) is not None:
-                batch.append(fp)
-                count += 1
-            if len(batch) == PLAN_BATCH:
-                spool.writelines(text + "\n" for text in to_geojson_texts(batch))
-                batch = []
-    except ValueError as e:
-        raise RequestError(f"{request}: features: {e} ({config.where('partitioner')})") from None
-    spool.writelines(text + "\n" for text in to_geojson_texts(batch))
+    default = config.default_time_range()
+    groups: dict[TimeRange | None, list[STGeometry]] = {}
+    origins: dict[TimeRange, str] = {}
+    for i, geometry in enumerate(geometries):
+        own = TimeRange(*geometry.time_range) if geometry.time_range else None
+        span = timerange.resolve(flags, own, default)
+        groups.setdefault(span, []).append(geometry)
+        if span is not None and span not in origins:
+            origins[span] = (
+                "--start/--end" if flags else f"{request}: feature {i}" if own else config.where("time_range")
+            )
+    timerange.check_imagery(config, origins)
+    count = 0
+    for span, members in groups.items():
+        suffix = "}" if span is None else f',"time_range":{json.dumps([t.isoformat() for t in span.as_tuple()])}}}'
+        clip = Clip(members)
+        batch: list[STGeometry] = []
+        try:
+            for part in config.build_partitioner().partition(members):
+                if count >= ceiling:  # over the ceiling: count the rest, clip nothing
+                    count += 1
+                    continue
+                if (fp := clip(part)) is not None:
+                    batch.append(fp)
+                    count += 1
+                if len(batch) == PLAN_BATCH:
+                    _spool(spool, batch, suffix)
+        except ValueError as e:
+            raise RequestError(f"{request}: features: {e} ({config.where('partitioner')})") from None
+        _spool(spool, batch, suffix)
     if count > ceiling:
         raise PermanentError(
             f"{request}: the plan has {count} partitions, over max_partitions={ceiling} "
@@ -87,7 +118,15 @@ def plan_partitions(config: PipelineConfig, request: str, spool: IO[str], max_pa
     return count
 
 
-def _geometries(spool: IO[str]) -> Iterator[dict[str, Any]]:
+def _spool(spool: IO[str], batch: list[STGeometry], suffix: str) -> None:
+    """Append ``batch``'s partition records to ``spool`` (one JSON line each; ``suffix`` closes it) and empty it."""
+    from rslp.pipeline.partition import to_geojson_texts
+
+    spool.writelines('{"geometry":' + text + suffix + "\n" for text in to_geojson_texts(batch))
+    batch.clear()
+
+
+def _records(spool: IO[str]) -> Iterator[dict[str, Any]]:
     spool.seek(0)
     for line in spool:
         yield json.loads(line)
@@ -100,6 +139,7 @@ def create_job(
     queue: str | None,
     max_partitions: int | None = None,
     job_id: str | None = None,
+    flags: TimeRange | None = None,
 ) -> JobManifest:
     """Plan a new job into JOB_ROOT: its partition records, then its header.
 
@@ -107,7 +147,7 @@ def create_job(
     anything is written to the job root, and memory does not grow with the plan.
     """
     with tempfile.TemporaryFile("w+") as spool:
-        planned = plan_partitions(config, request, spool, max_partitions)
+        planned = plan_partitions(config, request, spool, max_partitions, flags)
         logger.info("planned", partitions=planned)
         header = JobManifest(
             job_id=job_id or f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
@@ -118,19 +158,26 @@ def create_job(
             steps=config.partition_steps,
             job_steps=config.job_steps,
             topics=config.topics,
+            time_range=flags.as_tuple() if flags else None,
         )
-        return Ledger(job_root).write_job(header, _geometries(spool))
+        return Ledger(job_root).write_job(header, _records(spool))
 
 
 def _manifest(
-    config: PipelineConfig, request: str, job_root: str, queue: str, max_partitions: int | None = None
+    config: PipelineConfig,
+    request: str,
+    job_root: str,
+    queue: str,
+    max_partitions: int | None = None,
+    flags: TimeRange | None = None,
 ) -> JobManifest:
-    """The job root's header: the existing one (same config and request), or a new job's.
+    """The job root's header: the existing one (same config, request and time range), or a new job's.
 
     A job root without a header (write-jobs was interrupted while writing records) is
     planned again from scratch.
     """
     ledger = Ledger(job_root)
+    wanted = flags.as_tuple() if flags else None
     if ledger.manifest_path.exists():
         manifest = ledger.read_manifest()
         if (manifest.config, manifest.request) != (str(config.source), request):
@@ -138,8 +185,14 @@ def _manifest(
                 f"{ledger.manifest_path}: job {manifest.job_id} is for config {manifest.config} and request "
                 f"{manifest.request}, not {config.source} and {request}; use another --job_root"
             )
+        if manifest.time_range != wanted:
+            have = TimeRange(*manifest.time_range) if manifest.time_range else "no --start/--end"
+            raise timerange.TimeRangeError(
+                f"{ledger.manifest_path}: job {manifest.job_id} is for time range {have}, not "
+                f"{flags or 'no --start/--end'}; each period needs its own --job_root"
+            )
         return manifest
-    return create_job(config, request, job_root, queue, max_partitions)
+    return create_job(config, request, job_root, queue, max_partitions, flags=flags)
 
 
 def pending_tasks(manifest: JobManifest) -> Iterator[Task]:
@@ -174,34 +227,23 @@ def _recorded_queue(job_root: str) -> str | None:
     return ledger.read_manifest().queue if ledger.manifest_path.exists() else None
 
 
-def write_jobs(
-    config: str, request: str, job_root: str, queue: str | None = None, max_partitions: int | None = None
-) -> None:
-    """Split REQUEST (GeoJSON) with the pipeline CONFIG into tasks under JOB_ROOT and enqueue them.
+def enqueue(
+    config: str,
+    request: str,
+    job_root: str,
+    queue: str | None = None,
+    flags: TimeRange | None = None,
+    max_partitions: int | None = None,
+) -> tuple[JobManifest, int, int, str]:
+    """Check, plan and publish what is missing of a job.
 
-    Checks every file the pipeline names first, so bad input fails before anything is
-    published. Writes JOB_ROOT/manifest.json (the header) and records/ (the partitions),
-    skips partitions that are already done, publishes the next step of the others, and
-    prints the job id and how to watch it. Rerunning it for the same job root publishes
-    only what is missing (also after it was killed while publishing).
-
-    Args:
-        config: the pipeline.yaml.
-        request: the request GeoJSON (WGS84).
-        job_root: where the job's manifest, markers, datasets and outputs go (local or gs://).
-        queue: pubsub://PROJECT_ID or local://PATH.db (default: the queue the job already uses,
-            else a file on this machine's disk under ~/.cache/rslp/queues, named after the job
-            root: SQLite is unsafe on network mounts).
-        max_partitions: refuse a plan with more partitions than this (default: the config's max_partitions).
-
-    The job id is printed and recorded in JOB_ROOT/manifest.json. Nothing is returned,
-    so the registered ``pipeline/write_jobs`` workflow can also run as a queued task.
+    Returns its header, the tasks published, how many of them are partitions' tasks, and the queue URL.
     """
     pipeline = load_pipeline_config(config)
     job_root = _absolute(job_root)
     queue_url = queue or _recorded_queue(job_root) or default_queue_url(job_root)
     preflight(pipeline, _absolute(request), job_root, queue_url)  # nothing is written before this passes
-    manifest = _manifest(pipeline, _absolute(request), job_root, queue_url, max_partitions)
+    manifest = _manifest(pipeline, _absolute(request), job_root, queue_url, max_partitions, flags)
     if manifest.queue != queue_url:  # a re-run on another queue: status and dlq must look there now
         manifest = manifest.model_copy(update={"queue": queue_url})
         Ledger(job_root).write_manifest(manifest)
@@ -219,14 +261,51 @@ def write_jobs(
                     published += _publish(q, manifest.topics[task.step or ""], chunk, bar)
             for topic, chunk in chunks.items():
                 published += _publish(q, topic, chunk, bar)
-    skipped = manifest.partition_count - first_steps
     logger.info("published", job_id=manifest.job_id, tasks=published, partitions=manifest.partition_count)
+    return manifest, published, first_steps, queue_url
+
+
+def write_jobs(
+    config: str,
+    request: str,
+    job_root: str,
+    queue: str | None = None,
+    max_partitions: int | None = None,
+    start: str | None = None,
+    end: str | None = None,
+) -> None:
+    """Split REQUEST (GeoJSON) with the pipeline CONFIG into tasks under JOB_ROOT and enqueue them.
+
+    Checks every file the pipeline names first, so bad input fails before anything is
+    published. Writes JOB_ROOT/manifest.json (the header) and records/ (the partitions),
+    skips partitions that are already done, publishes the next step of the others, and
+    prints the job id and how to watch it. Rerunning it for the same job root publishes
+    only what is missing (also after it was killed while publishing).
+
+    Args:
+        config: the pipeline.yaml.
+        request: the request GeoJSON (WGS84).
+        job_root: where the job's manifest, markers, datasets and outputs go (local or gs://).
+        queue: pubsub://PROJECT_ID or local://PATH.db (default: the queue the job already uses,
+            else a file on this machine's disk under ~/.cache/rslp/queues, named after the job
+            root: SQLite is unsafe on network mounts).
+        max_partitions: refuse a plan with more partitions than this (default: the config's max_partitions).
+        start: start of the imagery period (ISO 8601, inclusive); overrides the features'
+            properties.start_time and pipeline.yaml's time_range. Needs --end.
+        end: end of the imagery period (ISO 8601, exclusive).
+
+    The job id is printed and recorded in JOB_ROOT/manifest.json. Nothing is returned,
+    so the registered ``pipeline/write_jobs`` workflow can also run as a queued task.
+    """
+    flags = timerange.from_flags(start, end)
+    manifest, published, first_steps, queue_url = enqueue(config, request, job_root, queue, flags, max_partitions)
+    skipped = manifest.partition_count - first_steps
     subs = ",".join(subscriptions(manifest.steps + manifest.job_steps, manifest.topics))
     print(
         f"job {manifest.job_id}: {manifest.partition_count} partitions, {published} tasks published "
         f"({skipped} partitions already done) on {queue_url}\n"
-        f"{LOCAL_DISK_NOTE if queue_url == default_queue_url(job_root) else ''}"
-        f"  watch it: rslp status --job_root {job_root} --watch\n"
+        f"{LOCAL_DISK_NOTE if queue_url == default_queue_url(manifest.job_root) else ''}"
+        f"  watch it: rslp status --job_root {manifest.job_root} --watch\n"
         f"  run workers: rslp worker --queue {queue_url} --subscription {subs}"
     )
 

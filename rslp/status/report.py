@@ -39,6 +39,7 @@ from typing import Any
 
 from upath import UPath
 
+from rslp.errors import PermanentError
 from rslp.ledger import STATES, JobManifest, Ledger, is_local
 from rslp.pipeline.job import JOB_PARTITION
 from rslp.queue import QueueCounts, dead_letter_name, open_queue
@@ -187,6 +188,11 @@ def scan_markers(root: UPath, step: str, expected: int) -> StepMarkers:
             if _sample_key(task_id) < cutoff and (t := modified()) is not None:
                 times.append(t)
     return StepMarkers(states, times, done / len(times) if times else 0.0)
+
+
+def newest_marker(root: UPath, step: str) -> float | None:
+    """When ``step``'s newest marker was written (one listing, a stat per marker on local disk)."""
+    return max((t for _, modified in _listing(root / "markers" / step) if (t := modified()) is not None), default=None)
 
 
 def _sample_key(task_id: str) -> int:
@@ -512,12 +518,19 @@ def _observe_line(observe: dict[str, Any]) -> str:
 
 
 def status(
-    job_root: str, watch: bool = False, interval: float = 10.0, map: str | None = None, top: int = 10
-) -> JobStatus:
+    job_root: str | None = None,
+    watch: bool = False,
+    interval: float = 10.0,
+    map: str | None = None,
+    top: int = 10,
+    root: str | None = None,
+    plot: str | None = None,
+) -> JobStatus | list[Any]:
     """Show where a job stands: per-step task counts, throughput, ETA, backlog, failure reasons.
 
     Reads the job root's manifest and markers (one listing per step) and asks the
     queue for its backlog (the embedded queue knows; Pub/Sub needs Cloud Monitoring).
+    With --root instead, shows a rolling root's periods (:mod:`rslp.status.history`).
 
     Args:
         job_root: the job root (local path or gs://...) that write-jobs created.
@@ -525,7 +538,16 @@ def status(
         interval: seconds between redraws with --watch.
         map: also draw the partitions coloured by state into this PNG.
         top: how many failure reasons to show.
+        root: a rolling root (rslp rolling): one row per period (tasks done/total, drift, warning).
+        plot: with --root, also draw the class distribution and drift across periods into this PNG.
     """
+    if (job_root is None) == (root is None):
+        raise PermanentError("give --job_root (one job) or --root (a rolling root's periods), not both or neither")
+    if root is not None:
+        from rslp.status.history import history
+
+        return history(root, plot)
+    assert job_root is not None
     while True:
         job = collect(job_root, top=top)
         if map:

@@ -149,7 +149,7 @@ def test_request_outside_the_imagery_fails_permanently_at_prepare(tmp_path: Path
         run_step("prepare", job_root, partition)
     message = str(e.value)
     assert message.startswith(f"{tmp_path}/outside.geojson: partition {partition}: none of its")
-    assert "layers.image: rslearn.data_sources.local_files.LocalFiles" in message and "\n" not in message
+    assert "layers.image: rslp.pipeline.dated_files.DatedLocalFiles" in message and "\n" not in message
 
 
 def test_a_step_for_an_unknown_partition_or_job_root_is_permanent(
@@ -170,3 +170,23 @@ def test_observe_records_class_distribution_and_drift(finished_job: tuple[str, l
     assert result["metric"] == "total variation distance"
     assert 0 <= result["drift"] < 0.1 and result["warning"] is None
     assert (Path(job_root) / "output" / "observe.png").stat().st_size > 1000
+
+
+def test_a_period_output_comes_from_that_period_imagery(
+    finished_job: tuple[str, list[Downstream]], tmp_path: Path
+) -> None:
+    """The demo's default job is January; a February job scores against February's labels only."""
+    january, _ = finished_job
+    job_root = str(tmp_path / "february")
+    write_jobs(
+        str(DEMO_DIR / "pipeline.yaml"), str(DEMO_DIR / "request.geojson"), job_root, start="2026-02", end="2026-03"
+    )
+    run_job_in_process(job_root)
+    (output,) = Job.load(job_root).output_paths()
+    (jan_output,) = Job.load(january).output_paths()
+    labels = DEMO_DIR / "data" / "labels"
+    assert score(output.path, labels / "2026-02-15") > ACCURACY_THRESHOLD
+    assert score(output.path, labels / "2026-01-15") < 0.7  # another month's map
+    assert score(jan_output.path, labels / "2026-01-15") > ACCURACY_THRESHOLD
+    observed = json.loads((Path(job_root) / "output" / "observe.json").read_text())
+    assert observed["drift"] > 0.1 and "exceeds the threshold" in observed["warning"]  # February is drier

@@ -76,7 +76,8 @@ def test_each_scene_is_fetched_once_by_concurrent_partitions_and_the_merged_outp
             assert len(partitions) == 16
             events = _ingest_in_processes(job_root, [partitions[i::4] for i in range(4)])
             stored = Counter(e["item"] for e in events if e.get("event") == "tile_stored")
-            scenes = sorted((DEMO_DIR / "data" / "images").glob("*.tif"))
+            # The demo job's period is January (pipeline.yaml's time_range): its four scenes.
+            scenes = sorted((DEMO_DIR / "data" / "images").glob("*_2026-01-*.tif"))
             assert stored == Counter({s.stem: 1 for s in scenes})
             fetched = sum(int(e["source_bytes"]) for e in events if e.get("event") == "tile_stored")
             assert fetched == sum(s.stat().st_size for s in scenes)

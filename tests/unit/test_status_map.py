@@ -49,7 +49,9 @@ def test_map_leaves_holes_in_partitions_unfilled(tmp_path: Path) -> None:
     manifest = make_job(tmp_path / "job", 1)
     outer = [[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]]
     hole = [[1, 1], [1, 3], [3, 3], [3, 1], [1, 1]]  # same orientation as the outer ring on purpose
-    manifest = Ledger(tmp_path / "job").write_job(manifest, [{"type": "Polygon", "coordinates": [outer, hole]}])
+    manifest = Ledger(tmp_path / "job").write_job(
+        manifest, [{"geometry": {"type": "Polygon", "coordinates": [outer, hole]}}]
+    )
     png = tmp_path / "ring.png"
     write_map(manifest, {"p00000": "done"}, str(png))
     image = imread(png)

@@ -42,7 +42,7 @@ def make_job(root: Path, partitions: int, steps: list[str] = STEPS, queue: str |
         job_steps=["combine"],
         topics={s: TOPICS.get(s, "st-cpu") for s in [*steps, "combine"]},
     )
-    return Ledger(root).write_job(manifest, (square(i, per_row) for i in range(partitions)))
+    return Ledger(root).write_job(manifest, ({"geometry": square(i, per_row)} for i in range(partitions)))
 
 
 def mark(root: Path, step: str, partition: str, *states: str, at: float | None = None, error: str = "") -> Task:

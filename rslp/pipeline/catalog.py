@@ -1,0 +1,140 @@
+"""A rolling root's history: ``ROOT/catalog.json``, one entry per period, rebuilt whole.
+
+A rolling root (made by ``rslp rolling``) holds one ordinary job per period::
+
+    ROOT/rolling.json       what the root is for: config, request, cadence
+    ROOT/<period>/          the period's job root (manifest, markers, output/...)
+    ROOT/catalog.json       the history: a STAC-style catalog of the periods
+
+The catalog is derived state. Each period's own files (its manifest, outputs and
+``output/observe.json``) are the truth and are never rewritten; the catalog is rebuilt
+from them as a whole and written as one object (a rename on local disk, a whole-object
+write on gs://), never patched in place. Two writers can therefore never leave a torn
+or merged file: the last one wins, and because every writer rebuilds from the periods'
+files, the next rebuild repairs a view that a concurrent writer made a moment too early.
+It is rebuilt by the observe step of each period's job when the period finishes and by
+every ``rslp rolling`` run, so a cron schedule keeps it current even for a pipeline
+without an observe step.
+
+Each period's drift is given against the configured reference (from its observe step)
+and against the previous period that has a distribution (total variation distance, as
+in :mod:`rslp.status.observe`); either above the config's threshold gives a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from upath import UPath
+
+from rslp.ledger import write_json_atomic
+from rslp.status.observe import METRIC, total_variation
+
+#: The file that marks a folder as a rolling root, written by ``rslp rolling``.
+ROLLING_FILE = "rolling.json"
+CATALOG_FILE = "catalog.json"
+
+
+def _read_json(path: UPath) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def rolling_root_of(job_root: UPath) -> UPath | None:
+    """The rolling root a job root is a period of, or None for a job on its own."""
+    parent = job_root.parent
+    return parent if (parent / ROLLING_FILE).exists() else None
+
+
+def period_roots(root: UPath) -> list[UPath]:
+    """The period job roots under ``root``, oldest first (period names sort in time order)."""
+    return sorted((p for p in root.iterdir() if (p / "manifest.json").exists()), key=lambda p: p.name)
+
+
+def period_entry(job_root: UPath) -> dict[str, Any]:
+    """One period of the catalog, from its job root's manifest, outputs and observe.json.
+
+    ``done`` when every output (and observe.json, if the job observes) exists, else
+    ``running``. Done-ness comes from the files, not the markers: the observe step
+    rebuilds the catalog before the worker writes its own done marker, and the files
+    cost a few reads where markers cost a listing of the whole job.
+    """
+    from rslp.pipeline.job import Job
+
+    job = Job.load(str(job_root))
+    observe = _read_json(job.root / "output" / "observe.json")
+    outputs = job.output_paths()
+    done = all(p.exists() for p in outputs) and ("observe" not in job.manifest.job_steps or observe is not None)
+    span = job.manifest.time_range
+    return {
+        "id": job_root.name,
+        "start_datetime": span[0].isoformat() if span else None,
+        "end_datetime": span[1].isoformat() if span else None,
+        "job_id": job.manifest.job_id,
+        "job_root": str(job_root),
+        "status": "done" if done else "running",
+        "outputs": {p.stem: str(p) for p in outputs if p.exists()},
+        "distribution": observe["distribution"] if observe else None,
+        "drift_reference": observe["drift"] if observe else None,
+        "threshold": observe["threshold"] if observe else None,
+        "warning_reference": observe["warning"] if observe else None,
+    }
+
+
+def with_drift(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each period with ``drift_previous`` (vs the last earlier period with a distribution) and its ``warning``."""
+    previous: dict[str, Any] | None = None
+    for period in periods:
+        period["previous"] = previous["id"] if previous and period["distribution"] is not None else None
+        period["drift_previous"] = None
+        period["warning"] = period["warning_reference"]
+        if period["distribution"] is None:
+            continue
+        if previous is not None:
+            drift = total_variation(period["distribution"], previous["distribution"])
+            period["drift_previous"] = drift
+            threshold = period["threshold"]
+            if threshold is not None and drift > threshold and not period["warning"]:
+                period["warning"] = (
+                    f"prediction drift {drift:.3f} ({METRIC} vs period {previous['id']}) "
+                    f"exceeds the threshold {threshold:g}"
+                )
+        previous = period
+    return periods
+
+
+def build_catalog(root: UPath) -> dict[str, Any]:
+    """The catalog of ``root`` as it stands now.
+
+    A period that the last catalog recorded as done is taken from it (a finished period
+    never changes), so a rebuild reads only the unfinished periods' files; the drift
+    between neighbours is recomputed every time, since a period can be added late.
+    """
+    rolling = _read_json(root / ROLLING_FILE) or {}
+    last = _read_json(root / CATALOG_FILE) or {}
+    finished = {p["id"]: p for p in last.get("periods", []) if p.get("status") == "done" and "warning_reference" in p}
+    periods = with_drift([finished.get(p.name) or period_entry(p) for p in period_roots(root)])
+    return {
+        "type": "Catalog",
+        "stac_version": "1.0.0",
+        "id": root.name,
+        "description": (
+            f"rolling runs of {rolling.get('config')} over {rolling.get('request')}, every {rolling.get('every')}"
+        ),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rolling": rolling,
+        "metric": METRIC,
+        "periods": periods,
+        "links": [{"rel": "child", "href": f"./{p['id']}/manifest.json", "title": p["id"]} for p in periods],
+    }
+
+
+def write_catalog(root: UPath) -> dict[str, Any]:
+    """Rebuild ``ROOT/catalog.json`` from the periods and write it as one whole object."""
+    catalog = build_catalog(root)
+    write_json_atomic(root / CATALOG_FILE, catalog)
+    return catalog
