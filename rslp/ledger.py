@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from upath import UPath
 
 from rslp.errors import PermanentError
@@ -176,7 +176,15 @@ class Ledger:
             text = self.manifest_path.read_text()
         except FileNotFoundError:
             raise FileNotFoundError(f"{self.manifest_path}: no job manifest (is this a job root?)") from None
-        return JobManifest.model_validate_json(text)
+        try:
+            return JobManifest.model_validate_json(text)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            older = " (a job root from before records/: rerun write-jobs into a new job root)"
+            raise PermanentError(
+                f"{self.manifest_path}: {where}: {first['msg']}{older if where == 'partitions' else ''}"
+            ) from None
 
     def shard_path(self, shard: int) -> UPath:
         return self.root / "records" / f"{shard:05d}.jsonl"
