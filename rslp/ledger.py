@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from upath import UPath
 
 from rslp.errors import PermanentError
@@ -195,7 +195,16 @@ class Ledger:
             except FileNotFoundError:
                 raise FileNotFoundError(f"{self.manifest_path}: no job manifest (is this a job root?)") from None
 
-        return JobManifest.model_validate_json(self._storage("read manifest", self.manifest_path, read))
+        text = self._storage("read manifest", self.manifest_path, read)
+        try:
+            return JobManifest.model_validate_json(text)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            older = " (a job root from before records/: rerun write-jobs into a new job root)"
+            raise PermanentError(
+                f"{self.manifest_path}: {where}: {first['msg']}{older if where == 'partitions' else ''}"
+            ) from None
 
     def _storage(self, what: str, path: UPath, call: Callable[[], T]) -> T:
         return self.weather.call(call, what=what, resource=str(path), role=STORAGE)

@@ -191,6 +191,8 @@ def _open_job(root: UPath, weather: Weather | None = None) -> tuple[Ledger, JobM
         raise Rejected(
             f"job_root {str(root)[:200]}: manifest.json is not a job manifest ({e.error_count()} errors)"
         ) from None
+    except PermanentError as e:  # the ledger's one line on a manifest that does not parse
+        raise Rejected(clip(f"job_root {str(root)[:200]}: {e}")) from None
     except (OSError, ValueError) as e:
         raise Rejected(f"job_root {str(root)[:200]}: cannot read its manifest ({e.__class__.__name__}: {e})") from None
 

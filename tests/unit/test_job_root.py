@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,14 @@ def test_job_load_reads_the_header_and_not_the_records(tmp_path: Path, monkeypat
     job = Job.load(str(tmp_path))
     assert job.manifest.partition_count == 1 and job.config == "config from pipeline.yaml"
     assert job.dataset_root("p00000") == UPath(tmp_path) / "partitions" / "p00000"
+
+
+def test_a_manifest_from_before_records_is_refused_in_one_line(tmp_path: Path) -> None:
+    old = header(tmp_path).model_dump(mode="json") | {"partitions": [{"id": "p00000", "geometry": square(0, 1)}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(old))
+    with pytest.raises(PermanentError) as e:
+        Job.load(str(tmp_path))
+    assert str(e.value) == (
+        f"{tmp_path}/manifest.json: partitions: Extra inputs are not permitted "
+        "(a job root from before records/: rerun write-jobs into a new job root)"
+    )
