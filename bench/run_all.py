@@ -32,6 +32,7 @@ BENCHMARKS = [
     ("cold_start", "4. Cold start: spawn to first task pulled"),
     ("pipeline", "5. Pipeline: the demo job with one worker vs the floor"),
     ("drain", "6. Drain and exit: idle workers leave"),
+    ("combine", "7. Combine at scale: peak RSS and time against partitions"),
 ]
 RESULTS = REPO / "bench" / "RESULTS.md"
 COMMAND = "make bench  (= WANDB_MODE=disabled .venv/bin/python -m bench.run_all)"

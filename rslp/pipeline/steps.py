@@ -21,6 +21,9 @@ to parse a task's args, and a worker that never predicts must start fast.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+
+from upath import UPath
 
 from rslp import log
 from rslp.errors import PermanentError
@@ -127,16 +130,22 @@ def combine(*, job_root: str, partition: str) -> list[Downstream]:
     started = time.monotonic()
     job = Job.load(job_root)
     for pp, dest in zip(job.config.build_postprocessors(), job.output_paths(), strict=True):
-        sources = [job.partition_output_dir(pp.name) / f"{p.id}{pp.suffix}" for p in job.manifest.partitions]
-        if missing := [str(s) for s in sources if not s.exists()]:
-            raise RuntimeError(f"combine needs every partition's output; {len(missing)} missing, e.g. {missing[0]}")
-        pp.combine(sources, dest)
+        sources = (job.partition_output_dir(pp.name) / f"{p.id}{pp.suffix}" for p in job.manifest.partitions)
+        pp.combine(_every_one_present(sources), dest)
         if not dest.exists():
             raise RuntimeError(f"postprocessor {pp.name} combined but {dest} does not exist")
     logger.info("combined", partitions=len(job.manifest.partitions), seconds=time.monotonic() - started)
     if "observe" in job.config.job_steps:
         return [Downstream(topic=job.config.topics["observe"], task=job.task("observe", JOB_PARTITION))]
     return []
+
+
+def _every_one_present(sources: Iterator[UPath]) -> Iterator[UPath]:
+    """``sources`` as they are read, failing on the first one missing (the output is then not written)."""
+    for source in sources:
+        if not source.exists():
+            raise RuntimeError(f"combine needs every partition's output; {source} is missing")
+        yield source
 
 
 def observe(*, job_root: str, partition: str) -> list[Downstream]:
