@@ -45,7 +45,8 @@ def write_partitions(folder: Path, n: int, zones: int = 1) -> list[Path]:
     to_zone11 = pyproj.Transformer.from_crs(32610, 32611, always_xy=True)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    pattern = rng.integers(0, 4, size=(TILE, TILE), dtype=np.uint8)
+    # Classes in 8 px patches: smoother than noise, as a prediction map is.
+    pattern = rng.integers(0, 4, size=(TILE // 8, TILE // 8), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
     paths = []
     for i in range(n):
         row, col = divmod(i, side)
@@ -59,7 +60,7 @@ def write_partitions(folder: Path, n: int, zones: int = 1) -> list[Path]:
         with rasterio.open(
             path, "w", crs=f"EPSG:{epsg}", transform=from_origin(left, top, 10, 10), compress="deflate", **profile
         ) as f:
-            f.write(((pattern + i) % 5)[None])
+            f.write(((pattern + i % 5) % 5)[None])
         paths.append(path)
     return paths
 

@@ -14,6 +14,7 @@ from rslp.queue import Queue, Received
 from rslp.queue.local import LocalQueue
 from rslp.queue.pubsub import PubSubQueue
 from rslp.testing.emulator import EmulatorUnavailable, running_emulator
+from rslp.testing.gcs_emulator import BUCKET, running_gcs_emulator
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 PROJECT = "rslp-test"
@@ -35,6 +36,13 @@ def emulator_host() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must run the Pub/Sub tests, but: {e}")
         pytest.skip(f"Pub/Sub emulator unavailable: {e}")
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket() -> Iterator[str]:
+    """``gs://BUCKET`` on a GCS emulator for the whole session (STORAGE_EMULATOR_HOST points at it)."""
+    with running_gcs_emulator(BUCKET):
+        yield f"gs://{BUCKET}"
 
 
 @dataclass

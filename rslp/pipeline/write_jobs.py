@@ -26,6 +26,7 @@ from rslp.ledger import JobManifest, Ledger, PartitionEntry
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.queue import Outgoing, open_queue
+from rslp.queue.local import default_queue_url
 from rslp.task import Task, task_id_for
 
 logger = log.get(__name__)
@@ -110,7 +111,8 @@ def write_jobs(config: str, request: str, job_root: str, queue: str | None = Non
         config: the pipeline.yaml.
         request: the request GeoJSON (WGS84).
         job_root: where the job's manifest, markers, datasets and outputs go (local or gs://).
-        queue: pubsub://PROJECT_ID or local://PATH.db (default: local://JOB_ROOT/queue.db).
+        queue: pubsub://PROJECT_ID or local://PATH.db (default: local://JOB_ROOT/queue.db, or
+            on local disk for a gs:// job root).
 
     The job id is printed and recorded in JOB_ROOT/manifest.json. Nothing is returned,
     so the registered ``pipeline/write_jobs`` workflow can also run as a queued task.
@@ -118,7 +120,7 @@ def write_jobs(config: str, request: str, job_root: str, queue: str | None = Non
     pipeline = load_pipeline_config(config)
     pipeline.check()
     job_root = _absolute(job_root)
-    queue_url = queue or f"local://{job_root}/queue.db"
+    queue_url = queue or default_queue_url(job_root)
     manifest = _manifest(pipeline, _absolute(request), job_root, queue_url)
     tasks = pending_tasks(manifest)
     by_topic: dict[str, list[Task]] = defaultdict(list)

@@ -15,6 +15,7 @@ topic instead of being delivered again, as Pub/Sub's dead-letter policy does.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -23,6 +24,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from upath import UPath
 
@@ -60,6 +62,20 @@ CREATE INDEX IF NOT EXISTS messages_ready ON messages (subscription, visible_at,
 
 
 _DLQ_SUFFIX = dead_letter_name("")
+
+
+def default_queue_url(job_root: str) -> str:
+    """The embedded queue of a job that names none: ``JOB_ROOT/queue.db``, or on local disk for an object store.
+
+    SQLite needs a local file (an object store has no locks, appends or renames), so
+    a gs:// job's queue lives under ``~/.cache/rslp/queues/``, named by a hash of the
+    job root: the same job root always finds the same queue, so a rerun resumes it.
+    """
+    root = UPath(job_root)
+    if root.protocol in ("", "file", "local"):
+        return f"local://{root.path}/queue.db"
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    return f"local://{Path.home() / '.cache' / 'rslp' / 'queues' / digest / 'queue.db'}"
 
 
 class LocalQueue(Queue):

@@ -21,6 +21,7 @@ from rslearn.utils.geometry import Projection, STGeometry
 from rslearn.utils.raster_array import RasterArray
 from upath import UPath
 
+from rslp.pipeline import mosaic
 from rslp.pipeline.postprocess import RasterMerge, VectorMerge, atomic_output, listing
 
 PROJECTION = Projection(CRS.from_epsg(32610), 10, -10)
@@ -153,6 +154,27 @@ def test_raster_combine_across_two_utm_zones_reprojects_to_the_configured_crs(tm
         assert abs(int(counts[1]) - 62 * 62) < 62 * 4 and abs(int(counts[2]) - 62 * 62) < 62 * 4
         assert value_at(dest.path, -120.006, 36.998) == 1
         assert value_at(dest.path, -119.994, 36.998) == 2
+
+
+def test_raster_combine_in_many_strips_gives_the_same_mosaic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Partitions in two zones; strips of 10 rows cut every partition into several.
+    transformer = pyproj.Transformer.from_crs(4326, 32611, always_xy=True)
+    east_x, east_y = transformer.transform(-119.99, 36.99)
+    parts = [
+        write_partition(tmp_path / "parts" / f"p{r}{c}.tif", 32610, 780000 + c * 620, 4100000 - r * 620, 3 * r + c)
+        for r in range(2)
+        for c in range(2)
+    ] + [write_partition(tmp_path / "parts" / "east.tif", 32611, round(east_x, -1), round(east_y, -1), 7)]
+    mosaics = []
+    for strip in (mosaic.STRIP, 10):
+        monkeypatch.setattr(mosaic, "STRIP", strip)
+        dest = UPath(tmp_path / f"strip{strip}" / "prediction.tif")
+        RasterMerge().combine(iter(UPath(p) for p in parts), dest)
+        with rasterio.open(dest.path) as f:
+            mosaics.append((f.transform, f.read()))
+    assert mosaics[0][0] == mosaics[1][0]
+    assert np.array_equal(mosaics[0][1], mosaics[1][1])
+    assert set(np.unique(mosaics[0][1]).tolist()) == {0, 1, 3, 4, 7, 255}
 
 
 def test_raster_combine_names_a_partition_whose_bands_differ(tmp_path: Path) -> None:
