@@ -133,6 +133,7 @@ def draw(result: dict[str, Any], sizes: tuple[int, ...], path: Path) -> None:
     time_ax.set(xscale="log", yscale="log", xlabel="partitions (N)", ylabel="seconds")
     time_ax.legend(frameon=False)
     fig.suptitle(f"combine: {TILE} x {TILE} px partitions into one COG")
+    fig.tight_layout()
     fig.savefig(path)
 
 

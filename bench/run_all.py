@@ -33,6 +33,7 @@ BENCHMARKS = [
     ("pipeline", "5. Pipeline: the demo job with one worker vs the floor"),
     ("drain", "6. Drain and exit: idle workers leave"),
     ("combine", "7. Combine at scale: peak RSS and time against partitions"),
+    ("status_gcs", "8. Status on object storage: a big job on the GCS emulator"),
 ]
 RESULTS = REPO / "bench" / "RESULTS.md"
 COMMAND = "make bench  (= WANDB_MODE=disabled .venv/bin/python -m bench.run_all)"

@@ -1,9 +1,9 @@
 """Start and stop a Google Cloud Storage emulator on a free loopback port.
 
 Used by the tests and benchmarks that put a job root on gs://. It runs the
-``gcp-storage-emulator`` package (in memory) as a child process in a new session,
-creates the bucket, waits until the JSON API answers, and points this process and
-its children at it for the duration of the block:
+``gcp-storage-emulator`` package's server (in memory) in a child process in a new
+session, with the bucket created, waits until the JSON API answers, and points this
+process and its children at it for the duration of the block:
 
 - ``STORAGE_EMULATOR_HOST`` makes gcsfs (and google-cloud-storage) talk to it, with
   no credentials;
@@ -56,8 +56,7 @@ def running_gcs_emulator(bucket: str = BUCKET, port: int | None = None, timeout:
     """Run a GCS emulator holding ``bucket`` for the block; yields its URL ``http://127.0.0.1:PORT``."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--in-memory", "--default-bucket", bucket, "--quiet"]
+    command = [sys.executable, "-m", "rslp.testing.gcs_emulator", "--serve", str(port), bucket]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT")}
     try:
@@ -74,7 +73,27 @@ def running_gcs_emulator(bucket: str = BUCKET, port: int | None = None, timeout:
                 os.environ[key] = value
 
 
+def serve(port: int, bucket: str) -> None:
+    """Run the emulator's server in this process until it is killed.
+
+    In memory, the emulator keeps its metadata in dicts, but it also rewrites a JSON
+    copy of all of it on every write, which nothing reads back: a write then costs
+    O(objects), and 12,000 markers took hours. That copy is skipped here.
+    """
+    import logging
+
+    from gcp_storage_emulator.server import create_server
+    from gcp_storage_emulator.storage import Storage
+
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)
+    Storage._write_config_to_file = lambda self: None  # type: ignore[method-assign]
+    create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket).run()
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--serve"]:
+        serve(int(sys.argv[2]), sys.argv[3])
+        return
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 9023
     with running_gcs_emulator(port=port) as url:
         print(f"export STORAGE_EMULATOR_HOST={url} GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false", flush=True)
