@@ -71,7 +71,6 @@ class Zone:
     res: tuple[float, float]
     index: Path
     bounds: list[float] = field(default_factory=lambda: [math.inf, math.inf, -math.inf, -math.inf])
-    count: int = 0
 
     def add(self, path: str, shape: tuple[int, int], bounds: Any, writer: TextIO) -> None:
         """Record one source: its local path, (width, height) and bounds (left, bottom, right, top)."""
@@ -82,7 +81,6 @@ class Zone:
             max(self.bounds[2], bounds[2]),
             max(self.bounds[3], bounds[3]),
         ]
-        self.count += 1
 
     @property
     def width(self) -> int:
