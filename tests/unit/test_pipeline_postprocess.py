@@ -199,3 +199,14 @@ def test_atomic_output_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
         tmp.write_text("whole")
         assert listing(dest.parent) == set()  # not visible until complete
     assert dest.read_text() == "whole"
+
+
+def test_combine_stops_at_a_missing_partition_file_and_writes_nothing(tmp_path: Path) -> None:
+    from rslp.pipeline.steps import _every_one_present
+
+    present = write_partition(tmp_path / "p0.tif", 32610, 550400, 4180480, 1)
+    sources = (UPath(p) for p in (present, tmp_path / "p1.tif"))
+    dest = UPath(tmp_path / "out" / "prediction.tif")
+    with pytest.raises(RuntimeError, match=rf"^combine needs every partition's output; {tmp_path}/p1.tif is missing$"):
+        RasterMerge().combine(_every_one_present(sources), dest)
+    assert not dest.exists()
