@@ -3,7 +3,8 @@
 Manifest, markers, rslearn datasets, partition files and the merged output all live in
 a bucket of the GCS emulator; tasks go through the Pub/Sub emulator to two real worker
 processes (the worker CLI). The merged output must equal a local-disk run's, and
-``rslp status`` (with ``--map``) must work on the gs:// job.
+``rslp status`` (with ``--map``) must work on the gs:// job. ``rslp run`` on a gs:// job
+root keeps its embedded queue (SQLite) on local disk.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from upath import UPath
 from rslp.ledger import Ledger
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
 from rslp.pipeline.job import Job
-from rslp.pipeline.run import worker_command
+from rslp.pipeline.run import run, worker_command
 from rslp.pipeline.write_jobs import subscriptions, write_jobs
+from rslp.queue.local import default_queue_url
 from tests.conftest import PROJECT
 from tests.e2e.test_demo_pipeline import CONFIG, REQUEST, demo_job  # noqa: F401 - the local reference run
 
@@ -81,3 +83,19 @@ def test_status_and_its_map_work_on_a_gs_job(gs_job: str, tmp_path: Path) -> Non
     assert Ledger(gs_job).read_manifest().job_id in done.stdout
     assert "predictions: drift" in done.stdout
     assert (tmp_path / "map.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_rslp_run_on_a_gs_job_root_keeps_its_embedded_queue_on_local_disk(
+    gcs_bucket: str,
+    demo_job: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # the queue goes under ~/.cache/rslp/queues/
+    job_root = f"{gcs_bucket}/jobs/run-{uuid.uuid4().hex[:8]}"
+    (output,) = run(CONFIG, REQUEST, job_root, workers=2, idle_timeout=3)
+    (reference,) = Job.load(str(demo_job)).output_paths()
+    assert UPath(output).read_bytes() == reference.read_bytes()
+    queue = default_queue_url(job_root).removeprefix("local://")
+    assert queue.startswith(str(tmp_path / ".cache" / "rslp" / "queues")) and Path(queue).is_file()
+    assert not (UPath(job_root) / "queue.db").exists()
