@@ -11,7 +11,8 @@ process and its children at it for the duration of the block:
   type over gRPC, which the emulator does not serve: each probe waits 60 s.
 
 On leaving the block the emulator's process group gets SIGTERM (SIGKILL if it lingers)
-and the environment is restored, so nothing outlives the test that started it.
+and the environment is restored; an emulator whose parent was killed before it could
+do that exits by itself within a second, so nothing outlives the test that started it.
 
 Run ``python -m rslp.testing.gcs_emulator [PORT]`` to keep one running in the foreground.
 """
@@ -23,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -73,6 +75,13 @@ def running_gcs_emulator(bucket: str = BUCKET, port: int | None = None, timeout:
                 os.environ[key] = value
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Exit once the process that started this emulator is gone (killed before it could stop us)."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
 def serve(port: int, bucket: str) -> None:
     """Run the emulator's server in this process until it is killed.
 
@@ -85,6 +94,7 @@ def serve(port: int, bucket: str) -> None:
     from gcp_storage_emulator.server import create_server
     from gcp_storage_emulator.storage import Storage
 
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)
     Storage._write_config_to_file = lambda self: None  # type: ignore[method-assign]
     create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket).run()

@@ -65,3 +65,26 @@ def test_the_gcs_emulator_points_gcsfs_at_itself_and_restores_the_environment() 
         marker.write_text("{}")
         assert marker.read_text() == "{}"
     assert os.environ.get("STORAGE_EMULATOR_HOST") == before
+
+
+def test_the_gcs_emulator_exits_when_the_process_that_started_it_is_killed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = "from rslp.testing.gcs_emulator import running_gcs_emulator\n"
+    script += "import os, time\nwith running_gcs_emulator() as url:\n"
+    script += "    print(os.getpid(), url, flush=True)\n    time.sleep(600)\n"
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    _, url = parent.stdout.readline().split()
+    port = url.rsplit(":", 1)[1]
+    found = subprocess.run(["pgrep", "-f", f"gcs_emulator --serve {port} "], capture_output=True, text=True)
+    (emulator,) = (int(pid) for pid in found.stdout.split())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{emulator}"):
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{emulator}"), "the orphaned emulator is still running"
