@@ -36,6 +36,8 @@ BENCHMARKS = [
     ("local_queue", "8. Embedded queue: pull+ack with 60k waiting vs 1k"),
     ("preferred", "9. Preferred pull: a worker on the last of 3 subscriptions vs one"),
     ("pipeline_queues", "10. Pipeline on Pub/Sub: 16 partitions, 2 workers, emulator vs embedded"),
+    ("combine", "11. Combine at scale: peak RSS and time against partitions"),
+    ("status_gcs", "12. Status on object storage: a big job on the GCS emulator"),
 ]
 RESULTS = REPO / "bench" / "RESULTS.md"
 COMMAND = "make bench  (= WANDB_MODE=disabled .venv/bin/python -m bench.run_all)"

@@ -15,6 +15,7 @@ from rslp.queue import Outgoing, Queue, Received
 from rslp.queue.local import LocalQueue
 from rslp.queue.pubsub import PubSubQueue
 from rslp.testing.emulator import EmulatorUnavailable, running_emulator
+from rslp.testing.gcs_emulator import BUCKET, running_gcs_emulator
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 # Default embedded queues (on local disk, under ~/.cache) go to a scratch folder in tests.
@@ -38,6 +39,13 @@ def emulator_host() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must run the Pub/Sub tests, but: {e}")
         pytest.skip(f"Pub/Sub emulator unavailable: {e}")
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket() -> Iterator[str]:
+    """``gs://BUCKET`` on a GCS emulator for the whole session (STORAGE_EMULATOR_HOST points at it)."""
+    with running_gcs_emulator(BUCKET):
+        yield f"gs://{BUCKET}"
 
 
 @dataclass

@@ -7,9 +7,13 @@ all exist. Built in:
 
 - :class:`RasterMerge`: a raster layer's window outputs into one GeoTIFF per
   partition, clipped to the partition's part of the request (outside it: nodata), then
-  a mosaic GeoTIFF for the job.
-- :class:`VectorMerge`: a vector layer's features into one GeoJSON (WGS84) per
-  partition, then all of them into one GeoJSON for the job.
+  a mosaic Cloud-Optimized GeoTIFF for the job (:mod:`~rslp.pipeline.mosaic`).
+- :class:`VectorMerge`: a vector layer's features into line-delimited GeoJSON (WGS84,
+  one feature a line) per partition, then their concatenation for the job.
+
+combine takes an *iterable* of partition files and streams: it never holds every
+partition's data, nor every partition file open, at once, so its memory does not grow
+with the job.
 
 Every file is written whole or not at all (:func:`atomic_output`): combine starts when
 each partition's file *exists*, so a half-written file must never be visible.
@@ -22,9 +26,10 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -63,13 +68,6 @@ def atomic_output(dest: UPath) -> Iterator[Path]:
         dest.fs.put_file(str(tmp), dest.path)
 
 
-def listing(folder: UPath) -> set[str]:
-    """Names of the visible files in ``folder`` (one listing; none if it does not exist)."""
-    if not folder.exists():
-        return set()
-    return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
-
-
 class Postprocessor(abc.ABC):
     """Merges window outputs per partition, and partition files per job.
 
@@ -85,8 +83,8 @@ class Postprocessor(abc.ABC):
         """Write the partition's file from ``windows``' ``layer`` (each must have it)."""
 
     @abc.abstractmethod
-    def combine(self, sources: list[UPath], dest: UPath) -> None:
-        """Write the job's file from every partition's file."""
+    def combine(self, sources: Iterable[UPath], dest: UPath) -> None:
+        """Write the job's file from every partition's file, reading ``sources`` once, in order."""
 
 
 def _require_layer(windows: list[Window], layer: str) -> None:
@@ -99,11 +97,15 @@ class RasterMerge(Postprocessor):
     """A raster layer into one GeoTIFF per partition and a mosaic GeoTIFF per job.
 
     Pixels outside the request are ``nodata`` (pick a value that is not a class).
+    ``crs`` (e.g. ``EPSG:32610``) is the job mosaic's CRS: partitions in other CRSs (a
+    request across UTM zones) are reprojected to it, nearest neighbour. Default: the
+    first partition's CRS.
     """
 
     layer: str = "output"
     name: str = "prediction"
     nodata: float = 255
+    crs: str | None = None
     suffix: ClassVar[str] = ".tif"
 
     def merge_windows(self, dataset: Dataset, windows: list[Window], footprint: STGeometry, dest: UPath) -> None:
@@ -148,57 +150,45 @@ class RasterMerge(Postprocessor):
         with atomic_output(dest) as tmp, rasterio.open(tmp, "w", **profile) as f:
             f.write(canvas)
 
-    def combine(self, sources: list[UPath], dest: UPath) -> None:
-        """A mosaic of the partition files in the first one's CRS and resolution."""
-        import rasterio
-        from rasterio.enums import Resampling
-        from rasterio.merge import merge
-        from rasterio.vrt import WarpedVRT
-        from rslearn.utils.fsspec import open_rasterio_upath_reader
+    def combine(self, sources: Iterable[UPath], dest: UPath) -> None:
+        """A Cloud-Optimized GeoTIFF mosaic in ``crs`` (default: the first partition's CRS)."""
+        from rslp.pipeline.mosaic import mosaic_to_cog
 
-        with contextlib.ExitStack() as stack:
-            opened = [stack.enter_context(open_rasterio_upath_reader(s)) for s in sources]
-            crs = opened[0].crs
-            aligned = [
-                src if src.crs == crs else stack.enter_context(WarpedVRT(src, crs=crs, resampling=Resampling.nearest))
-                for src in opened
-            ]
-            mosaic, transform = merge(aligned, nodata=self.nodata, resampling=Resampling.nearest)
-            profile = {**_geotiff_profile(mosaic, crs, transform, self.nodata), "tiled": True}
-            with atomic_output(dest) as tmp, rasterio.open(tmp, "w", **profile) as f:
-                f.write(mosaic)
+        with atomic_output(dest) as tmp:
+            mosaic_to_cog(sources, tmp, self.nodata, self.crs)
 
 
 @dataclass(config=_STRICT)
 class VectorMerge(Postprocessor):
-    """A vector layer into one GeoJSON (WGS84) per partition and per job."""
+    """A vector layer into line-delimited GeoJSON (WGS84, RFC 8142 without separators) per partition and job.
+
+    One feature a line, so a job's file is the concatenation of its partitions' files:
+    combine copies bytes and never parses or holds the features, and readers (GDAL's
+    GeoJSONSeq driver, ``pyogrio``, a line loop) can stream it too.
+    """
 
     layer: str = "output"
     name: str = "prediction"
-    suffix: ClassVar[str] = ".geojson"
+    suffix: ClassVar[str] = ".geojsonl"
 
     def merge_windows(self, dataset: Dataset, windows: list[Window], footprint: STGeometry, dest: UPath) -> None:
-        """Every feature of every window that intersects the footprint, in WGS84."""
+        """Every feature of every window that intersects the footprint, in WGS84, one a line."""
         _require_layer(windows, self.layer)
         vector_format = dataset.layers[self.layer].instantiate_vector_format()
         area = footprint.to_wgs84()
-        features: list[dict[str, Any]] = []
-        for window in windows:
-            for feature in window.data.read_vector(self.layer, vector_format):
-                wgs84 = feature.to_projection(area.projection)
-                if area.shp.intersects(wgs84.geometry.shp):
-                    features.append(wgs84.to_geojson())
-        _write_features(features, dest)
+        with atomic_output(dest) as tmp, tmp.open("w") as f:
+            for window in windows:
+                for feature in window.data.read_vector(self.layer, vector_format):
+                    wgs84 = feature.to_projection(area.projection)
+                    if area.shp.intersects(wgs84.geometry.shp):
+                        f.write(json.dumps(wgs84.to_geojson()) + "\n")
 
-    def combine(self, sources: list[UPath], dest: UPath) -> None:
-        """All partitions' features in one FeatureCollection."""
-        features = [f for s in sources for f in json.loads(s.read_text())["features"]]
-        _write_features(features, dest)
-
-
-def _write_features(features: list[dict[str, Any]], dest: UPath) -> None:
-    with atomic_output(dest) as tmp:
-        tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    def combine(self, sources: Iterable[UPath], dest: UPath) -> None:
+        """The partitions' files concatenated, copied one at a time in chunks."""
+        with atomic_output(dest) as tmp, tmp.open("wb") as out:
+            for source in sources:
+                with source.open("rb") as f:
+                    shutil.copyfileobj(f, out)
 
 
 def _geotiff_profile(array: Any, crs: Any, transform: Any, nodata: float) -> dict[str, Any]:

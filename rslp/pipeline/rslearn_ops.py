@@ -23,6 +23,7 @@ skips what is already done, so a retry finishes the job rather than redoing it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -53,7 +54,7 @@ def create_windows(root: UPath, dataset_config: dict[str, Any], group: str, part
 
     Names are ``w00000``... in partitioner order, so a rerun rewrites the same windows.
     """
-    write_json_atomic(root / "config.json", dataset_config)
+    write_json_atomic(root / "config.json", _with_local_sources_anchored(dataset_config, root))
     dataset = open_dataset(root)
     names = []
     for i, part in enumerate(parts):
@@ -78,6 +79,24 @@ def create_windows(root: UPath, dataset_config: dict[str, Any], group: str, part
     if missing := sorted(set(names) - written):
         raise RuntimeError(f"{len(missing)} windows were saved but cannot be loaded back, e.g. {missing[0]}")
     return len(names)
+
+
+def _with_local_sources_anchored(dataset_config: dict[str, Any], root: UPath) -> dict[str, Any]:
+    """The config with each absolute local ``src_dir`` as a ``file://`` URL when ``root`` is remote.
+
+    rslearn joins a data source's ``src_dir`` onto the dataset's own path unless it has a
+    protocol, so ``/data/images`` under a gs:// dataset would become
+    ``gs://bucket/.../data/images`` and match nothing (every window uncovered).
+    """
+    if root.protocol in ("", "file", "local"):
+        return dataset_config
+    config = json.loads(json.dumps(dataset_config))
+    for layer in config.get("layers", {}).values():
+        init_args = (layer.get("data_source") or {}).get("init_args") or {}
+        src_dir = init_args.get("src_dir")
+        if isinstance(src_dir, str) and "://" not in src_dir and src_dir.startswith("/"):
+            init_args["src_dir"] = f"file://{src_dir}"
+    return config
 
 
 def _source_layers(dataset: Dataset) -> dict[str, Any]:

@@ -124,8 +124,9 @@ def run(
     Args:
         config: the pipeline.yaml.
         request: the request GeoJSON (WGS84).
-        job_root: where the job's manifest, markers, datasets and outputs go
-            (default: runs/<request name>-<time> in the current directory).
+        job_root: where the job's manifest, markers, datasets, queue and outputs go, a
+            local folder or gs://BUCKET/PATH (then the embedded queue stays on local disk;
+            default: runs/<request name>-<time> in the current directory).
         workers: local worker processes.
         idle_timeout: a worker exits after this many seconds with nothing to do.
         lease_seconds: how soon the task of a worker that died is handed to another.
@@ -137,7 +138,9 @@ def run(
         The paths of the job's outputs (one per postprocessor).
     """
     pipeline = load_pipeline_config(config)
-    root = os.path.abspath(job_root or os.path.join("runs", f"{UPath(request).stem}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    root = job_root or os.path.join("runs", f"{UPath(request).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if UPath(root).protocol in ("", "file", "local"):
+        root = os.path.abspath(UPath(root).path)
     queue = default_queue_url(root)
     started = time.monotonic()
     subs = subscriptions(pipeline.partition_steps + pipeline.job_steps, pipeline.topics)

@@ -22,6 +22,9 @@ to parse a task's args, and a worker that never predicts must start fast.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+
+from upath import UPath
 
 from rslp import log
 from rslp.errors import PermanentError
@@ -130,16 +133,22 @@ def combine(*, job_root: str, partition: str) -> list[Downstream]:
     started = time.monotonic()
     job = Job.load(job_root)
     for pp, dest in zip(job.config.build_postprocessors(), job.output_paths(), strict=True):
-        sources = [job.partition_output_dir(pp.name) / f"{pid}{pp.suffix}" for pid in job.partition_ids()]
-        if missing := [str(s) for s in sources if not s.exists()]:
-            raise RuntimeError(f"combine needs every partition's output; {len(missing)} missing, e.g. {missing[0]}")
-        pp.combine(sources, dest)
+        sources = (job.partition_output_dir(pp.name) / f"{pid}{pp.suffix}" for pid in job.partition_ids())
+        pp.combine(_every_one_present(sources), dest)
         if not dest.exists():
             raise RuntimeError(f"postprocessor {pp.name} combined but {dest} does not exist")
     logger.info("combined", partitions=job.manifest.partition_count, seconds=time.monotonic() - started)
     if "observe" in job.config.job_steps:
         return [Downstream(topic=job.config.topics["observe"], task=job.task("observe", JOB_PARTITION))]
     return []
+
+
+def _every_one_present(sources: Iterator[UPath]) -> Iterator[UPath]:
+    """``sources`` as they are read, failing on the first one missing (the output is then not written)."""
+    for source in sources:
+        if not source.exists():
+            raise RuntimeError(f"combine needs every partition's output; {source} is missing")
+        yield source
 
 
 def observe(*, job_root: str, partition: str) -> list[Downstream]:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import tempfile
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,16 +35,20 @@ REFERENCE_COLOUR = "#7f7f7f"
 def class_counts(output_path: str) -> dict[int, int]:
     """Pixels per class value in band 1 of a GeoTIFF of integer classes, nodata left out.
 
-    Counted block by block, so the decoded mosaic never has to fit in memory (a remote
-    file is fetched whole first: rasterio reads file objects into memory).
+    Counted block by block, so the decoded mosaic never has to fit in memory. A remote
+    file (gs://) is first copied to local scratch disk, never into memory: rasterio
+    would read a file object whole.
     """
     import rasterio
 
     path = UPath(output_path)
     counts: Counter[int] = Counter()
     with contextlib.ExitStack() as stack:
-        local = path.protocol in ("", "file", "local")
-        src = stack.enter_context(rasterio.open(path.path if local else stack.enter_context(path.open("rb"))))
+        local = path.path
+        if path.protocol not in ("", "file", "local"):
+            local = str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rslp-observe-"))) / path.name)
+            path.fs.get_file(path.path, local)
+        src = stack.enter_context(rasterio.open(local))
         if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
             raise ValueError(f"{output_path}: band 1 is {src.dtypes[0]}, not integer classes")
         for _, window in src.block_windows(1):

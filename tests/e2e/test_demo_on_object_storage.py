@@ -1,0 +1,101 @@
+"""The demo job in the production topology on one machine: job root on gs://, queue on Pub/Sub.
+
+Manifest, markers, rslearn datasets, partition files and the merged output all live in
+a bucket of the GCS emulator; tasks go through the Pub/Sub emulator to two real worker
+processes (the worker CLI). The merged output must equal a local-disk run's, and
+``rslp status`` (with ``--map``) must work on the gs:// job. ``rslp run`` on a gs:// job
+root keeps its embedded queue (SQLite) on local disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from upath import UPath
+
+from rslp.ledger import Ledger
+from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
+from rslp.pipeline.job import Job
+from rslp.pipeline.run import run, worker_command
+from rslp.pipeline.write_jobs import subscriptions, write_jobs
+from rslp.queue.placement import default_queue_url
+from tests.conftest import PROJECT
+from tests.e2e.test_demo_pipeline import CONFIG, REQUEST, demo_job  # noqa: F401 - the local reference run
+
+pytestmark = [pytest.mark.slow, pytest.mark.emulator]
+
+
+@pytest.fixture(scope="module")
+def gs_job(gcs_bucket: str, emulator_host: str) -> str:
+    """The demo job run by two Pub/Sub workers into a fresh job root on the GCS emulator."""
+    ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
+    job_root = f"{gcs_bucket}/jobs/demo-{uuid.uuid4().hex[:8]}"
+    queue = f"pubsub://{PROJECT}"
+    write_jobs(CONFIG, REQUEST, job_root, queue=queue)
+    manifest = Ledger(job_root).read_manifest()
+    subs = subscriptions(manifest.steps + manifest.job_steps, manifest.topics)
+    # Idle long enough to see the combine and observe tasks that the last postprocess publishes.
+    command = worker_command(queue, subs, idle_timeout=20, lease_seconds=15)
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    workers = [
+        subprocess.Popen(command, env={**env, "RSLP_WORKER_NAME": f"gs{i}"}, start_new_session=True) for i in range(2)
+    ]
+    try:
+        for proc in workers:
+            assert proc.wait(timeout=420) == 0
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return job_root
+
+
+def test_demo_on_gcs_and_pubsub_merges_the_same_output_as_on_local_disk(
+    gs_job: str,
+    demo_job: Path,  # noqa: F811
+) -> None:
+    root = UPath(gs_job)
+    assert root.protocol == "gs"
+    assert (root / "manifest.json").exists()
+    assert any((root / "partitions").iterdir()), "the rslearn datasets live on gs:// too"
+    done = [p.name for p in (root / "markers" / "predict").iterdir() if p.name.endswith(".done.json")]
+    assert len(done) == len(Ledger(gs_job).read_manifest().partitions)
+    (output,) = Job.load(gs_job).output_paths()
+    (reference,) = Job.load(str(demo_job)).output_paths()
+    assert str(output).startswith("gs://")
+    assert output.read_bytes() == reference.read_bytes()
+    observed = json.loads((root / "output" / "observe.json").read_text())
+    assert observed["pixels"] > 0 and observed["output"] == str(output)
+
+
+def test_status_and_its_map_work_on_a_gs_job(gs_job: str, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "rslp.cli", "status", "--job_root", gs_job, "--map", str(tmp_path / "map.png")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert Ledger(gs_job).read_manifest().job_id in done.stdout
+    assert "predictions: drift" in done.stdout
+    assert (tmp_path / "map.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_rslp_run_on_a_gs_job_root_keeps_its_embedded_queue_on_local_disk(
+    gcs_bucket: str,
+    demo_job: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # the queue goes under ~/.cache/rslp/queues/
+    job_root = f"{gcs_bucket}/jobs/run-{uuid.uuid4().hex[:8]}"
+    (output,) = run(CONFIG, REQUEST, job_root, workers=2, idle_timeout=3)
+    (reference,) = Job.load(str(demo_job)).output_paths()
+    assert UPath(output).read_bytes() == reference.read_bytes()
+    queue = default_queue_url(job_root).removeprefix("local://")
+    assert queue.startswith(str(tmp_path / ".cache" / "rslp" / "queues")) and Path(queue).is_file()
+    assert not (UPath(job_root) / "queue.db").exists()
