@@ -3,7 +3,9 @@
 Every task (one step of one partition, or one per-job step) is in one state:
 
 - ``done``, ``dead``, ``failed``, ``running``: the most final marker it has, ranked as
-  the ledger ranks them. ``failed`` means it failed at least once and will be retried;
+  the ledger ranks them. A running task whose marker has had no heartbeat for two
+  leases is ``stalled`` (its worker died; :mod:`rslp.status.liveness`); one handed back
+  on preemption is ``queued``. ``failed`` means it failed at least once and will be retried;
   ``dead`` means dead-lettered: it runs again only after ``rslp dlq replay``.
 - ``queued``: no marker, and it can run now: it is its partition's first step, or the
   step before it is done (for a per-job step: every partition is done). Its message is
@@ -39,12 +41,13 @@ from upath import UPath
 from rslp.ledger import STATES, JobManifest, Ledger
 from rslp.pipeline.job import JOB_PARTITION
 from rslp.queue import QueueCounts, dead_letter_name, open_queue
+from rslp.status.liveness import RunningTask, running_tasks
 from rslp.task import task_id_for
 
 #: Columns of the step table, in the order a task moves through them.
-TASK_STATES = ("waiting", "blocked", "queued", "running", "failed", "dead", "done")
+TASK_STATES = ("waiting", "blocked", "queued", "running", "stalled", "failed", "dead", "done")
 #: States in which a task still needs a worker (the job is not over while any remain).
-ACTIVE = ("waiting", "queued", "running", "failed")
+ACTIVE = ("waiting", "queued", "running", "stalled", "failed")
 #: Throughput is measured over done markers written in this many recent seconds.
 RATE_WINDOW = 600.0
 #: At most this many failed/dead markers are read for failure reasons.
@@ -117,6 +120,15 @@ class JobStatus:
     failures_total: int
     observe: dict[str, Any] | None = None
     partitions: dict[str, str] = field(default_factory=dict)
+    running: list[RunningTask] = field(default_factory=list)
+
+    def workers(self) -> dict[str, set[str]]:
+        """Per topic, the workers whose tasks are alive (a heartbeat within two leases)."""
+        out: dict[str, set[str]] = {topic: set() for topic in self.manifest.topics.values()}
+        for r in self.running:
+            if not r.stalled and not r.handed_back:
+                out.setdefault(self.manifest.topics.get(r.step, "?"), set()).add(r.worker)
+        return out
 
     @property
     def finished(self) -> bool:
@@ -199,7 +211,7 @@ def partition_state(states: Sequence[str]) -> str:
         return "done"
     if "failed" in states:
         return "failed"
-    if "running" in states or "done" in states:
+    if "running" in states or "stalled" in states or "done" in states:
         return "running"
     return "queued"
 
@@ -213,6 +225,7 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
     tasks: dict[str, dict[str, str]] = {}
     done_times: dict[str, list[float]] = {}
     reason_paths: list[tuple[str, str, UPath]] = []
+    running: list[RunningTask] = []
     before: dict[str, str] | None = None  # the previous step's states, by partition
     pids = [p.id for p in manifest.partitions]
     plan = [(step, pids) for step in manifest.steps] + [(step, [JOB_PARTITION]) for step in manifest.job_steps]
@@ -222,6 +235,9 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
             before = {JOB_PARTITION: _all_partitions(before.values())}
         states: dict[str, str] = {}
         times: list[float] = []
+        live = running_tasks(ledger, step, {t: w for t, (s, w) in markers.items() if s == "running"}, now)
+        running += live
+        by_id = {r.task_id: r for r in live}
         for pid in partitions:
             task_id = task_id_for(job_id, pid, step)
             state, written = markers.get(task_id, (None, None))
@@ -231,6 +247,8 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
                 times.append(written)
             elif state in ("failed", "dead"):
                 reason_paths.append((state, step, ledger.marker_path(step, task_id, state)))
+            elif state == "running" and (r := by_id.get(task_id)) is not None:
+                state = "queued" if r.handed_back else "stalled" if r.stalled else state
             states[pid] = state
         tasks[step], done_times[step], before = states, times, states
     since = max(now - RATE_WINDOW, manifest.created)
@@ -258,6 +276,7 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
         failures_total=len(reason_paths),
         observe=_observe(ledger.root / "output" / "observe.json"),
         partitions={pid: partition_state([tasks[step][pid] for step in manifest.steps]) for pid in pids},
+        running=running,
     )
 
 
@@ -341,7 +360,7 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def render(job: JobStatus) -> str:
+def render(job: JobStatus, top_stalled: int = 10) -> str:
     """The report a user reads in a terminal."""
     m = job.manifest
     total = sum(s.total for s in job.steps)
@@ -365,14 +384,20 @@ def render(job: JobStatus) -> str:
         ]
         for s in job.steps
     ]
-    lines.append(table(["step", "topic", "total", *TASK_STATES, "done/min", "eta"], rows, "ll" + "r" * 10))
+    lines.append(table(["step", "topic", "total", *TASK_STATES, "done/min", "eta"], rows, "ll" + "r" * 11))
     lines += [
         "  waiting: its previous step is not done; blocked: a previous step is dead; queued: ready for a worker;",
-        "  failed: failed before, will be retried; dead: dead-lettered (rslp dlq list); done/min: last "
-        f"{duration(RATE_WINDOW)}",
+        "  stalled: running, but no heartbeat for two leases (its worker died; the task runs again when a worker",
+        "  takes its message); failed: failed before, will be retried; dead: dead-lettered (rslp dlq list);",
+        f"  done/min: last {duration(RATE_WINDOW)}",
         "",
-        "queue",
+        "workers  " + ", ".join(f"{topic} {len(ids)}" for topic, ids in sorted(job.workers().items())),
     ]
+    if stalled := sorted((r for r in job.running if r.stalled), key=lambda r: -r.age):
+        lines += ["", f"stalled tasks ({len(stalled)}): no heartbeat for two leases"]
+        rows = [[r.step, r.partition, r.worker, duration(r.age)] for r in stalled[:top_stalled]]
+        lines.append(table(["step", "partition", "worker", "last heartbeat"], rows, "lllr"))
+    lines += ["", "queue"]
     if job.backlog:
         rows = [
             [

@@ -28,6 +28,7 @@ import socket
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +38,7 @@ from rslp.errors import UnknownWorkflowError
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, Received, open_queue
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
+from rslp.worker.heartbeat import MarkerHeartbeat
 from rslp.worker.lease import LeaseKeeper
 from rslp.worker.metrics import WorkerMetrics
 from rslp.worker.retry import RetryPolicy
@@ -187,20 +189,30 @@ class Worker:
             task.time_limit or workflow.time_limit or self.settings.default_time_limit or self.settings.max_lease,
             self.settings.max_lease,
         )
-        if ledger is not None:
-            ledger.mark(task, "running", worker=self.worker_id)
         scratch = self.scratch_root / task.task_id
         scratch.mkdir(parents=True, exist_ok=True)
         self.log.info("started", time_limit=time_limit)
         try:
             lease = LeaseKeeper(self.queue, message, self.settings.lease_seconds, self.settings.max_lease, self.log)
             with lease:
-                outcome = self.runner.run(task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds)
+                with self._heartbeat(ledger, task, lease):  # stopped before _finish writes the final marker
+                    outcome = self.runner.run(
+                        task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds
+                    )
                 self._finish(message, task, outcome, ledger)
             self.metrics.task_finished(outcome.kind, task.name, outcome.duration)
             self.metrics.lease_extended(lease.extensions)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _heartbeat(
+        self, ledger: Ledger | None, task: Task, lease: LeaseKeeper
+    ) -> contextlib.AbstractContextManager[Any]:
+        """The running marker, kept fresh while the lease is held (``rslp status`` spots stalled tasks)."""
+        if ledger is None:
+            return contextlib.nullcontext()
+        alive = lambda: lease.lost is None  # noqa: E731
+        return MarkerHeartbeat(ledger, task, self.worker_id, self.settings.lease_seconds, alive, self.log)
 
     def _finish(self, message: Received, task: Task, outcome: Outcome, ledger: Ledger | None) -> None:
         duration = round(outcome.duration, 3)
