@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Received, dead_letter_name
 
 if TYPE_CHECKING:
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
 #: Pub/Sub's ceiling for one ack-deadline change.
 MAX_ACK_DEADLINE = 600
@@ -46,7 +46,7 @@ class PubSubQueue(Queue):
     @property
     def publisher(self) -> pubsub_v1.PublisherClient:
         if self._publisher is None:
-            from google.cloud import pubsub_v1
+            import google.cloud.pubsub_v1 as pubsub_v1
 
             self._publisher = pubsub_v1.PublisherClient()
         return self._publisher
@@ -54,7 +54,7 @@ class PubSubQueue(Queue):
     @property
     def subscriber(self) -> pubsub_v1.SubscriberClient:
         if self._subscriber is None:
-            from google.cloud import pubsub_v1
+            import google.cloud.pubsub_v1 as pubsub_v1
 
             self._subscriber = pubsub_v1.SubscriberClient()
         return self._subscriber
@@ -176,8 +176,14 @@ class PubSubQueue(Queue):
         self._modify(message, delay)
 
     def counts(self, subscription: str) -> QueueCounts | None:
-        """Pub/Sub exposes backlog only through Cloud Monitoring, which this backend does not use."""
-        return None
+        """Backlog from Cloud Monitoring where credentials allow; else None, and :attr:`counts_note` says why."""
+        from rslp.queue.monitoring import BacklogUnavailable, pubsub_backlog
+
+        try:
+            return pubsub_backlog(self.project_id, subscription)
+        except BacklogUnavailable as e:
+            self.counts_note = str(e)
+            return None
 
     def close(self) -> None:
         if self._publisher is not None:

@@ -52,7 +52,7 @@ ACTIVE = ("waiting", "queued", "running", "stalled", "failed")
 RATE_WINDOW = 600.0
 #: At most this many failed/dead markers are read for failure reasons.
 MAX_REASON_READS = 1000
-PUBSUB_BACKLOG_NOTE = "n/a (Pub/Sub backlog needs Cloud Monitoring)"
+PUBSUB_BACKLOG_NOTE = "backlog n/a (Pub/Sub counts come from Cloud Monitoring)"
 _RANK = {state: i for i, state in enumerate(STATES)}
 _CLEAR = "\x1b[H\x1b[2J"
 
@@ -303,7 +303,8 @@ def _backlog(manifest: JobManifest) -> tuple[list[Backlog], str]:
             counts = q.counts(topic)
             dead = q.counts(dead_letter_name(topic))
             out.append(Backlog(topic, steps, counts, None if dead is None else dead.backlog + (dead.in_flight or 0)))
-    note = PUBSUB_BACKLOG_NOTE if any(b.counts is None for b in out) else ""
+        why = q.counts_note
+    note = f"{PUBSUB_BACKLOG_NOTE}: {why}" if any(b.counts is None for b in out) else ""
     return out, note
 
 
