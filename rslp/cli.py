@@ -42,6 +42,11 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "launch": ("rslp.launch.commands:launch", "start N workers on Beaker (--dry_run prints the specs)", False),
     "fleet status": ("rslp.launch.commands:status", "list a fleet's workers and their job status", True),
     "fleet stop": ("rslp.launch.commands:stop", "cancel a fleet's workers", True),
+    "fleet autoscale": (
+        "rslp.launch.commands:autoscale",
+        "keep a job's worker pools sized to its work and deadline",
+        True,
+    ),
 }
 
 

@@ -102,9 +102,11 @@ def parse_worker_name(fleet: str, name: str) -> tuple[str, int] | None:
     """``(launch_id, index)`` if ``name`` is a worker of ``fleet``, else None.
 
     Beaker lists by substring, so ``fleet`` "a" would also see fleet "a-b"'s workers;
-    launch ids contain no dash, which makes this check exact.
+    launch ids contain no dash, which makes this check exact. The workers of
+    ``fleet``'s autoscaled pools (fleet ``a.POOL``, see :mod:`rslp.launch.autoscale`)
+    belong to it too, so status and stop of ``a`` cover its pools.
     """
-    match = re.fullmatch(rf"{re.escape(fleet)}-([0-9a-z]+)-w(\d+)", name)
+    match = re.fullmatch(rf"{re.escape(fleet)}(?:\.[A-Za-z0-9_-]+)?-([0-9a-z]+)-w(\d+)", name)
     return (match.group(1), int(match.group(2))) if match else None
 
 
@@ -422,7 +424,7 @@ def fleet_workloads(
     client: FleetClient, workspace: str | None, fleet: str, active_only: bool = False
 ) -> list[FleetWorkload]:
     """The fleet's experiments, oldest launch first, by worker index within a launch."""
-    listed = client.list_workloads(workspace, f"{fleet}-", active_only)
+    listed = client.list_workloads(workspace, fleet, active_only)
     mine = [(parsed, w) for w in listed if (parsed := parse_worker_name(fleet, w.name)) is not None]
     return [w for _, w in sorted(mine, key=lambda pair: pair[0])]
 

@@ -9,10 +9,13 @@ A dry run builds and prints the specs and never contacts Beaker, so it needs no 
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import yaml
 from pydantic import ValidationError
 
 from rslp.launch import FleetError
+from rslp.launch.autoscale import pool_fleet
 from rslp.launch.beaker import (
     BeakerFleetClient,
     FleetClient,
@@ -28,19 +31,35 @@ from rslp.launch.config import DEFAULT_GCP_CREDENTIALS_PATH, DEFAULT_GCP_CREDENT
 from rslp.launch.idle import default_idle_timeout
 from rslp.worker.guard import JOB_ROOTS_ENV
 
+Backend = Literal["beaker", "local"]
+"""Where workers run: Beaker experiments, or processes of this machine (:mod:`rslp.launch.local`)."""
+
+#: Stand-ins for the Beaker-only settings of a local launch: a local worker needs neither.
+LOCAL_IMAGE = "local"
+LOCAL_CLUSTER = "local"
+
 
 def connect() -> FleetClient:
     """The Beaker client the commands use (tests replace this function)."""
     return BeakerFleetClient.from_env()
 
 
+def client_for(backend: Backend) -> FleetClient:
+    """The fleet client of ``backend``."""
+    if backend == "local":
+        from rslp.launch.local import LocalFleetClient
+
+        return LocalFleetClient()
+    return connect()
+
+
 def launch(
     fleet: str,
-    image: str,
-    queue: str,
-    subscription: str,
-    num_workers: int,
-    clusters: list[str],
+    image: str | None = None,
+    queue: str | None = None,
+    subscription: str | None = None,
+    num_workers: int | None = None,
+    clusters: list[str] | None = None,
     workspace: str | None = None,
     budget: str | None = None,
     gpus: int = 0,
@@ -61,21 +80,28 @@ def launch(
     retry_sleep: float | None = None,
     worker_args: list[str] | None = None,
     job_roots: str | None = None,
+    backend: Backend = "beaker",
+    job_root: str | None = None,
+    deadline: str | None = None,
+    max_workers: int | None = None,
+    step_seconds: dict[str, float] | None = None,
     dry_run: bool = False,
 ) -> list[str]:
-    """Launch NUM_WORKERS workers of fleet FLEET on Beaker, each running `rslp worker`.
+    """Launch NUM_WORKERS workers of fleet FLEET on Beaker (or locally), each running `rslp worker`.
 
     Workers are named FLEET-LAUNCH-wI (LAUNCH is new each time), run at low priority
     and preemptible by default, pull from SUBSCRIPTION on QUEUE (e.g. pubsub://PROJECT)
     and exit when idle for IDLE_TIMEOUT seconds, so a drained fleet stops costing.
+    With --job_root and --deadline instead of --num_workers, one pool per topic of the
+    job is sized to finish by the deadline (the arithmetic is printed, one line per topic).
 
     Args:
         fleet: fleet name, the prefix of every worker's experiment name.
-        image: Beaker image with rslp installed (see worker.Dockerfile).
-        queue: queue URL, e.g. pubsub://PROJECT.
-        subscription: the subscription workers pull from.
-        num_workers: how many workers to start.
-        clusters: Beaker clusters a worker may run on, e.g. '["ai2/jupiter"]'.
+        image: Beaker image with rslp installed (see worker.Dockerfile); not needed with --backend local.
+        queue: queue URL, e.g. pubsub://PROJECT (default with --job_root: the job's queue).
+        subscription: the subscription workers pull from (with --deadline: each topic's own).
+        num_workers: how many workers to start (or give --job_root and --deadline).
+        clusters: Beaker clusters a worker may run on, e.g. '["ai2/jupiter"]'; not needed with --backend local.
         workspace: Beaker workspace (default: the Beaker config's default workspace).
         budget: Beaker budget to charge, e.g. ai2/my-budget.
         gpus: GPUs per worker.
@@ -100,19 +126,103 @@ def launch(
         worker_args: more arguments appended to the worker command.
         job_roots: the job roots this fleet serves, comma-separated prefixes (e.g. gs://bucket/jobs/JOB);
             workers refuse tasks of any other job root ($RSLP_JOB_ROOTS in each worker).
+        backend: beaker (experiments on Beaker) or local (worker processes on this machine).
+        job_root: the job whose remaining tasks size the pools (with --deadline).
+        deadline: finish the job within this long, e.g. 6h: one pool per topic, sized from the
+            tasks left and the durations measured in the job's done markers.
+        max_workers: at most this many workers per pool (with --deadline).
+        step_seconds: guessed seconds per task of a step while none is done, e.g. '{"predict": 30}'.
         dry_run: print the specs and contact nothing.
 
     Returns:
         The names of the workers launched (or that would be, on a dry run).
     """
+    settings = pool_settings(locals())
+    if deadline is None:
+        if num_workers is None or subscription is None:
+            raise FleetError("give --num_workers and --subscription, or --job_root and --deadline to size the pools")
+        return launch_config(build_config(fleet, subscription, **settings), num_workers, dry_run, backend)
+    if job_root is None:
+        raise FleetError("--deadline needs --job_root: the job whose remaining tasks size the pools")
+    from rslp.launch.sizing import parse_duration, size_pools
+
     try:
-        config = LaunchConfig.model_validate(
+        time_left = parse_duration(deadline)
+    except ValueError as e:
+        raise FleetError(f"--deadline: {e}") from None
+    settings["queue"] = queue or _job_queue(job_root)
+    settings["job_roots"] = job_roots or job_root  # a fleet started for a job serves that job only
+    names: list[str] = []
+    for pool in size_pools(job_root, time_left, max_workers, step_seconds):
+        print(pool.line(time_left, max_workers))
+        if pool.workers:
+            config = build_config(pool_fleet(fleet, pool.topic), pool.topic, **settings)
+            names += launch_config(config, pool.workers, dry_run, backend)
+    return names
+
+
+def _job_queue(job_root: str) -> str:
+    from rslp.ledger import Ledger
+
+    queue = Ledger(job_root).read_manifest().queue
+    if not queue:
+        raise FleetError(f"{job_root}: the job's manifest names no queue; pass --queue")
+    return queue
+
+
+def pool_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The flags of ``launch`` or ``autoscale`` (their ``locals()``) that :func:`build_config` takes."""
+    import inspect
+
+    names = [p.name for p in inspect.signature(build_config).parameters.values() if p.kind == p.KEYWORD_ONLY]
+    return {name: values[name] for name in names if name in values}
+
+
+def build_config(
+    fleet: str,
+    subscription: str,
+    *,
+    image: str | None,
+    queue: str | None,
+    clusters: list[str] | None,
+    gcp_credentials_secret: str,
+    gcp_credentials_path: str,
+    no_gcp_credentials: bool,
+    gcp_project: str | None,
+    job_roots: str | None,
+    idle_timeout: int | None,
+    retries: int | None,
+    retry_sleep: float | None,
+    worker_args: list[str] | None,
+    backend: Backend,
+    env: dict[str, str] | None,
+    secret_env: dict[str, str] | None,
+    host_path_mounts: list[str] | None,
+    weka_mounts: list[str] | None,
+    workspace: str | None,
+    budget: str | None,
+    gpus: int,
+    shared_memory: str | None,
+    priority: Priority,
+    preemptible: bool,
+    timeout: str | None,
+) -> LaunchConfig:
+    """A validated :class:`LaunchConfig` from ``rslp launch``'s flags (FleetError naming the bad one)."""
+    if backend == "local":
+        # A local worker uses this machine's own Google credentials: no secret to mount.
+        image, clusters, no_gcp_credentials = image or LOCAL_IMAGE, clusters or [LOCAL_CLUSTER], True
+    elif not image or not clusters:
+        raise FleetError("--image and --clusters are required with the beaker backend (or use --backend local)")
+    if queue is None:
+        raise FleetError("give --queue (e.g. pubsub://PROJECT), or --job_root to use the job's queue")
+    try:
+        return LaunchConfig.model_validate(
             {
                 "fleet": fleet,
                 "image": image,
+                "clusters": clusters,
                 "workspace": workspace,
                 "budget": budget,
-                "clusters": clusters,
                 "gpus": gpus,
                 "shared_memory": shared_memory,
                 "priority": priority,
@@ -140,10 +250,11 @@ def launch(
         )
     except ValidationError as e:
         raise FleetError(invalid_config(e)) from None
-    return launch_config(config, num_workers, dry_run=dry_run)
 
 
-def launch_config(config: LaunchConfig, num_workers: int, dry_run: bool = False) -> list[str]:
+def launch_config(
+    config: LaunchConfig, num_workers: int, dry_run: bool = False, backend: Backend = "beaker"
+) -> list[str]:
     """Launch (or on ``dry_run`` print) ``num_workers`` workers from a validated config."""
     if dry_run:
         names = worker_names(config.fleet, new_launch_id(), num_workers)
@@ -151,24 +262,28 @@ def launch_config(config: LaunchConfig, num_workers: int, dry_run: bool = False)
             print(f"# {summary(config, name)}")
             print(yaml.safe_dump(build_spec(config, name).to_json(), sort_keys=False), end="")
             print("---")
-        print(f"dry run: {_workers(len(names))} of fleet {config.fleet}; nothing was sent to Beaker")
+        where = "nothing was sent to Beaker" if backend == "beaker" else "nothing was started"
+        print(f"dry run: {_workers(len(names))} of fleet {config.fleet}; {where}")
         return names
-    names = launch_fleet(connect(), config, num_workers)
+    names = launch_fleet(client_for(backend), config, num_workers)
     for name in names:
         print(f"launched {summary(config, name)}")
     print(f"{_workers(len(names))} of fleet {config.fleet}: `rslp fleet status {config.fleet}` to watch them")
     return names
 
 
-def status(fleet: str, workspace: str | None = None, active_only: bool = False) -> list[WorkerStatus]:
-    """Print a table of fleet FLEET's workers and their latest job's status.
+def status(
+    fleet: str, workspace: str | None = None, active_only: bool = False, backend: Backend = "beaker"
+) -> list[WorkerStatus]:
+    """Print a table of fleet FLEET's workers (its autoscaled pools' too) and their latest job's status.
 
     Args:
         fleet: the fleet name given at launch.
         workspace: Beaker workspace (default: the Beaker config's default workspace).
         active_only: leave out workers that have finished (succeeded, failed or cancelled).
+        backend: beaker, or local for a fleet launched with --backend local.
     """
-    workers = fleet_status(connect(), workspace, fleet, active_only)
+    workers = fleet_status(client_for(backend), workspace, fleet, active_only)
     if not workers:
         print(f"no workers of fleet {fleet}")
         return workers
@@ -180,8 +295,8 @@ def status(fleet: str, workspace: str | None = None, active_only: bool = False) 
     return workers
 
 
-def stop(fleet: str, workspace: str | None = None) -> list[str]:
-    """Cancel every running or queued worker of fleet FLEET, and nothing else.
+def stop(fleet: str, workspace: str | None = None, backend: Backend = "beaker") -> list[str]:
+    """Cancel every running or queued worker of fleet FLEET (and of its pools), and nothing else.
 
     Tasks in flight are handed back to the queue by the workers as they stop, so no
     work is lost; other fleets whose names merely start the same are left alone.
@@ -189,14 +304,128 @@ def stop(fleet: str, workspace: str | None = None) -> list[str]:
     Args:
         fleet: the fleet name given at launch.
         workspace: Beaker workspace (default: the Beaker config's default workspace).
+        backend: beaker, or local for a fleet launched with --backend local.
     """
-    cancelled = stop_fleet(connect(), workspace, fleet)
+    cancelled = stop_fleet(client_for(backend), workspace, fleet)
     for name in cancelled:
         print(f"cancelled {name}")
     print(
         f"{_workers(len(cancelled))} of fleet {fleet} cancelled" if cancelled else f"no active workers of fleet {fleet}"
     )
     return cancelled
+
+
+def autoscale(
+    fleet: str,
+    job_root: str | None = None,
+    deadline: str = "24h",
+    min_workers: int = 0,
+    max_workers: int | None = None,
+    interval: float = 60.0,
+    cooldown: int = 3,
+    step_seconds: dict[str, float] | None = None,
+    image: str | None = None,
+    queue: str | None = None,
+    clusters: list[str] | None = None,
+    workspace: str | None = None,
+    budget: str | None = None,
+    gpus: int = 0,
+    shared_memory: str | None = None,
+    priority: Priority = "low",
+    preemptible: bool = True,
+    timeout: str | None = None,
+    env: dict[str, str] | None = None,
+    secret_env: dict[str, str] | None = None,
+    gcp_credentials_secret: str = DEFAULT_GCP_CREDENTIALS_SECRET,
+    gcp_credentials_path: str = DEFAULT_GCP_CREDENTIALS_PATH,
+    no_gcp_credentials: bool = False,
+    gcp_project: str | None = None,
+    host_path_mounts: list[str] | None = None,
+    weka_mounts: list[str] | None = None,
+    idle_timeout: int | None = None,
+    retries: int | None = None,
+    retry_sleep: float | None = None,
+    worker_args: list[str] | None = None,
+    job_roots: str | None = None,
+    backend: Backend = "beaker",
+    max_checks: int | None = None,
+) -> int:
+    """Keep each topic's pool of fleet FLEET sized to JOB_ROOT's work until the job is done.
+
+    Every INTERVAL seconds: per topic, the workers needed to finish the tasks left by
+    the deadline (durations measured in the job's done markers), never more than the
+    tasks ready; pools grow at once and shrink only after COOLDOWN checks in a row
+    (stopping goes through the workers' preemption path: tasks are handed back). When
+    the job is done every pool is stopped. Pools are fleets FLEET.TOPIC.
+    The worker flags are those of `rslp launch`.
+
+    Args:
+        fleet: fleet name; pool TOPIC is the fleet FLEET.TOPIC.
+        job_root: the job to finish.
+        deadline: finish within this long from now, e.g. 6h.
+        min_workers: keep at least this many workers per pool while the job has work.
+        max_workers: at most this many workers per pool.
+        interval: seconds between checks.
+        cooldown: checks in a row below a pool's size before it shrinks.
+        step_seconds: guessed seconds per task of a step while none is done, e.g. '{"predict": 30}'.
+        image: Beaker image with rslp installed; not needed with --backend local.
+        queue: queue URL (default: the job's queue).
+        clusters: Beaker clusters; not needed with --backend local.
+        workspace: Beaker workspace.
+        budget: Beaker budget.
+        gpus: GPUs per worker.
+        shared_memory: shared memory per worker, e.g. 256GiB.
+        priority: Beaker priority.
+        preemptible: allow preemption.
+        timeout: maximum runtime of a worker, e.g. 24h.
+        env: environment variables.
+        secret_env: env var name -> Beaker secret name.
+        gcp_credentials_secret: Beaker secret holding a GCP service-account key (default RSLEARN_GCP_CREDENTIALS).
+        gcp_credentials_path: where that key is mounted.
+        no_gcp_credentials: mount no GCP credentials.
+        gcp_project: GOOGLE_CLOUD_PROJECT in every worker (default: the project of a pubsub:// queue).
+        host_path_mounts: node directories to mount, each HOST_PATH:MOUNT_PATH.
+        weka_mounts: Weka buckets to mount, each BUCKET:MOUNT_PATH.
+        idle_timeout: seconds without a task before a worker exits.
+        retries: consecutive task failures before a worker exits.
+        retry_sleep: seconds a worker waits after a failed task.
+        worker_args: more arguments appended to the worker command.
+        job_roots: the job roots the workers accept (default: JOB_ROOT).
+        backend: beaker or local.
+        max_checks: stop after this many checks even if the job is not done (for tests and cron).
+
+    Returns:
+        The number of checks made.
+    """
+    import time
+
+    from rslp.launch.autoscale import Autoscaler
+    from rslp.launch.sizing import parse_duration
+
+    if job_root is None:
+        raise FleetError("give --job_root: the job whose work sizes the pools")
+
+    try:
+        deadline_at = time.time() + parse_duration(deadline)
+    except ValueError as e:
+        raise FleetError(f"--deadline: {e}") from None
+    settings = pool_settings(locals())
+    settings["queue"] = queue or _job_queue(job_root)
+    settings["job_roots"] = job_roots or job_root  # a fleet started for a job serves that job only
+    build_config(pool_fleet(fleet, "check"), "check", **settings)  # bad flags fail now, not at the first scale-up
+    scaler = Autoscaler(
+        client_for(backend),
+        fleet,
+        job_root,
+        lambda topic: build_config(pool_fleet(fleet, topic), topic, **settings),
+        deadline_at,
+        min_workers=min_workers,
+        max_workers=max_workers,
+        cooldown=cooldown,
+        guesses=step_seconds,
+        workspace=workspace,
+    )
+    return scaler.run(interval, max_checks)
 
 
 def summary(config: LaunchConfig, name: str) -> str:

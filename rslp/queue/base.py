@@ -74,6 +74,9 @@ class QueueCounts:
 class Queue(abc.ABC):
     """A message queue with leases, redelivery and dead letters."""
 
+    #: Why :meth:`counts` last returned None (one line), where the backend knows.
+    counts_note: str = ""
+
     @abc.abstractmethod
     def setup(self, topic: str, subscription: str, *, max_deliveries: int = 5, ack_deadline: int = 60) -> None:
         """Create ``topic``, ``subscription`` and its dead-letter topic and subscription.

@@ -41,7 +41,7 @@ from rslp.queue.preferred import PreferredPull
 from rslp.weather import EDITOR, PUBLISHER, SUBSCRIBER, CloudRefusedError, Weather
 
 if TYPE_CHECKING:
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
 # The poll's return_immediately is deprecated in the API but still served, and nothing
 # else returns at once without risking a message leased to a caller that gave up on it.
@@ -73,7 +73,7 @@ class PubSubQueue(Queue):
     @property
     def publisher(self) -> pubsub_v1.PublisherClient:
         if self._publisher is None:
-            from google.cloud import pubsub_v1
+            import google.cloud.pubsub_v1 as pubsub_v1
 
             with _credentials():
                 self._publisher = pubsub_v1.PublisherClient()
@@ -82,7 +82,7 @@ class PubSubQueue(Queue):
     @property
     def subscriber(self) -> pubsub_v1.SubscriberClient:
         if self._subscriber is None:
-            from google.cloud import pubsub_v1
+            import google.cloud.pubsub_v1 as pubsub_v1
 
             with _credentials():
                 self._subscriber = pubsub_v1.SubscriberClient()
@@ -321,8 +321,14 @@ class PubSubQueue(Queue):
         self._call_subscriber("modify_ack_deadline", path, [message.lease_id], ack_deadline_seconds=_deadline(delay))
 
     def counts(self, subscription: str) -> QueueCounts | None:
-        """Pub/Sub exposes backlog only through Cloud Monitoring, which this backend does not use."""
-        return None
+        """Backlog from Cloud Monitoring where credentials allow; else None, and :attr:`counts_note` says why."""
+        from rslp.queue.monitoring import BacklogUnavailable, pubsub_backlog
+
+        try:
+            return pubsub_backlog(self.project_id, subscription)
+        except BacklogUnavailable as e:
+            self.counts_note = str(e)
+            return None
 
     def close(self) -> None:
         if self._preferred is not None:

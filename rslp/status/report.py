@@ -3,7 +3,9 @@
 Every task (one step of one partition, or one per-job step) is in one state:
 
 - ``done``, ``dead``, ``failed``, ``running``: the most final marker it has, ranked as
-  the ledger ranks them. ``failed`` means it failed at least once and will be retried;
+  the ledger ranks them. A running task whose marker has had no heartbeat for two
+  leases is ``stalled`` (its worker died; :mod:`rslp.status.liveness`); one handed back
+  on preemption is ``queued``. ``failed`` means it failed at least once and will be retried;
   ``dead`` means dead-lettered: it runs again only after ``rslp dlq replay``.
 - ``queued``: no marker, and it can run now: it is its partition's first step, or the
   step before it is done (for a per-job step: every partition is done). Its message is
@@ -43,20 +45,21 @@ from rslp.errors import PermanentError
 from rslp.ledger import STATES, JobManifest, Ledger, is_local
 from rslp.pipeline.job import JOB_PARTITION
 from rslp.queue import QueueCounts, dead_letter_name, open_queue
+from rslp.status.liveness import RunningTask, running_tasks
 from rslp.task import task_id_for
 from rslp.text import printable
 
 #: Columns of the step table, in the order a task moves through them.
-TASK_STATES = ("waiting", "blocked", "queued", "running", "failed", "dead", "done")
+TASK_STATES = ("waiting", "blocked", "queued", "running", "stalled", "failed", "dead", "done")
 #: States in which a task still needs a worker (the job is not over while any remain).
-ACTIVE = ("waiting", "queued", "running", "failed")
+ACTIVE = ("waiting", "queued", "running", "stalled", "failed")
 #: Throughput is measured over done markers written in this many recent seconds.
 RATE_WINDOW = 600.0
 #: Above this many tasks in a step, throughput comes from the times of an even sample of its done markers.
 RATE_SAMPLE = 5000
 #: At most this many failed/dead markers are read for failure reasons.
 MAX_REASON_READS = 1000
-PUBSUB_BACKLOG_NOTE = "n/a (Pub/Sub backlog needs Cloud Monitoring)"
+PUBSUB_BACKLOG_NOTE = "backlog n/a (Pub/Sub counts come from Cloud Monitoring)"
 _RANK = {state: i for i, state in enumerate(STATES)}
 _CLEAR = "\x1b[H\x1b[2J"
 
@@ -124,6 +127,15 @@ class JobStatus:
     failures_total: int
     observe: dict[str, Any] | None = None
     partitions: dict[str, str] = field(default_factory=dict)
+    running: list[RunningTask] = field(default_factory=list)
+
+    def workers(self) -> dict[str, set[str]]:
+        """Per topic, the workers whose tasks are alive (a heartbeat within two leases)."""
+        out: dict[str, set[str]] = {topic: set() for topic in self.manifest.topics.values()}
+        for r in self.running:
+            if not r.stalled and not r.handed_back:
+                out.setdefault(self.manifest.topics.get(r.step, "?"), set()).add(r.worker)
+        return out
 
     @property
     def finished(self) -> bool:
@@ -155,11 +167,14 @@ class StepMarkers:
     ``done_times`` are the modification times of the done markers (of an even sample
     of them when a step has more than :data:`RATE_SAMPLE`: a stat each is most of a
     listing's cost on local disk); each stands for ``weight`` done markers.
+    ``running`` holds the modification time of each task still running: its last
+    heartbeat (one stat per running task, bounded by the workers, not the job).
     """
 
     states: dict[str, str]
     done_times: list[float]
     weight: float
+    running: dict[str, float | None] = field(default_factory=dict)
 
     def done_since(self, since: float) -> float:
         """How many done markers were written at or after ``since`` (estimated from the sample)."""
@@ -173,6 +188,7 @@ def scan_markers(root: UPath, step: str, expected: int) -> StepMarkers:
     cutoff = 0x10000 if expected <= RATE_SAMPLE else 0x10000 * RATE_SAMPLE // expected
     states: dict[str, str] = {}
     times: list[float] = []
+    running: dict[str, Callable[[], float | None]] = {}
     done = 0
     for name, modified in _listing(base):
         if name.startswith("."):  # a marker being written
@@ -187,7 +203,10 @@ def scan_markers(root: UPath, step: str, expected: int) -> StepMarkers:
             done += 1
             if _sample_key(task_id) < cutoff and (t := modified()) is not None:
                 times.append(t)
-    return StepMarkers(states, times, done / len(times) if times else 0.0)
+        elif state == "running":
+            running[task_id] = modified
+    beats = {task_id: modified() for task_id, modified in running.items() if states[task_id] == "running"}
+    return StepMarkers(states, times, done / len(times) if times else 0.0, beats)
 
 
 def newest_marker(root: UPath, step: str) -> float | None:
@@ -269,7 +288,7 @@ def partition_state(states: Sequence[str]) -> str:
         return "done"
     if "failed" in states:
         return "failed"
-    if "running" in states or "done" in states:
+    if "running" in states or "stalled" in states or "done" in states:
         return "running"
     return "queued"
 
@@ -283,6 +302,7 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
     tasks: dict[str, dict[str, str]] = {}
     markers: dict[str, StepMarkers] = {}
     reason_paths: list[tuple[str, str, UPath]] = []
+    running: list[RunningTask] = []
     before: dict[str, str] | None = None  # the previous step's states, by partition
     pids = list(manifest.partition_ids())
     plan = [(step, pids) for step in manifest.steps] + [(step, [JOB_PARTITION]) for step in manifest.job_steps]
@@ -292,6 +312,9 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
         if manifest.job_steps and step == manifest.job_steps[0] and before is not None:
             before = {JOB_PARTITION: _all_partitions(before.values())}
         states: dict[str, str] = {}
+        live = running_tasks(ledger, step, markers[step].running, now)
+        running += live
+        by_id = {r.task_id: r for r in live}
         for pid in partitions:
             task_id = task_id_for(job_id, pid, step)
             state = marked.get(task_id)
@@ -299,6 +322,8 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
                 state = _unmarked(None if before is None else before[pid])
             elif state in ("failed", "dead"):
                 reason_paths.append((state, step, ledger.marker_path(step, task_id, state)))
+            elif state == "running" and (r := by_id.get(task_id)) is not None:
+                state = "queued" if r.handed_back else "stalled" if r.stalled else state
             states[pid] = state
         tasks[step], before = states, states
         markers[step].states = {}  # read; let it go before the next step's listing
@@ -327,6 +352,7 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
         failures_total=len(reason_paths),
         observe=_observe(ledger.root / "output" / "observe.json"),
         partitions={pid: partition_state([tasks[step][pid] for step in manifest.steps]) for pid in pids},
+        running=running,
     )
 
 
@@ -353,7 +379,8 @@ def _backlog(manifest: JobManifest) -> tuple[list[Backlog], str]:
             counts = q.counts(topic)
             dead = q.counts(dead_letter_name(topic))
             out.append(Backlog(topic, steps, counts, None if dead is None else dead.backlog + (dead.in_flight or 0)))
-    note = PUBSUB_BACKLOG_NOTE if any(b.counts is None for b in out) else ""
+        why = q.counts_note
+    note = f"{PUBSUB_BACKLOG_NOTE}: {why}" if any(b.counts is None for b in out) else ""
     return out, note
 
 
@@ -410,7 +437,7 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def render(job: JobStatus) -> str:
+def render(job: JobStatus, top_stalled: int = 10) -> str:
     """The report a user reads in a terminal."""
     m = job.manifest
     total = sum(s.total for s in job.steps)
@@ -434,14 +461,20 @@ def render(job: JobStatus) -> str:
         ]
         for s in job.steps
     ]
-    lines.append(table(["step", "topic", "total", *TASK_STATES, "done/min", "eta"], rows, "ll" + "r" * 10))
+    lines.append(table(["step", "topic", "total", *TASK_STATES, "done/min", "eta"], rows, "ll" + "r" * 11))
     lines += [
         "  waiting: its previous step is not done; blocked: a previous step is dead; queued: ready for a worker;",
-        "  failed: failed before, will be retried; dead: dead-lettered (rslp dlq list); done/min: last "
-        f"{duration(RATE_WINDOW)}",
+        "  stalled: running, but no heartbeat for two leases (its worker died; the task runs again when a worker",
+        "  takes its message); failed: failed before, will be retried; dead: dead-lettered (rslp dlq list);",
+        f"  done/min: last {duration(RATE_WINDOW)}",
         "",
-        "queue",
+        "workers  " + ", ".join(f"{topic} {len(ids)}" for topic, ids in sorted(job.workers().items())),
     ]
+    if stalled := sorted((r for r in job.running if r.stalled), key=lambda r: -r.age):
+        lines += ["", f"stalled tasks ({len(stalled)}): no heartbeat for two leases"]
+        rows = [[r.step, r.partition, r.worker, duration(r.age)] for r in stalled[:top_stalled]]
+        lines.append(table(["step", "partition", "worker", "last heartbeat"], rows, "lllr"))
+    lines += ["", "queue"]
     if job.backlog:
         rows = [
             [

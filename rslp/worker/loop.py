@@ -36,6 +36,7 @@ import socket
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +49,7 @@ from rslp.queue.limits import encode_task
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
 from rslp.weather import PUBLISHER, CloudError, CloudUnavailableError, Weather
 from rslp.worker import guard
+from rslp.worker.heartbeat import MarkerHeartbeat
 from rslp.worker.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper
 from rslp.worker.metrics import WorkerMetrics
 from rslp.worker.retry import RetryPolicy, hold_for
@@ -212,8 +214,6 @@ class Worker:
             self.metrics.task_finished("skipped", task.name)
             return
         time_limit = guard.time_limit(task, workflow, self.settings.default_time_limit, self.settings.max_lease)
-        if ledger is not None:
-            ledger.mark(task, "running", worker=self.worker_id)
         scratch = under(self.scratch_root, task.task_id)
         self.scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
         scratch.mkdir(mode=0o700, exist_ok=True)
@@ -221,7 +221,10 @@ class Worker:
         try:
             lease = LeaseKeeper(self.queue, message, self.settings.lease_seconds, self.settings.max_lease, self.log)
             with lease:
-                outcome = self.runner.run(task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds)
+                with self._heartbeat(ledger, task, lease):  # stopped before the final marker is written
+                    outcome = self.runner.run(
+                        task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds
+                    )
                 if outcome.downstream:
                     topics = admitted.topics or {self.queue.topic_of(message.subscription)}
                     outcome = guard.check_downstream(task, outcome, topics)
@@ -233,6 +236,15 @@ class Worker:
             self.metrics.lease_extended(lease.extensions)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _heartbeat(
+        self, ledger: Ledger | None, task: Task, lease: LeaseKeeper
+    ) -> contextlib.AbstractContextManager[Any]:
+        """The running marker, kept fresh while the lease is held (``rslp status`` spots stalled tasks)."""
+        if ledger is None:
+            return contextlib.nullcontext()
+        alive = lambda: lease.lost is None  # noqa: E731
+        return MarkerHeartbeat(ledger, task, self.worker_id, self.settings.lease_seconds, alive, self.log)
 
     def _finish(self, message: Received, task: Task, outcome: Outcome, ledger: Ledger | None) -> None:
         duration = round(outcome.duration, 3)

@@ -141,11 +141,13 @@ def test_status_rechecks_the_prefix_of_substring_matches() -> None:
             workload("demo-b-abc123-w0"),  # fleet "demo-b": matches the substring, not the fleet
             workload("xdemo-abc123-w0"),
             workload("notes about demo-abc123-w0 in a description"),
+            workload("demo.demo-gpu-abc124-w0"),  # pool demo-gpu of fleet demo (rslp fleet autoscale)
+            workload("demox.gpu-abc124-w0"),
         ]
     )
     workers = fleet_status(client, "ai2/fleets", "demo")
-    assert [w.name for w in workers] == ["demo-abc123-w0"]
-    assert client.named("list_workloads") == [("list_workloads", "ai2/fleets", "demo-", False)]
+    assert [w.name for w in workers] == ["demo-abc123-w0", "demo.demo-gpu-abc124-w0"]
+    assert client.named("list_workloads") == [("list_workloads", "ai2/fleets", "demo", False)]
 
 
 def test_status_orders_by_launch_then_worker_index_and_reports_jobs() -> None:
@@ -189,7 +191,7 @@ def test_stop_cancels_only_this_fleets_active_workers() -> None:
     )
     cancelled = stop_fleet(client, "ai2/fleets", "demo")
     assert cancelled == ["demo-aaa-w0", "demo-zzz-w0"]
-    assert client.named("list_workloads") == [("list_workloads", "ai2/fleets", "demo-", True)]
+    assert client.named("list_workloads") == [("list_workloads", "ai2/fleets", "demo", True)]
     assert client.named("cancel") == [("cancel", ["id-demo-aaa-w0", "id-demo-zzz-w0"])]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def build_scenario(root: Path) -> JobManifest:
             # Three create_windows done markers in the rate window, the rest an hour ago.
             in_window = step == "create_windows" and "done" in states and recent < 3
             recent += in_window
-            mark(root, step, pid, *states, at=NOW - (60 if in_window else 3500), error=error)
+            # A task still running had its heartbeat a moment ago (older, it would be stalled).
+            age = 60 if in_window else 20 if states == ("running",) else 3500
+            mark(root, step, pid, *states, at=NOW - age, error=error)
     return manifest
 
 
@@ -173,7 +176,9 @@ def test_render_shows_each_step_row_and_the_queue(job: Path) -> None:
         line.split()[0]: line.split() for line in text.splitlines() if line.split()[:1] and line.split()[0] in EXPECTED
     }
     for step, counts in EXPECTED.items():
-        assert tuple(int(n) for n in rows[step][3:10]) == counts, rows[step]
+        cells = [int(n) for n in rows[step][3:11]]
+        assert cells[4] == 0, rows[step]  # stalled
+        assert tuple(cells[:4] + cells[5:]) == counts, rows[step]
     assert "3  dead    create_windows  error  RuntimeError: no imagery for partition p00004  (e.g. p00004)" in text
     assert "st-gpu: 1 dead letters without a dead marker" in text
     assert "eta: 3m20s at least (no throughput yet in predict, postprocess)" in text
@@ -190,12 +195,15 @@ def test_queued_tasks_on_an_empty_queue_are_reported_lost(tmp_path: Path) -> Non
     assert "3 queued tasks but the queue is empty" in render(result)
 
 
-def test_pubsub_backlog_is_reported_unavailable(tmp_path: Path) -> None:
+def test_pubsub_backlog_is_reported_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "job"
     make_job(root, 2, queue="pubsub://some-project")
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
     result = collect(str(root), now=NOW)
-    assert result.queue_note == PUBSUB_BACKLOG_NOTE and result.lost() == 0
-    assert PUBSUB_BACKLOG_NOTE in render(result)
+    assert result.queue_note == f"{PUBSUB_BACKLOG_NOTE}: no Google credentials for Cloud Monitoring"
+    assert result.lost() == 0
+    assert result.queue_note in render(result)
 
 
 def test_finished_job_says_so(tmp_path: Path) -> None:
@@ -300,3 +308,23 @@ def test_status_escapes_control_characters_from_markers(tmp_path: Path, capsys: 
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "\r" not in out
     assert "boom\\x1b]52;c;cHduZWQ=\\x07" in out
+
+
+def test_running_task_without_heartbeat_for_two_leases_is_stalled(tmp_path: Path) -> None:
+    root = tmp_path / "job"
+    make_job(root, 3)
+    ledger = Ledger(root)
+    alive, dead, handed_back = (make_task("job-test", str(root), "create_windows", f"p0000{i}") for i in range(3))
+    ledger.mark(alive, "running", worker="w-alive", lease_seconds=15.0)
+    ledger.mark(dead, "running", worker="w-killed", lease_seconds=15.0)
+    ledger.mark(handed_back, "running", worker="w-preempted", lease_seconds=15.0, handed_back="SIGTERM")
+    for task, age in ((alive, 10), (dead, 31), (handed_back, 3000)):
+        path = Path(ledger.marker_path("create_windows", task.task_id, "running").path)
+        os.utime(path, (NOW - age, NOW - age))
+    result = collect(str(root), now=NOW)
+    assert result.tasks["create_windows"] == {"p00000": "running", "p00001": "stalled", "p00002": "queued"}
+    assert result.workers()["st-cpu"] == {"w-alive"}
+    text = render(result)
+    assert "stalled tasks (1): no heartbeat for two leases" in text
+    assert re.search(r"create_windows +p00001 +w-killed +31s", text)
+    assert "workers  st-combine 0, st-cpu 1, st-gpu 0" in text

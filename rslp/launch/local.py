@@ -1,0 +1,183 @@
+"""A fleet on this machine: the :class:`~rslp.launch.beaker.FleetClient` seam, run locally.
+
+``rslp launch --backend local`` builds the very Beaker spec a Beaker launch would and
+hands it to :class:`LocalFleetClient`, which runs the spec's command and plain
+environment variables as a process of this machine instead of a container. So every
+fleet command (launch, status, stop, autoscale) runs for real here, through the same
+code as on Beaker; what cannot exist locally (images, clusters, secrets, mounts) is
+ignored, and the worker's flags are exactly those Beaker would pass.
+
+Each worker runs under a small supervisor (:func:`supervise`, ``python -m
+rslp.launch.local``) that records the worker's exit code, because the command that
+launched it returns at once (as a Beaker launch does) and cannot wait for it. State
+lives in one JSON file per worker under :func:`fleet_dir`; stopping a worker sends
+SIGTERM to its supervisor, which passes it on: the worker's preemption path hands its
+task back, exactly as a Beaker cancellation does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rslp.launch import FleetError
+from rslp.launch.beaker import FleetWorkload, JobState
+
+if TYPE_CHECKING:
+    from beaker import BeakerExperimentSpec
+
+#: Overrides where local fleets keep their state (tests point it at a temporary folder).
+FLEET_DIR_ENV = "RSLP_FLEET_DIR"
+
+
+def fleet_dir() -> Path:
+    """Where local workers' state files and logs live (private to this user: 0700)."""
+    root = Path(os.environ.get(FLEET_DIR_ENV) or Path.home() / ".cache" / "rslp" / "fleets")
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return root
+
+
+def _command(spec: BeakerExperimentSpec) -> tuple[list[str], dict[str, str]]:
+    """The worker command and plain env vars of a spec's one task, runnable here.
+
+    The image's ``rslp`` console script becomes this interpreter's ``-m rslp.cli``, so
+    the local worker runs the same code as the command that launched it.
+    """
+    task = spec.tasks[0]
+    command = list(task.command or []) + list(task.arguments or [])
+    if command[:1] == ["rslp"]:
+        command = [sys.executable, "-m", "rslp.cli", *command[1:]]
+    env = {e.name: e.value for e in task.env_vars or [] if e.value is not None}
+    return command, env
+
+
+class LocalFleetClient:
+    """:class:`FleetClient` whose workers are processes of this machine."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or fleet_dir()
+
+    def check_target(self, workspace: str | None, clusters: list[str]) -> None:
+        """Nothing to check: this machine is the only cluster."""
+
+    def create_experiment(self, workspace: str | None, name: str, spec: BeakerExperimentSpec) -> str:
+        """Start the spec's worker command under a supervisor; returns the worker's id."""
+        command, env = _command(spec)
+        workload_id = f"local-{uuid.uuid4().hex[:12]}"
+        state = self.root / f"{workload_id}.json"
+        log = self.root / f"{workload_id}.log"
+        record = {"id": workload_id, "name": name, "command": command, "log": str(log), "started": time.time()}
+        state.write_text(json.dumps(record))
+        with open(log, "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "rslp.launch.local", str(state)],
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # the launching shell's Ctrl-C must not stop the fleet
+            )
+        record["pid"] = process.pid
+        _write(state, record)
+        return workload_id
+
+    def list_workloads(self, workspace: str | None, name_contains: str, active_only: bool) -> list[FleetWorkload]:
+        """Workers whose name contains ``name_contains``; ``active_only`` leaves out finished ones."""
+        out = []
+        for record in self._records():
+            if name_contains not in record["name"]:
+                continue
+            status = _status(record)
+            if active_only and status != "running":
+                continue
+            out.append(FleetWorkload(record["id"], record["name"], status))
+        return out
+
+    def latest_job(self, workload_id: str) -> JobState | None:
+        """The worker's process: running, or finished with its exit code; the log is the detail."""
+        record = self._record(workload_id)
+        pid = record.get("pid", "?")
+        return JobState(
+            job_id=f"pid {pid}", status=_status(record), exit_code=record.get("exit_code"), detail=record["log"]
+        )
+
+    def cancel(self, workload_ids: list[str]) -> list[str]:
+        """SIGTERM each running worker (its preemption path hands its task back); returns those signalled."""
+        cancelled = []
+        for workload_id in workload_ids:
+            record = self._record(workload_id)
+            if _status(record) != "running":
+                continue
+            try:
+                os.kill(int(record["pid"]), signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            cancelled.append(workload_id)
+        return cancelled
+
+    def _records(self) -> list[dict[str, Any]]:
+        records = []
+        for path in sorted(self.root.glob("local-*.json")):
+            try:
+                records.append(json.loads(path.read_text()))
+            except (OSError, ValueError):  # being written right now
+                continue
+        return records
+
+    def _record(self, workload_id: str) -> dict[str, Any]:
+        path = self.root / f"{workload_id}.json"
+        try:
+            return json.loads(path.read_text())  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            raise FleetError(f"no local worker {workload_id} (state files live in {self.root})") from None
+
+
+def _status(record: dict[str, Any]) -> str:
+    """``running`` while the supervisor lives; then ``succeeded`` or ``failed`` by exit code."""
+    if "exit_code" in record:
+        return "succeeded" if record["exit_code"] == 0 else "failed"
+    pid = record.get("pid")
+    if pid is None:
+        return "starting"
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return "failed"  # gone without recording an exit: killed outright
+    except PermissionError:
+        pass
+    return "running"
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+
+
+def supervise(state_file: str) -> int:
+    """Run the worker recorded in ``state_file``, pass SIGTERM/SIGINT on, record its exit code."""
+    path = Path(state_file)
+    record = json.loads(path.read_text())
+    process = subprocess.Popen(record["command"])
+
+    def forward(signum: int, _frame: object) -> None:
+        process.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = process.wait()
+    record = json.loads(path.read_text())
+    record.update(exit_code=code, finished=time.time())
+    _write(path, record)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(supervise(sys.argv[1]))

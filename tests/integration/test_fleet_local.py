@@ -1,0 +1,88 @@
+"""Fleets on this machine: `launch --backend local`, `fleet status`, `fleet stop`, and stalled tasks.
+
+The local backend runs the very worker command a Beaker spec holds, as processes
+here; stopping goes through the worker's preemption path, so tasks are handed back.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from rslp.launch import commands
+from rslp.launch.local import FLEET_DIR_ENV
+from rslp.ledger import Ledger
+from rslp.queue.local import LocalQueue
+from rslp.status.liveness import running_tasks
+from rslp.status.report import scan_markers
+from rslp.task import Task
+from tests.integration.workers import WorkerProc, publish_tasks
+
+
+def wait_until(predicate: object, timeout: float, what: str) -> float:
+    """Poll ``predicate`` until true; returns the seconds it took (fails naming ``what`` after ``timeout``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():  # type: ignore[operator]
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+@pytest.fixture
+def fleet_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "fleets"
+    monkeypatch.setenv(FLEET_DIR_ENV, str(folder))
+    return folder
+
+
+def test_local_backend_launches_lists_and_stops_workers_through_preemption(
+    tmp_path: Path, fleet_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"local://{tmp_path / 'queue.db'}"
+    q = LocalQueue(str(tmp_path / "queue.db"))
+    q.setup("lf", "lf")
+    traces = [tmp_path / f"slept{i}" for i in range(2)]
+    publish_tasks(q, "lf", [Task(project="common", workflow="sleep", args=["120", str(t)]) for t in traces])
+
+    names = commands.launch(fleet="lf", backend="local", queue=url, subscription="lf", num_workers=2, idle_timeout=60)
+    assert len(names) == 2 and "2 workers of fleet lf" in capsys.readouterr().out
+    wait_until(lambda: (c := q.counts("lf")) is not None and c.in_flight == 2, 60, "both tasks leased by the workers")
+    workers = commands.status("lf", backend="local")
+    assert sorted(w.name for w in workers) == sorted(names)
+    assert {w.status for w in workers} == {"running"}
+
+    assert sorted(commands.stop("lf", backend="local")) == sorted(names)
+    wait_until(lambda: {w.status for w in commands.status("lf", backend="local")} == {"succeeded"}, 60, "clean exits")
+    assert {w.exit_code for w in commands.status("lf", backend="local")} == {0}  # a handled preemption
+    counts = q.counts("lf")
+    assert counts is not None and (counts.backlog, counts.in_flight) == (2, 0)  # both tasks handed back at once
+    assert not any(t.exists() for t in traces)
+    assert commands.stop("lf", backend="local") == []
+
+
+def test_sigkilled_workers_task_shows_as_stalled_within_two_leases(tmp_path: Path) -> None:
+    lease = 2.0
+    q = LocalQueue(str(tmp_path / "queue.db"))
+    q.setup("st", "st")
+    job = tmp_path / "job"
+    task = Task(
+        project="common", workflow="sleep", args=["120"], job_id="j", job_root=str(job), partition="p", step="sleep"
+    )
+    publish_tasks(q, "st", [task])
+    worker = WorkerProc(f"local://{tmp_path / 'queue.db'}", "st", lease_seconds=lease)
+    worker.wait_for("started")
+    ledger = Ledger(job)
+
+    def running() -> list[object]:
+        markers = scan_markers(ledger.root, "sleep")
+        return running_tasks(ledger, "sleep", {t: w for t, (s, w) in markers.items() if s == "running"}, time.time())
+
+    time.sleep(3 * lease)  # alive for longer than two leases: its heartbeat keeps it running
+    (alive,) = running()
+    assert not alive.stalled and alive.lease_seconds == lease and alive.age < lease  # type: ignore[attr-defined]
+    worker.kill()
+    took = wait_until(lambda: running()[0].stalled, 6 * lease, "the killed task shown as stalled")  # type: ignore[attr-defined]
+    assert took <= 2 * lease + 2  # two leases after the last beat, at most half a lease before the kill
