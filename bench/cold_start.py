@@ -82,8 +82,12 @@ def predict_start(prepared: Path, scratch: Path) -> dict[str, float]:
     from rslp.pipeline.job import make_task
     from rslp.queue import Outgoing
 
+    from rslp.ledger import Ledger
+
     root = scratch / "job"
     shutil.copytree(prepared, root)
+    ledger = Ledger(root)  # the copy is a job of its own: its downstream tasks must name it, not the original
+    ledger.write_manifest(ledger.read_manifest().model_copy(update={"job_root": str(root)}))
     partitions = sorted(p.name for p in (root / "partitions").iterdir())
     b = backend("embedded", scratch)
     with b.open() as q:
@@ -94,7 +98,7 @@ def predict_start(prepared: Path, scratch: Path) -> dict[str, float]:
     w.wait(300)
     durations = [float(e["duration"]) for e in w.events if e["event"] == "done"]
     if len(durations) != len(partitions):
-        raise RuntimeError(f"predict worker finished {len(durations)} of {len(partitions)}: {w.raw[-5:]}")
+        raise RuntimeError(f"predict worker finished {len(durations)} of {len(partitions)}: {w.events[-5:]}")
     return {
         "received": w.times("received")[0] - w.spawned_at,
         "first_done": w.times("done")[0] - w.spawned_at,

@@ -95,6 +95,7 @@ def run_fleet(job_root: Path, workers: int = 1, idle_timeout: float = 2.0) -> di
     demo_data()
     cmd = [sys.executable, "-m", "rslp.cli", "run", "--config", str(CONFIG), "--request", str(REQUEST)]
     cmd += ["--job_root", str(job_root), "--workers", str(workers), "--idle_timeout", str(idle_timeout)]
+    cmd += ["--verbose", "true"]  # the workers' events on stderr, where the timings are read
     spawned = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), cwd=REPO, timeout=300)
     exited = time.time()

@@ -148,8 +148,10 @@ def run(
         for topic in subs:
             q.setup(topic, topic)
     command = worker_command(queue, subs, idle_timeout, lease_seconds, job_root=root)
-    logs = Path(root) / "logs"
-    logs.mkdir(exist_ok=True)
+    # Logs are appended to, so they live on local disk: in the job root, or beside the queue for gs://.
+    local_root = UPath(root).protocol in ("", "file", "local")
+    logs = Path(root) / "logs" if local_root else Path(queue.removeprefix("local://")).with_suffix(".logs")
+    logs.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         worker_log = None if verbose else stack.enter_context(open(logs / "workers.log", "ab"))
         if not verbose:

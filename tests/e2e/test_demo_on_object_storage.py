@@ -42,7 +42,7 @@ def gs_job(gcs_bucket: str, emulator_host: str) -> str:
     manifest = Ledger(job_root).read_manifest()
     subs = subscriptions(manifest.steps + manifest.job_steps, manifest.topics)
     # Idle long enough to see the combine and observe tasks that the last postprocess publishes.
-    command = worker_command(queue, subs, idle_timeout=20, lease_seconds=15)
+    command = worker_command(queue, subs, idle_timeout=20, lease_seconds=15, job_root=job_root)  # --job_roots
     env = {**os.environ, "WANDB_MODE": "disabled"}
     workers = [
         subprocess.Popen(command, env={**env, "RSLP_WORKER_NAME": f"gs{i}"}, start_new_session=True) for i in range(2)
@@ -67,7 +67,7 @@ def test_demo_on_gcs_and_pubsub_merges_the_same_output_as_on_local_disk(
     assert (root / "manifest.json").exists()
     assert any((root / "partitions").iterdir()), "the rslearn datasets live on gs:// too"
     done = [p.name for p in (root / "markers" / "predict").iterdir() if p.name.endswith(".done.json")]
-    assert len(done) == len(Ledger(gs_job).read_manifest().partitions)
+    assert len(done) == Ledger(gs_job).read_manifest().partition_count
     (output,) = Job.load(gs_job).output_paths()
     (reference,) = Job.load(str(demo_job)).output_paths()
     assert str(output).startswith("gs://")
@@ -91,11 +91,11 @@ def test_rslp_run_on_a_gs_job_root_keeps_its_embedded_queue_on_local_disk(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path))  # the queue goes under ~/.cache/rslp/queues/
+    monkeypatch.setenv("RSLP_QUEUE_DIR", str(tmp_path / "queues"))  # where default embedded queues go
     job_root = f"{gcs_bucket}/jobs/run-{uuid.uuid4().hex[:8]}"
     (output,) = run(CONFIG, REQUEST, job_root, workers=2, idle_timeout=3)
     (reference,) = Job.load(str(demo_job)).output_paths()
     assert UPath(output).read_bytes() == reference.read_bytes()
     queue = default_queue_url(job_root).removeprefix("local://")
-    assert queue.startswith(str(tmp_path / ".cache" / "rslp" / "queues")) and Path(queue).is_file()
+    assert queue.startswith(str(tmp_path / "queues")) and Path(queue).is_file()
     assert not (UPath(job_root) / "queue.db").exists()
