@@ -79,10 +79,9 @@ def import_probe() -> dict[str, Any]:
 
 def predict_start(prepared: Path, scratch: Path) -> dict[str, float]:
     """A predict worker on a copy of the prepared job: start-up and per-task durations."""
+    from rslp.ledger import Ledger
     from rslp.pipeline.job import make_task
     from rslp.queue import Outgoing
-
-    from rslp.ledger import Ledger
 
     root = scratch / "job"
     shutil.copytree(prepared, root)

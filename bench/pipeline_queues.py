@@ -62,7 +62,7 @@ def run_job(queue: str, scratch: Path, cell_size: int, workers: int, idle_timeou
     config = demo_variant(demo, cell_size)
     pipeline = load_pipeline_config(config)
     subs = subscriptions(pipeline.partition_steps + pipeline.job_steps, pipeline.topics)
-    with open_queue(queue) as q:
+    with open_queue(queue, create=True) as q:
         for sub in subs:
             q.setup(sub, sub)
     procs = [WorkerProc(queue, ",".join(subs), scratch, idle_timeout=idle_timeout) for _ in range(workers)]

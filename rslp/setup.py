@@ -14,6 +14,7 @@ docs do) is not given a second one: every message would then be delivered twice.
 
 from __future__ import annotations
 
+from rslp.errors import QueueResourceError
 from rslp.queue import dead_letter_name, open_queue
 from rslp.queue.iam import grant_dead_letter_roles
 from rslp.queue.pubsub import PubSubQueue
@@ -83,10 +84,10 @@ def _attach(queue: str, subscription: str, topics: str | None, max_deliveries: i
     """Give ``subscription`` its dead letters; create it on the one topic in ``topics`` if it does not exist."""
     from google.api_core.exceptions import NotFound
 
-    with open_queue(queue) as q:
+    with open_queue(queue, create=True) as q:
         try:
             created = q.attach_dead_letters(subscription, max_deliveries=max_deliveries)
-        except (NotFound, KeyError):  # no such subscription (Pub/Sub; the embedded queue)
+        except (NotFound, QueueResourceError):  # no such subscription (Pub/Sub; the embedded queue)
             names = [t for t in (topics or "").split(",") if t]
             if len(names) != 1:
                 raise ValueError(

@@ -16,12 +16,14 @@ object is written by more than the units of one group.
 
 Why it is race-free: every arrival writes before it lists, and listings are strongly
 consistent (local disk; GCS lists after writes), so of the last units of a group to
-arrive, at least the one that lists last sees all of them; at worst two see it and
-combine is asked for twice, which is harmless (the same task id, skipped once done).
-A task killed after writing its object but before returning has no done marker, so it
-is redelivered and arrives again; one killed after its done marker is republished
-from the marker's recorded downstream by the worker. Either way combine is asked for,
-and never before every partition's outputs exist (objects are written after them).
+arrive, at least the one that lists last sees all of them. Two may see it; of those
+that see the whole job complete, only the partition whose index the create-only
+object ``fanin/ready`` holds asks for combine, so two workers never run it at once.
+A task killed after writing its objects (or its claim) but before returning has no
+done marker, so it is redelivered and arrives again (its own claim answers True);
+one killed after its done marker is republished from the marker's recorded
+downstream by the worker. Either way combine is asked for, and never before every
+partition's outputs exist (objects are written after them).
 """
 
 from __future__ import annotations
@@ -47,7 +49,18 @@ def arrive(root: UPath, partition_count: int, index: int, group_size: int) -> bo
         if arrived(folder) < members:
             return False
         units, level, unit = -(-units // group_size), level + 1, group
-    return True
+    return _claim_combine(root / "fanin" / "ready", index)
+
+
+def _claim_combine(ready: UPath, index: int) -> bool:
+    """True for the one partition whose index ``ready`` holds: it creates the object, or created it before."""
+    ready.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with ready.open("xb") as f:
+            f.write(str(index).encode())
+        return True
+    except FileExistsError:
+        return ready.read_text().strip() == str(index)
 
 
 def arrived(folder: UPath) -> int:

@@ -38,6 +38,7 @@ from rslp.pipeline.catalog import CATALOG_FILE, ROLLING_FILE, build_catalog, wri
 from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.timerange import NoImageryError, TimeRange, TimeRangeError, parse_time
 from rslp.pipeline.write_jobs import _absolute, enqueue, pending_tasks
+from rslp.queue.placement import default_queue_url
 
 logger = log.get(__name__)
 
@@ -143,7 +144,8 @@ def rolling(
         every: the cadence: day, week (ISO, Monday to Monday) or month, in UTC.
         since: the first period is the one holding this time (ISO 8601, e.g. 2026-01).
         until: run the periods that have ended by then (ISO 8601; default: now).
-        queue: pubsub://PROJECT_ID or local://PATH.db (default: local://ROOT/queue.db).
+        queue: pubsub://PROJECT_ID or local://PATH.db (default: an embedded queue on this
+            machine's disk, named after ROOT).
         requeue_after: seconds without a new marker after which an unfinished period's
             missing tasks are published again (their messages are taken as lost).
 
@@ -164,7 +166,7 @@ def rolling(
         raise PermanentError(
             f"--queue: the rolling root {root} is not on local disk; name the queue (pubsub://PROJECT)"
         )
-    queue_url = queue or f"local://{root_path}/queue.db"
+    queue_url = queue or default_queue_url(str(root_path))
     _claim(root_path, str(pipeline.source), _absolute(request), every)
     todo = periods(every, first, last)
     outcome: dict[str, list[str]] = {k: [] for k in ("new", "resumed", "moving", "done", "without imagery")}

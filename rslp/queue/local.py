@@ -117,10 +117,8 @@ class LocalQueue(Queue):
         """Every embedded subscription moves messages after ``max_deliveries``; only the keeper may be missing."""
         dlq = dead_letter_name(subscription)
         with self._tx() as db:
-            ack_deadline = db.execute("SELECT ack_deadline FROM subscriptions WHERE name = ?", (subscription,))
-            row = ack_deadline.fetchone()
-            if row is None:
-                raise KeyError(f"no subscription {subscription!r} in {self.path}; run `rslp setup` first")
+            self._topic(db, subscription)  # raises for an unknown subscription
+            row = db.execute("SELECT ack_deadline FROM subscriptions WHERE name = ?", (subscription,)).fetchone()
             created = db.execute(
                 "INSERT OR IGNORE INTO subscriptions VALUES (?, ?, ?, ?)", (dlq, dlq, 1_000_000, row[0])
             ).rowcount

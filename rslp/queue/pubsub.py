@@ -95,8 +95,8 @@ class PubSubQueue(Queue):
         return f"projects/{self.project_id}/subscriptions/{subscription}"
 
     @contextlib.contextmanager
-    def _named(self, kind: str, name: str) -> Iterator[None]:
-        """A missing ``kind`` ``name`` (NOT_FOUND) as one line that names it and the command that creates it."""
+    def _named(self, kind: str, name: str, role: str | None = None) -> Iterator[None]:
+        """A missing ``kind`` ``name`` (NOT_FOUND) in one line: its path, role and the command that creates it."""
         from google.api_core.exceptions import NotFound
 
         try:
@@ -104,8 +104,10 @@ class PubSubQueue(Queue):
         except CloudRefusedError as e:
             if not isinstance(e.__cause__, NotFound):
                 raise  # PERMISSION_DENIED and the rest already name the resource and the role
+            path = self.topic_path(name) if kind == "topic" else self.subscription_path(name)
+            needs = f"; using it needs {role}" if role else ""
             raise CloudRefusedError(
-                f"no {kind} {name!r} in project {self.project_id}; "
+                f"no {kind} {name!r} in project {self.project_id} ({path}{needs}); "
                 f"create it with: {setup_command(f'pubsub://{self.project_id}', name)}"
             ) from e.__cause__
 
@@ -146,7 +148,9 @@ class PubSubQueue(Queue):
         from google.api_core.exceptions import AlreadyExists
 
         dlq = dead_letter_name(subscription)
-        sub = self.subscriber.get_subscription(request={"subscription": self.subscription_path(subscription)})
+        sub = self.subscriber.get_subscription(
+            request={"subscription": self.subscription_path(subscription)}, timeout=self.pull_timeout
+        )
         self._topics[subscription] = sub.topic.rsplit("/", 1)[-1]
         if sub.dead_letter_policy.dead_letter_topic:
             # Set up already (rslp setup, or an earlier worker): no admin calls, which a
@@ -195,9 +199,11 @@ class PubSubQueue(Queue):
         if subscription not in self._topics:
             path = self.subscription_path(subscription)
             try:
-                with self._named("subscription", subscription):
+                with self._named("subscription", subscription, SUBSCRIBER):
                     sub = self.weather.call(
-                        lambda: self.subscriber.get_subscription(request={"subscription": path}, retry=None),
+                        lambda: self.subscriber.get_subscription(
+                            request={"subscription": path}, retry=None, timeout=self.pull_timeout
+                        ),
                         what="look up subscription",
                         resource=path,
                     )
@@ -223,7 +229,7 @@ class PubSubQueue(Queue):
             # The generated client's Publish (the high-level client subclasses it and
             # overrides publish() with its per-message batching).
             request = {"topic": path, "messages": chunk}
-            with self._named("topic", topic):
+            with self._named("topic", topic, PUBLISHER):
                 response = self.weather.call(
                     functools.partial(
                         GapicPublisherClient.publish,
@@ -269,7 +275,7 @@ class PubSubQueue(Queue):
                 return []
             return list(response.received_messages)
 
-        with self._named("subscription", subscription):
+        with self._named("subscription", subscription, SUBSCRIBER):
             received = self.weather.call(call, what="pull from", resource=path, role=SUBSCRIBER)
         if not received:
             return []

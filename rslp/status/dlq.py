@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from rslp.errors import QueueResourceError
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, Received, dead_letter_name, open_queue
 from rslp.queue.base import DEAD_LETTER_REASON, MAX_DELIVERIES_REASON
@@ -101,20 +102,14 @@ class _Peek:
         self._acked: set[int] = set()
         try:
             for sub in subscriptions:
+                q.topic_of(sub)  # a missing subscription: one line naming the command that creates it
+                _has_dead_letters(q, sub)
                 while batch := q.pull(dead_letter_name(sub), lease, max_messages=100, wait=2.0):
                     self._pulled += batch  # handed back on exit, even if something below fails
                     # The source is the subscription being read: a sender can set any attribute.
                     self.letters += [DeadLetter(m, sub, _decode(m)) for m in batch]
-        except KeyError as e:  # the embedded queue has no such subscription
+        except BaseException:
             self.__exit__()
-            raise ValueError(str(e).strip("'\"")) from None
-        except BaseException as e:
-            self.__exit__()
-            if _not_found(e):  # e.g. a plain gcloud subscription that no worker has pulled yet
-                raise ValueError(
-                    f"subscription {sub} has no dead letters: {dead_letter_name(sub)} does not exist "
-                    f"(a worker creates it when it starts, or run `rslp setup --queue QUEUE --subscription {sub}`)"
-                ) from None
             raise
 
     def ack(self, letter: DeadLetter) -> None:
@@ -130,7 +125,22 @@ class _Peek:
                 self.queue.nack(m)
 
 
-def _not_found(e: BaseException) -> bool:
+def _has_dead_letters(q: Queue, subscription: str) -> None:
+    """A ValueError (a usage error) if ``subscription`` exists but has no dead-letter subscription yet."""
+    from rslp.weather import CloudRefusedError
+
+    try:
+        q.topic_of(dead_letter_name(subscription))
+    except QueueResourceError as e:
+        if isinstance(e, CloudRefusedError) and not _not_found(e.__cause__):
+            raise  # refused, not missing: the error names the role
+        raise ValueError(
+            f"subscription {subscription} has no dead letters: {dead_letter_name(subscription)} does not exist "
+            f"(a worker creates it when it starts, or run `rslp setup --queue QUEUE --subscription {subscription}`)"
+        ) from None
+
+
+def _not_found(e: BaseException | None) -> bool:
     from google.api_core.exceptions import NotFound
 
     return isinstance(e, NotFound)

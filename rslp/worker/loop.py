@@ -119,14 +119,11 @@ class Worker:
         if self.settings.metrics_port is not None:
             self.metrics.start(self.settings.metrics_port, self.settings.metrics_address)
         self.log.info("worker_started", queue=self.settings.queue, subscriptions=self.settings.subscriptions)
-        if not self.settings.flush_messages:
-            self.runner.start()
-            for subscription in self.settings.subscriptions:
-                event, fields = dead_letters.prepare(self.queue, self.settings.queue, subscription)
-                (self.log.warning if event == "dead_letters_unavailable" else self.log.info)(event, **fields)
         idle_since = time.monotonic()
         sleep = self.settings.poll_interval
         try:
+            if not self.settings.flush_messages:
+                self._start()
             while not self.shutdown.is_set():
                 message = self._pull()
                 if message is None:
@@ -155,6 +152,25 @@ class Worker:
             self.queue.close()
             self.metrics.stop()
             self.shutdown.uninstall()
+
+    def _start(self) -> None:
+        """Check every subscription, start the task process, give each subscription its dead letters.
+
+        A missing subscription stops the worker here, before any work, in one line naming
+        the command that makes it. Preempted while riding out an outage: nothing more is
+        started, and the loop exits cleanly.
+        """
+        for subscription in self.settings.subscriptions:
+            try:
+                self.queue.topic_of(subscription)
+            except CloudUnavailableError:
+                if self.shutdown.is_set():
+                    return
+                raise
+        self.runner.start()
+        for subscription in self.settings.subscriptions:
+            event, fields = dead_letters.prepare(self.queue, self.settings.queue, subscription)
+            (self.log.warning if event == "dead_letters_unavailable" else self.log.info)(event, **fields)
 
     def _pull(self) -> Received | None:
         # Pub/Sub blocks on an empty subscription: keep that short enough for idle exit.

@@ -18,7 +18,7 @@ from rslp.queue.local import LocalQueue
 from rslp.status.liveness import running_tasks
 from rslp.status.report import scan_markers
 from rslp.task import Task
-from tests.integration.workers import WorkerProc, publish_tasks
+from tests.integration.workers import WorkerProc, publish_tasks, write_job
 
 
 def wait_until(predicate: object, timeout: float, what: str) -> float:
@@ -68,6 +68,7 @@ def test_sigkilled_workers_task_shows_as_stalled_within_two_leases(tmp_path: Pat
     q = LocalQueue(str(tmp_path / "queue.db"))
     q.setup("st", "st")
     job = tmp_path / "job"
+    write_job(job, "j", {"sleep": "st"})
     task = Task(
         project="common", workflow="sleep", args=["120"], job_id="j", job_root=str(job), partition="p", step="sleep"
     )
@@ -77,8 +78,7 @@ def test_sigkilled_workers_task_shows_as_stalled_within_two_leases(tmp_path: Pat
     ledger = Ledger(job)
 
     def running() -> list[object]:
-        markers = scan_markers(ledger.root, "sleep")
-        return running_tasks(ledger, "sleep", {t: w for t, (s, w) in markers.items() if s == "running"}, time.time())
+        return running_tasks(ledger, "sleep", scan_markers(ledger.root, "sleep", 1).running, time.time())
 
     time.sleep(3 * lease)  # alive for longer than two leases: its heartbeat keeps it running
     (alive,) = running()

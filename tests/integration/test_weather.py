@@ -27,7 +27,7 @@ from rslp.testing.emulator import free_port, running_emulator
 from rslp.weather import CloudRefusedError, CloudUnavailableError, Weather
 from tests.conftest import PROJECT
 from tests.integration.tcp_proxy import TcpProxy
-from tests.integration.workers import WorkerProc, publish_tasks
+from tests.integration.workers import WorkerProc, publish_tasks, write_job
 
 FAST = Weather(patience=30, first_wait=0.01, max_wait=0.05)
 
@@ -267,6 +267,7 @@ def test_lost_lease_is_not_acked_and_downstream_publication_stays_idempotent(
     pubsub.setup(first, first)
     pubsub.setup(then, then)
     job = Ledger(tmp_path / "job")
+    write_job(tmp_path / "job", "j", {"chain": first, "write": then})
     task = Task(
         project="common",
         workflow="chain",

@@ -15,6 +15,7 @@ from rslp.ledger import Ledger
 from rslp.pipeline.catalog import with_drift
 from rslp.pipeline.job import make_task
 from rslp.pipeline.rolling import periods, rolling
+from rslp.queue.placement import default_queue_url
 from rslp.status.history import PeriodRow, draw_history
 
 PARTITION_STEPS = ["create_windows", "prepare", "ingest", "materialize", "predict", "postprocess"]
@@ -27,7 +28,7 @@ def utc(*args: int) -> datetime:
 def backlog(root: Path) -> int:
     from rslp.queue import open_queue
 
-    with open_queue(f"local://{root}/queue.db") as q:
+    with open_queue(default_queue_url(str(root))) as q:
         return sum(c.backlog for c in (q.counts(s) for s in ("demo-cpu", "demo-gpu", "demo-combine")) if c)
 
 
@@ -53,7 +54,7 @@ def test_rolling_makes_one_job_per_period_and_a_second_run_publishes_nothing(
         .out.splitlines()[-1]
         .startswith(
             f"rolling {root} every month: 2 periods (2 new, 0 resumed, 0 moving, 0 done, 0 without imagery); "
-            f"8 tasks published on local://{root}/queue.db"
+            f"8 tasks published on {default_queue_url(str(root))}"
         )
     )
     jan, feb = (Ledger(root / name).read_manifest() for name in ("2026-01", "2026-02"))
