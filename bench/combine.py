@@ -3,7 +3,7 @@
 N synthetic partition GeoTIFFs (256 x 256 px of uint8 classes at 10 m, deflate, the
 size of the demo's partitions) on one UTM grid, in a square of partitions; then
 ``RasterMerge.combine`` over a generator of their paths, as the combine step calls
-it, in a fresh process whose peak RSS (``ru_maxrss`` from ``wait4``) and wall time
+it, in a fresh process whose peak RSS (its ``VmHWM``) and wall time
 are recorded. A two-zone run (half the partitions in the next UTM zone, reprojected
 into the first's CRS) shows the cost of the warp path. The output is checked with
 rio-cogeo's ``cog_validate``. Goal: peak RSS under 1 GB and flat in N (the largest N
@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO, print_result, scratch_dir
+from bench.harness import REPO, peak_rss_kb, print_result, scratch_dir
 
 SIZES = (100, 1000, 10000)
 TILE = 256
@@ -73,18 +72,23 @@ def child(folder: str, dest: str) -> None:
 
     sources = (UPath(p) for p in sorted(Path(folder).glob("p*.tif")))
     RasterMerge().combine(sources, UPath(dest))
+    print(peak_rss_kb())
 
 
 def measure(folder: Path, dest: Path) -> tuple[float, float]:
     """(peak RSS in MB, seconds) of one combine in a child process."""
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.combine", "--child", str(folder), str(dest)], cwd=REPO)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.combine", "--child", str(folder), str(dest)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     seconds = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"combine of {folder} exited with {proc.returncode}")
-    return usage.ru_maxrss / 1024, seconds
+        raise RuntimeError(f"combine of {folder} exited with {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return int(proc.stdout.split()[-1]) / 1024, seconds
 
 
 def run(sizes: tuple[int, ...] = SIZES, two_zones: int | None = 1000, plot: Path | None = PLOT) -> dict[str, Any]:

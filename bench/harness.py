@@ -126,6 +126,18 @@ def run_workers(
     return workers
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident set (``VmHWM``), in kB.
+
+    Not getrusage's ``ru_maxrss``: Linux carries that over fork and exec, so a fresh
+    child of a big parent (run_all after the enqueue benchmark) reports the parent's peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -5,7 +5,7 @@ Each cost against N; medians of ``repeats`` runs unless said otherwise.
 - **write-jobs**: the demo pipeline (partitions of 256 px at 10 m) over a square request
   sized for N partitions, to an embedded queue, in a fresh process: wall and CPU
   seconds (the machine is shared: CPU is the steadier figure) and that process's peak
-  RSS (its own ``ru_maxrss``); ``floor_rss_mb`` is the same process after its imports
+  RSS (its own ``VmHWM``); ``floor_rss_mb`` is the same process after its imports
   and the pipeline's checks, before planning.
 - **job load**: what every task pays before its work: ``Job.load`` (the header and the
   pipeline config) plus ``job.partition(pid)`` (its own record), in one process, the
@@ -52,25 +52,27 @@ COMMAND = "python -m bench.scale"
 
 #: A fresh process that runs write-jobs and reports its seconds and its own peak RSS.
 _WRITE_JOBS = """
-import json, resource, sys, time
+import json, sys, time
+from bench.harness import peak_rss_kb
 from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.write_jobs import write_jobs
 load_pipeline_config(sys.argv[1]).check()
-floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+floor = peak_rss_kb()
 started, cpu = time.perf_counter(), time.process_time()
 write_jobs(sys.argv[1], sys.argv[2], sys.argv[3])
 print(json.dumps({"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu, "floor_kb": floor,
-                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "peak_kb": peak_rss_kb()}))
 """
 
 #: A fresh process that runs rslp status and reports its seconds and its own peak RSS.
 _STATUS = """
-import json, resource, sys, time
+import json, sys, time
+from bench.harness import peak_rss_kb
 from rslp.status.report import collect, render
 started, cpu = time.perf_counter(), time.process_time()
 text = render(collect(sys.argv[1]))
 print(json.dumps({"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,
-                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "tasks_line": text.splitlines()[3]}))
+                  "peak_kb": peak_rss_kb(), "tasks_line": text.splitlines()[3]}))
 """
 
 
