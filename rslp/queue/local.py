@@ -117,8 +117,9 @@ class LocalQueue(Queue):
         """Every embedded subscription moves messages after ``max_deliveries``; only the keeper may be missing."""
         dlq = dead_letter_name(subscription)
         with self._tx() as db:
-            self._topic(db, subscription)  # raises for an unknown subscription
             row = db.execute("SELECT ack_deadline FROM subscriptions WHERE name = ?", (subscription,)).fetchone()
+            if row is None:
+                raise self._no_subscription(subscription)
             created = db.execute(
                 "INSERT OR IGNORE INTO subscriptions VALUES (?, ?, ?, ?)", (dlq, dlq, 1_000_000, row[0])
             ).rowcount
@@ -136,11 +137,14 @@ class LocalQueue(Queue):
         """The topic of ``subscription``, or a QueueResourceError with the command that creates it."""
         row = db.execute("SELECT topic FROM subscriptions WHERE name = ?", (subscription,)).fetchone()
         if row is None:
-            raise QueueResourceError(
-                f"no subscription {subscription!r} in {self.path}; "
-                f"create it with: {setup_command(f'local://{self.path}', subscription)}"
-            )
+            raise self._no_subscription(subscription)
         return str(row[0])
+
+    def _no_subscription(self, subscription: str) -> QueueResourceError:
+        return QueueResourceError(
+            f"no subscription {subscription!r} in {self.path}; "
+            f"create it with: {setup_command(f'local://{self.path}', subscription)}"
+        )
 
     def publish(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
         now = time.time()
