@@ -203,7 +203,36 @@ def _projection(crs: str | None, resolution: float, geometry: shapely.Geometry) 
     if crs:
         return Projection(CRS.from_string(crs), resolution, -resolution)
     center = geometry.centroid
-    return Projection(get_utm_ups_crs(center.x, center.y), resolution, -resolution)
+    return Projection(utm_ups_crs(center.x, center.y), resolution, -resolution)
+
+
+#: Points this close (degrees) to a zone's edge or the equator ask rslearn directly: EPSG's
+#: areas of use overlap their neighbours by up to 0.01 degrees there.
+_ZONE_EDGE_MARGIN = 0.05
+
+
+def utm_ups_crs(lon: float, lat: float) -> CRS:
+    """The UTM or UPS CRS of a point: rslearn's ``get_utm_ups_crs``, asked once per zone, not per call.
+
+    rslearn searches pyproj's CRS database on every call (about 65 ms), which made it
+    most of a ``create_windows`` task. Its answer depends only on the 6-degree longitude
+    band and the hemisphere (EPSG's UTM areas of use are those bands; Norway's and
+    Svalbard's exceptions are not in them), so a point well inside a band is answered
+    from a cache keyed by band and hemisphere. Points near an edge, the equator or the
+    poles (UPS) go to rslearn itself, so the answer is always rslearn's.
+    """
+    band, offset = divmod(lon + 180.0, 6.0)
+    near_edge = min(offset, 6.0 - offset) < _ZONE_EDGE_MARGIN or abs(lat) < _ZONE_EDGE_MARGIN
+    if near_edge or not -79.0 < lat < 83.0 or not -180.0 < lon < 180.0:
+        return get_utm_ups_crs(lon, lat)
+    key = (int(band), lat > 0)
+    if key not in _ZONE_CRS:
+        _ZONE_CRS[key] = get_utm_ups_crs(lon, lat)
+    return _ZONE_CRS[key]
+
+
+#: (longitude band, northern hemisphere) -> that UTM zone's CRS; at most 120 entries.
+_ZONE_CRS: dict[tuple[int, bool], CRS] = {}
 
 
 @dataclass(config=_STRICT)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyproj
 import pytest
 import shapely
 from rslearn.utils.geometry import STGeometry
+from rslearn.utils.get_utm_ups_crs import get_utm_ups_crs
 
 from rslp.pipeline.config import ClassSpec
 from rslp.pipeline.demo import DEMO_DIR
@@ -21,6 +23,7 @@ from rslp.pipeline.partition import (
     from_geojson,
     load_request,
     to_geojson,
+    utm_ups_crs,
 )
 
 
@@ -157,3 +160,40 @@ def test_user_partitioner_from_pythonpath_by_class_path() -> None:
     spec = ClassSpec(class_path=f"{__name__}.HalvesPartitioner")
     partitioner = spec.build(Partitioner, "pipeline.yaml", "partitioner")
     assert len(partitioner.partition(demo_request())) == 2
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat"),
+    [
+        (5.0, 60.0),  # Norway's exception zone: EPSG (and rslearn) keep the regular band
+        (7.0, 60.0),
+        (15.0, 78.0),  # Svalbard
+        (6.0, 60.0),  # on a band edge
+        (-12.005, 10.0),  # inside the 0.01 degree overlap of zones 28N and 29N
+        (-0.0001, 0.0001),
+        (3.0, 0.0),  # the equator
+        (179.9, -10.0),
+        (-180.0, 10.0),
+        (2.0, 83.5),  # near UPS north
+        (2.0, -79.5),
+        (2.0, 85.0),  # UPS
+        (-70.0, -85.0),
+        (-122.4, 47.6),
+        (151.2, -33.9),
+    ],
+)
+def test_cached_utm_zone_is_rslearns_answer(lon: float, lat: float) -> None:
+    assert utm_ups_crs(lon, lat) == get_utm_ups_crs(lon, lat)
+    assert utm_ups_crs(lon + 0.5 if lon < 179 else lon - 0.5, lat) == get_utm_ups_crs(
+        lon + 0.5 if lon < 179 else lon - 0.5, lat
+    )
+
+
+def test_utm_zones_are_the_six_degree_bands_the_cache_assumes() -> None:
+    """The cache keys on (band, hemisphere); EPSG's areas of use must be those bands, give or take its margin."""
+    for info in pyproj.database.query_utm_crs_info(datum_name="WGS 84"):
+        area = info.area_of_use
+        assert area is not None
+        assert abs(area.west - round(area.west / 6) * 6) <= 0.01, info
+        assert abs(area.east - round(area.east / 6) * 6) <= 0.01, info
+        assert 6 <= area.east - area.west <= 6.02, info
