@@ -27,6 +27,8 @@ rslearn's config module only.
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import json
 import os
@@ -118,7 +120,18 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 
 def load_yaml(text: str) -> Any:
-    """Parse YAML safely and without aliases."""
+    """Parse YAML safely and without aliases.
+
+    The parse is kept per process by the text itself: every task of a job reads the same
+    pipeline.yaml, and the pure-Python loader (needed for the alias check) takes about
+    10 ms on it. Keyed by content, a changed file is parsed anew; each caller gets its
+    own copy to change.
+    """
+    return copy.deepcopy(_parse_yaml(text))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader: never builds Python objects
 
 
