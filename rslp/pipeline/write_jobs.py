@@ -15,6 +15,7 @@ read from the markers with one listing per step, never one read per task.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -29,11 +30,12 @@ from upath import UPath
 
 from rslp import log
 from rslp.errors import PermanentError
-from rslp.ledger import JobManifest, Ledger
+from rslp.ledger import JobManifest, Ledger, partition_index
 from rslp.pipeline import timerange
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.pipeline.preflight import preflight
+from rslp.pipeline.publish_log import PublishLog
 from rslp.pipeline.timerange import TimeRange
 from rslp.queue import Queue, open_queue
 from rslp.queue.limits import encode_task
@@ -234,10 +236,13 @@ def enqueue(
     queue: str | None = None,
     flags: TimeRange | None = None,
     max_partitions: int | None = None,
+    republish: bool = False,
 ) -> tuple[JobManifest, int, int, str]:
     """Check, plan and publish what is missing of a job.
 
-    Returns its header, the tasks published, how many of them are partitions' tasks, and the queue URL.
+    What an earlier run on the same queue published is not published again
+    (:mod:`~rslp.pipeline.publish_log`) unless ``republish``. Returns its header, the
+    tasks published, how many partitions are not done, and the queue URL.
     """
     pipeline = load_pipeline_config(config)
     job_root = _absolute(job_root)
@@ -247,20 +252,24 @@ def enqueue(
     if manifest.queue != queue_url:  # a re-run on another queue: status and dlq must look there now
         manifest = manifest.model_copy(update={"queue": queue_url})
         Ledger(job_root).write_manifest(manifest)
+    log = PublishLog(UPath(job_root), queue_url, manifest.partition_count)
+    already = set() if republish else log.published()
     published, first_steps = 0, 0
     with open_queue(queue_url, create=True) as q:
         for topic in sorted(set(manifest.topics.values())):
             q.setup(topic, topic)
-        chunks: dict[str, list[Task]] = {}
         with tqdm(desc="publishing", unit="task", file=sys.stderr) as bar:
-            for task in pending_tasks(manifest):
-                first_steps += task.partition != JOB_PARTITION
-                chunk = chunks.setdefault(manifest.topics[task.step or ""], [])
-                chunk.append(task)
-                if len(chunk) == PUBLISH_CHUNK:
-                    published += _publish(q, manifest.topics[task.step or ""], chunk, bar)
-            for topic, chunk in chunks.items():
-                published += _publish(q, topic, chunk, bar)
+            for span, tasks in itertools.groupby(pending_tasks(manifest), key=lambda t: _span(log, t)):
+                by_topic: dict[str, list[Task]] = {}
+                for task in tasks:
+                    first_steps += task.partition != JOB_PARTITION
+                    if span not in already:
+                        by_topic.setdefault(manifest.topics[task.step or ""], []).append(task)
+                for topic, span_tasks in by_topic.items():
+                    for start in range(0, len(span_tasks), PUBLISH_CHUNK):
+                        published += _publish(q, topic, span_tasks[start : start + PUBLISH_CHUNK], bar)
+                if span is not None and span not in already:
+                    log.mark(span)
     logger.info("published", job_id=manifest.job_id, tasks=published, partitions=manifest.partition_count)
     return manifest, published, first_steps, queue_url
 
@@ -273,6 +282,7 @@ def write_jobs(
     max_partitions: int | None = None,
     start: str | None = None,
     end: str | None = None,
+    republish: bool = False,
 ) -> None:
     """Split REQUEST (GeoJSON) with the pipeline CONFIG into tasks under JOB_ROOT and enqueue them.
 
@@ -293,17 +303,24 @@ def write_jobs(
         start: start of the imagery period (ISO 8601, inclusive); overrides the features'
             properties.start_time and pipeline.yaml's time_range. Needs --end.
         end: end of the imagery period (ISO 8601, exclusive).
+        republish: publish every unfinished partition's task again, even those an earlier run
+            already published to this queue (only for a queue that lost messages: each
+            duplicate may run its task twice).
 
     The job id is printed and recorded in JOB_ROOT/manifest.json. Nothing is returned,
     so the registered ``pipeline/write_jobs`` workflow can also run as a queued task.
     """
     flags = timerange.from_flags(start, end)
-    manifest, published, first_steps, queue_url = enqueue(config, request, job_root, queue, flags, max_partitions)
+    manifest, published, first_steps, queue_url = enqueue(
+        config, request, job_root, queue, flags, max_partitions, republish
+    )
     skipped = manifest.partition_count - first_steps
+    earlier = first_steps - min(published, first_steps)
     subs = ",".join(subscriptions(manifest.steps + manifest.job_steps, manifest.topics))
     print(
         f"job {manifest.job_id}: {manifest.partition_count} partitions, {published} tasks published "
-        f"({skipped} partitions already done) on {queue_url}\n"
+        f"({skipped} partitions already done"
+        f"{f', {earlier} already published by an earlier run' if earlier else ''}) on {queue_url}\n"
         f"{LOCAL_DISK_NOTE if queue_url == default_queue_url(manifest.job_root) else ''}"
         f"  watch it: rslp status --job_root {manifest.job_root} --watch\n"
         f"  run workers: rslp worker --queue {queue_url} --subscription {subs}"
@@ -311,14 +328,17 @@ def write_jobs(
 
 
 def _publish(q: Queue, topic: str, chunk: list[Task], bar: tqdm[Any]) -> int:
-    """Publish ``chunk`` (and empty it); returns how many were published."""
-    if not chunk:
-        return 0
+    """Publish ``chunk`` and wait for the queue to confirm it; returns how many were published."""
     q.publish(topic, [encode_task(t) for t in chunk])
-    n = len(chunk)
-    bar.update(n)
-    chunk.clear()
-    return n
+    bar.update(len(chunk))
+    return len(chunk)
+
+
+def _span(log: PublishLog, task: Task) -> int | None:
+    """The publish-log span of a partition's task; None for a per-job task (never skipped)."""
+    if task.partition == JOB_PARTITION or task.partition is None:
+        return None
+    return log.span_of(partition_index(task.partition))
 
 
 def subscriptions(steps: list[str], topics: dict[str, str]) -> list[str]:

@@ -502,7 +502,7 @@ def render(job: JobStatus, top_stalled: int = 10) -> str:
     if lost := job.lost():
         lines.append(
             f"  {lost} queued tasks but the queue is empty: their messages are lost; "
-            "rerun `rslp write-jobs` with the same arguments to republish them"
+            "rerun `rslp write-jobs` with the same arguments and --republish"
         )
     lines += ["", _eta_line(job)]
     if job.failures:

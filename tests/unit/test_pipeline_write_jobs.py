@@ -25,9 +25,9 @@ from rslp.task import Task, decode_task
 STEPS = ["create_windows", "prepare", "ingest", "materialize", "predict", "postprocess"]
 
 
-def submit(demo: Path, job_root: Path, request: str = "request.geojson") -> str:
+def submit(demo: Path, job_root: Path, request: str = "request.geojson", republish: bool = False) -> str:
     """write_jobs; returns the job id from the manifest."""
-    write_jobs(str(demo / "pipeline.yaml"), str(demo / request), str(job_root))
+    write_jobs(str(demo / "pipeline.yaml"), str(demo / request), str(job_root), republish=republish)
     return Ledger(job_root).read_manifest().job_id
 
 
@@ -79,17 +79,17 @@ def test_rerun_of_a_finished_job_publishes_nothing(demo_copy: Path, tmp_path: Pa
     assert drain(job_root) == []
 
 
-def test_rerun_of_a_half_finished_job_publishes_only_what_is_missing(demo_copy: Path, tmp_path: Path) -> None:
+def test_republish_of_a_half_finished_job_publishes_only_what_is_missing(demo_copy: Path, tmp_path: Path) -> None:
     job_root = tmp_path / "job"
     submit(demo_copy, job_root)
-    drain(job_root)
+    drain(job_root)  # the queue lost them
     mark_done(job_root, "p00000", STEPS)
     mark_done(job_root, "p00001", STEPS[:4])
     mark_done(job_root, "p00002", STEPS)
     Ledger(job_root).mark(
         make_task(Ledger(job_root).read_manifest().job_id, str(job_root), "predict", "p00001"), "dead", error="x"
     )
-    submit(demo_copy, job_root)
+    submit(demo_copy, job_root, republish=True)
     assert sorted((t.step, t.partition) for t in drain(job_root)) == [
         ("create_windows", "p00003"),
         ("predict", "p00001"),
@@ -102,7 +102,7 @@ def test_combine_is_republished_when_only_it_is_missing(demo_copy: Path, tmp_pat
     drain(job_root)
     for pid in Ledger(job_root).read_manifest().partition_ids():
         mark_done(job_root, pid, STEPS)
-    submit(demo_copy, job_root)
+    submit(demo_copy, job_root)  # not --republish: combine is never in the publish log
     assert [(t.step, t.partition) for t in drain(job_root)] == [("combine", JOB_PARTITION)]
 
 
@@ -205,22 +205,25 @@ from rslp.pipeline import write_jobs as w
 from rslp.queue.local import LocalQueue
 
 real = LocalQueue.publish
+calls = []
 def publish(self, topic, messages):
     ids = real(self, topic, messages)
-    Path(sys.argv[4]).write_text("published one chunk")
-    time.sleep(600)  # killed here, with the rest of the tasks still to publish
+    calls.append(len(messages))
+    if len(calls) == int(sys.argv[5]):
+        Path(sys.argv[4]).write_text("published")
+        time.sleep(600)  # killed here, with the rest of the tasks still to publish
+    return ids
 LocalQueue.publish = publish
 w.PUBLISH_CHUNK = 10
 w.write_jobs(sys.argv[1], sys.argv[2], sys.argv[3])
 """
 
 
-def test_write_jobs_killed_while_publishing_and_rerun_loses_no_partition(demo_copy: Path, tmp_path: Path) -> None:
-    finer_partitions(demo_copy, 64)  # 56 partitions: several publish chunks
-    job_root, signal_file = tmp_path / "job", tmp_path / "published"
-    config, request = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson")
+def kill_write_jobs_at_publish(config: str, request: str, job_root: Path, tmp_path: Path, call: int) -> None:
+    """Run write-jobs in a child and SIGKILL it inside its ``call``-th publish (after the queue took it)."""
+    signal_file = tmp_path / "published"
     proc = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WHILE_PUBLISHING, config, request, str(job_root), str(signal_file)]
+        [sys.executable, "-c", KILLED_WHILE_PUBLISHING, config, request, str(job_root), str(signal_file), str(call)]
     )
     try:
         deadline = time.monotonic() + 120
@@ -230,6 +233,31 @@ def test_write_jobs_killed_while_publishing_and_rerun_loses_no_partition(demo_co
     finally:
         proc.kill()  # SIGKILL: no cleanup, no flush
         proc.wait()
+
+
+def test_write_jobs_killed_halfway_and_rerun_publishes_again_only_the_span_in_flight(
+    demo_copy: Path, tmp_path: Path
+) -> None:
+    finer_partitions(demo_copy, 64)  # 56 partitions: spans of 10
+    job_root = tmp_path / "job"
+    config, request = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson")
+    kill_write_jobs_at_publish(config, request, job_root, tmp_path, call=4)  # spans 0-2 confirmed, 3 in flight
+    partitions = Ledger(job_root).read_manifest().partition_count
+    write_jobs(config, request, str(job_root))
+    tasks = drain(job_root)
+    assert {t.partition for t in tasks} == {f"p{i:05d}" for i in range(partitions)}
+    assert len(tasks) == partitions + 10  # only span 3 went out twice
+    write_jobs(config, request, str(job_root))  # a rerun after a whole run publishes nothing
+    assert drain(job_root) == []
+    write_jobs(config, request, str(job_root), republish=True)  # unless asked to
+    assert len(drain(job_root)) == partitions
+
+
+def test_write_jobs_killed_while_publishing_and_rerun_loses_no_partition(demo_copy: Path, tmp_path: Path) -> None:
+    finer_partitions(demo_copy, 64)  # 56 partitions: several publish chunks
+    job_root = tmp_path / "job"
+    config, request = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson")
+    kill_write_jobs_at_publish(config, request, job_root, tmp_path, call=1)
     partitions = Ledger(job_root).read_manifest().partition_count
     before = drain(job_root)
     assert partitions > 30 and len(before) == 10  # killed after the first of several chunks
