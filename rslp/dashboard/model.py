@@ -49,7 +49,7 @@ MAX_DEAD_SHOWN = 100
 #: Throughput is drawn in about this many bins over the job's life.
 THROUGHPUT_BINS = 60
 #: Shortest throughput bin, in seconds (a short job still gets a few points).
-MIN_BIN_SECONDS = 10.0
+MIN_BIN_SECONDS = 2.0
 #: Fields of observe.json the page shows (its paths stay on the server).
 OBSERVE_FIELDS = ("pixels", "distribution", "reference", "metric", "drift", "threshold", "warning")
 

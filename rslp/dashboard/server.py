@@ -28,8 +28,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import structlog
+from upath import UPath
 
 from rslp.dashboard.snapshot import Encoded, Snapshots
+from rslp.ledger import Ledger
 
 logger = structlog.get_logger(__name__)
 
@@ -140,7 +142,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_encoded(view, "application/json", head)
         elif url.path == "/api/layout" and snapshots.layout is not None:
             self._send_encoded(snapshots.layout, "application/octet-stream", head)
-        elif url.path == "/thumbnail.png" and snapshots.thumbnail is not None:
+        elif url.path == "/thumbnail.png" and snapshots.thumbnail:
             self._send(HTTPStatus.OK, snapshots.thumbnail, "image/png", head=head)
         elif url.path.startswith("/files/") and (name := unquote(url.path.removeprefix("/files/"))) in snapshots.files:
             self._send_file(snapshots.files[name], head)
@@ -230,6 +232,11 @@ def dashboard(
         interval: seconds between reads of the job root.
     """
     snapshots = Snapshots(job_root=job_root, root=root, interval=interval)
+    # A mistyped root fails here, in one line, rather than on a page that never fills.
+    if job_root is not None:
+        Ledger(job_root).read_manifest()
+    elif root is not None and not UPath(root).exists():
+        raise FileNotFoundError(f"{root}: no such rolling root")
     token = None if is_loopback(host) else secrets.token_urlsafe(24)
     server = DashboardServer(snapshots, host, port, token)
     snapshots.start()

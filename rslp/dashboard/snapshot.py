@@ -48,6 +48,7 @@ class Snapshots:
         self.job_root, self.root, self.interval = job_root, root, interval
         self.view: Encoded | None = None
         self.layout: Encoded | None = None
+        #: The prediction's thumbnail, made once: None before the job is done, empty if it cannot be read.
         self.thumbnail: bytes | None = None
         #: Output name -> its path: the only files the server hands out.
         self.files: dict[str, UPath] = {}
@@ -78,12 +79,12 @@ class Snapshots:
         """Read once and replace the view; an error becomes the view's ``error`` (the last data stays)."""
         started = time.monotonic()
         try:
-            view = self._read(started)
+            body = json.dumps(self._read(started), allow_nan=False, default=str)
         except Exception as e:  # noqa: BLE001 - a page that says why beats a server that died
             logger.warning("dashboard_refresh_failed", error=f"{e.__class__.__name__}: {e}")
             old = json.loads(self.view.body) if self.view else {"kind": "loading"}
-            view = {**old, "error": clip(f"{e.__class__.__name__}: {e}", 300)}
-        self.view = Encoded.of(json.dumps(view, allow_nan=False, default=str).encode())
+            body = json.dumps({**old, "error": clip(f"{e.__class__.__name__}: {e}", 300)}, default=str)
+        self.view = Encoded.of(body.encode())
         self._ready.set()
 
     def _read(self, started: float) -> dict[str, Any]:
@@ -99,7 +100,7 @@ class Snapshots:
         now = time.time()
         self._since = {r.task_id: self._since.get(r.task_id, now) for r in job.running}
         outputs = self._outputs() if job.finished else []
-        return job_view(job, self._since, outputs, self.thumbnail is not None, time.monotonic() - started)
+        return job_view(job, self._since, outputs, bool(self.thumbnail), time.monotonic() - started)
 
     def _outputs(self) -> list[dict[str, Any]]:
         """The finished job's outputs that exist (a stat each), and its thumbnail, made once."""
@@ -116,9 +117,20 @@ class Snapshots:
                 size = path.stat().st_size
             except FileNotFoundError:
                 continue
-            out.append({"name": name, "href": f"files/{name}", "bytes": size})
+            out.append({"name": name, "bytes": size})
             if self.thumbnail is None and path.suffix == ".tif":
-                from rslp.dashboard.thumbnail import thumbnail_png
-
-                self.thumbnail = thumbnail_png(str(path))
+                self.thumbnail = self._thumbnail(str(path))
         return out
+
+    @staticmethod
+    def _thumbnail(path: str) -> bytes:
+        """The thumbnail of ``path``; empty (none shown, not tried again) if GDAL cannot read it from here."""
+        import rasterio.errors
+
+        from rslp.dashboard.thumbnail import thumbnail_png
+
+        try:
+            return thumbnail_png(path)
+        except (rasterio.errors.RasterioError, OSError) as e:
+            logger.warning("dashboard_thumbnail_failed", path=path, error=f"{e.__class__.__name__}: {e}")
+            return b""

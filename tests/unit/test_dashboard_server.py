@@ -158,3 +158,16 @@ def test_cli_prints_the_url_with_a_token_when_bound_beyond_loopback(job: Path) -
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_cli_with_a_missing_job_root_fails_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "rslp.cli", "dashboard", "--job-root", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"rslp dashboard: error: {tmp_path}/nope/manifest.json: no job manifest (is this a job root?)"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import rasterio
 from matplotlib.image import imread
 from rasterio.transform import from_origin
+from upath import UPath
 
 from rslp.dashboard.model import PARTITION_CODES, job_view, layout, public_url, root_view, throughput
 from rslp.dashboard.snapshot import Snapshots
@@ -135,3 +137,17 @@ def test_root_view_has_one_row_per_period_with_its_progress(demo_copy: Path, tmp
     view = root_view(str(root))
     rows = [(p["id"], p["done"], p["total"], p["status"]) for p in view["periods"]]
     assert rows == [("2026-01", 0, 26, "failed"), ("2026-02", 0, 26, "running")]
+
+
+def test_a_job_root_on_object_storage_gives_the_same_view(gcs_bucket: str, tmp_path: Path) -> None:
+    root = UPath(f"{gcs_bucket}/jobs/{uuid.uuid4().hex[:8]}")
+    make_job(root, 4, queue=f"local://{tmp_path}/queue.db")  # type: ignore[arg-type]
+    mark(root, "create_windows", "p00000", "running", "done")  # type: ignore[arg-type]
+    mark(root, "create_windows", "p00001", "running", "dead", error="RuntimeError: broke")  # type: ignore[arg-type]
+    snapshots = Snapshots(job_root=str(root))
+    snapshots.refresh()
+    assert snapshots.view is not None and snapshots.layout is not None
+    view = json.loads(snapshots.view.body)
+    assert "error" not in view and view["partitions"]["states"] == "rxqq"  # p00000 has steps to go
+    assert [(d["partition"], d["reason"]) for d in view["dead"]] == [("p00001", "RuntimeError: broke")]
+    assert len(snapshots.layout.body) == 4 * 8 * 4

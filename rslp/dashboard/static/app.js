@@ -77,13 +77,15 @@ function renderSteps(view) {
   legend($("state-legend"), states.map((k) => [k, view.task_colours[k]]));
   let eta;
   if (view.finished) eta = view.dead_total ? "nothing left to run; some tasks are dead" : "finished: every task is done";
-  else if (view.eta_seconds === null) eta = "eta unknown (no task finished recently)";
-  else eta = `eta ${duration(view.eta_seconds)}` + (view.eta_unknown_steps.length ? " at least" : "");
+  else if (view.eta_seconds === null) {
+    eta = `eta unknown: no task of ${view.eta_unknown_steps.join(", ")} done in the last ${duration(view.rate_window_seconds)}`;
+  }
+  else eta = `eta ${duration(view.eta_seconds)}` + (view.eta_unknown_steps.length ? ` at least (no throughput yet in ${view.eta_unknown_steps.join(", ")})` : "");
   $("eta").textContent = eta;
 }
 
 // The map: one quadrilateral per partition, from the outlines fetched once
-// (float32 x, y of four corners each, WGS84); below two pixels, a one-pixel square.
+// (float32 x, y of four corners each, WGS84); below six pixels, an axis-aligned square.
 const map = { corners: null, count: 0, codes: "", colours: {}, labels: {}, zoom: 1, dx: 0, dy: 0, fit: null };
 
 async function loadLayout(count) {
@@ -137,7 +139,10 @@ function drawMap() {
       const x0 = Math.min(p[0], p[2], p[4], p[6]), x1 = Math.max(p[0], p[2], p[4], p[6]);
       const y0 = Math.min(p[1], p[3], p[5], p[7]), y1 = Math.max(p[1], p[3], p[5], p[7]);
       if (x1 < 0 || y1 < 0 || x0 > canvas.width || y0 > canvas.height) continue;
-      if (x1 - x0 < 2 || y1 - y0 < 2) { ctx.rect(Math.floor(x0), Math.floor(y0), 1, 1); continue; }
+      if (x1 - x0 < 6 || y1 - y0 < 6) { // too small for its skew to show: an axis-aligned square, no anti-aliasing
+        ctx.rect(Math.floor(x0), Math.floor(y0), Math.max(Math.round(x1 - x0), 1), Math.max(Math.round(y1 - y0), 1));
+        continue;
+      }
       ctx.moveTo(p[0], p[1]); ctx.lineTo(p[2], p[3]); ctx.lineTo(p[4], p[5]); ctx.lineTo(p[6], p[7]); ctx.closePath();
     }
     ctx.fill();
@@ -228,14 +233,17 @@ function lineChart(canvas, series, { xLabels, threshold } = {}) {
     return;
   }
   const x0 = Math.min(...points.map((p) => p[0])), x1 = Math.max(...points.map((p) => p[0]));
-  const top = Math.max(threshold || 0, ...points.map((p) => p[1])) * 1.1 || 1;
+  const highest = Math.max(threshold || 0, ...points.map((p) => p[1])) || 1;
+  const magnitude = 10 ** Math.floor(Math.log10(highest / 4));
+  const tick = [1, 2, 5, 10].map((m) => m * magnitude).find((t) => 4 * t >= highest); // 4 round ticks
+  const top = 4 * tick;
   const sx = (x) => L + ((x - x0) / Math.max(x1 - x0, 1e-9)) * (W - L - R);
   const sy = (y) => H - B - (y / top) * (H - T - B);
   ctx.strokeStyle = "#ccc"; ctx.fillStyle = "#666"; ctx.font = "11px sans-serif"; ctx.lineWidth = 1;
   for (let k = 0; k <= 4; k++) {
     const y = (top * k) / 4;
     ctx.beginPath(); ctx.moveTo(L, sy(y)); ctx.lineTo(W - R, sy(y)); ctx.stroke();
-    ctx.fillText(y >= 10 ? y.toFixed(0) : y.toFixed(2), 4, sy(y) + 4);
+    ctx.fillText(String(Number(y.toPrecision(3))), 4, sy(y) + 4);
   }
   if (xLabels) xLabels.forEach(([x, text]) => ctx.fillText(text, sx(x) - 10, H - 10));
   else { ctx.fillText(clock(x0), L, H - 10); ctx.fillText(clock(x1), W - R - 60, H - 10); }
