@@ -69,11 +69,13 @@ def page(browser: Any) -> Iterator[Page]:
 
 @pytest.fixture
 def dashboard() -> Iterator[Any]:
-    """``dashboard(job_root)``: a server reading ``job_root`` every half second; closed after the test."""
+    """``dashboard(job_root)`` (or ``dashboard(root=R)``): a server reading every half second; closed after the test."""
     started: list[tuple[DashboardServer, Snapshots]] = []
 
-    def start(job_root: Path) -> DashboardServer:
-        snapshots = Snapshots(job_root=str(job_root), interval=0.5)
+    def start(job_root: Path | None = None, root: Path | None = None) -> DashboardServer:
+        snapshots = Snapshots(
+            job_root=None if job_root is None else str(job_root), root=None if root is None else str(root), interval=0.5
+        )
         snapshots.start()
         assert snapshots.wait_ready(60)
         server = DashboardServer(snapshots, "127.0.0.1", 0, None)

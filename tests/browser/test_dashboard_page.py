@@ -9,12 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from upath import UPath
 
 from rslp.ledger import Ledger
+from rslp.pipeline.catalog import write_catalog
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
+from rslp.pipeline.job import make_task
+from rslp.pipeline.rolling import rolling
 from rslp.pipeline.run import worker_command
 from rslp.pipeline.write_jobs import subscriptions, write_jobs
 from tests.browser.conftest import Page
+from tests.unit.conftest import demo_copy  # noqa: F401 - a fixture
 from tests.unit.test_status_report import make_job, mark
 
 pytestmark = pytest.mark.browser
@@ -124,3 +129,25 @@ def test_the_map_zooms_in_around_the_cursor(tmp_path: Path, page: Page, dashboar
     page.tab.click("#zoom-reset")
     assert page.tab.evaluate(MAP_COLOURS) == before
     assert page.errors == []
+
+
+def test_a_rolling_root_shows_one_row_per_period_with_its_state_and_drift(
+    demo_copy: Path,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    page: Page,
+    dashboard: Any,
+) -> None:
+    root = tmp_path / "root"
+    config, request = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson")
+    rolling(config, request, str(root), "month", "2026-01", "2026-03")
+    ledger = Ledger(root / "2026-01")
+    manifest = ledger.read_manifest()
+    ledger.mark(make_task(manifest.job_id, manifest.job_root, "create_windows", "p00001"), "dead", error="boom")
+    write_catalog(UPath(root))
+    server = dashboard(root=root)
+    page.tab.goto(server.url)
+    page.tab.wait_for_selector("#periods tbody tr")
+    cells = "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    rows = page.tab.locator("#periods tbody tr").evaluate_all(cells)
+    assert [(r[0], r[2], r[3]) for r in rows] == [("2026-01", "0/26", "failed"), ("2026-02", "0/26", "running")]
+    assert page.tab.locator("#job").is_hidden() and page.errors == []
