@@ -172,20 +172,23 @@ def measure(n: int, repeats: int, browser: Any) -> dict[str, Any]:
     }
 
 
-def run(sizes: tuple[int, ...] = SIZES, repeats: int = 5) -> dict[str, Any]:
-    from playwright.sync_api import sync_playwright
+def run(sizes: tuple[int, ...] = SIZES, repeats: int = 5, browser: Any = None) -> dict[str, Any]:
+    """Every figure at each size; ``browser``: a Chromium already launched by Playwright (default: one of its own)."""
+    if browser is None:
+        from playwright.sync_api import sync_playwright
 
-    if not os.path.exists(CHROMIUM):
-        raise RuntimeError(f"{CHROMIUM} is missing (apt-get install chromium)")
+        if not os.path.exists(CHROMIUM):
+            raise RuntimeError(f"{CHROMIUM} is missing (apt-get install chromium)")
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                return run(sizes, repeats, chromium)
+            finally:
+                chromium.close()
     rows: dict[str, Any] = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            for n in sizes:
-                print(f"   dashboard: N = {n}", file=sys.stderr, flush=True)
-                rows[f"n_{n}"] = measure(n, repeats, browser)
-        finally:
-            browser.close()
+    for n in sizes:
+        print(f"   dashboard: N = {n}", file=sys.stderr, flush=True)
+        rows[f"n_{n}"] = measure(n, repeats, browser)
     last = rows[f"n_{sizes[-1]}"]
     out: dict[str, Any] = {**rows, "repeats": repeats}
     out["summary"] = (
