@@ -38,6 +38,7 @@ BENCHMARKS = [
     ("pipeline_queues", "10. Pipeline on Pub/Sub: 16 partitions, 2 workers, emulator vs embedded"),
     ("combine", "11. Combine at scale: peak RSS and time against partitions"),
     ("status_gcs", "12. Status on object storage: a big job on the GCS emulator"),
+    ("dashboard", "13. Dashboard: page load, refresh and server memory at 100 / 10k / 100k partitions"),
 ]
 RESULTS = REPO / "bench" / "RESULTS.md"
 COMMAND = "make bench  (= WANDB_MODE=disabled .venv/bin/python -m bench.run_all)"

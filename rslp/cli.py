@@ -36,6 +36,11 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "worker": ("rslp.common.worker:worker", "pull and run tasks until idle or preempted", False),
     "setup": ("rslp.setup:setup", "create topics, subscriptions and dead-letter topics (idempotent)", False),
     "status": ("rslp.status.report:status", "where a job stands: per-step counts, failures, backlog", False),
+    "dashboard": (
+        "rslp.dashboard.server:dashboard",
+        "a live, read-only page of a job in the browser (prints its URL)",
+        False,
+    ),
     "dlq list": ("rslp.status.dlq:dlq_list", "list dead-lettered tasks with their reasons", False),
     "dlq show": ("rslp.status.dlq:dlq_show", "show one dead-lettered task in full", True),
     "dlq replay": ("rslp.status.dlq:dlq_replay", "republish dead-lettered tasks after a fix (ids kept)", False),

@@ -72,6 +72,10 @@ class StepStatus:
     topic: str
     counts: dict[str, int]
     rate: float | None
+    #: When done markers were written (an even sample above :data:`RATE_SAMPLE`, each standing for
+    #: ``done_weight`` markers): throughput over time, for ``rslp dashboard``.
+    done_times: list[float] = field(default_factory=list, repr=False)
+    done_weight: float = 1.0
 
     @property
     def total(self) -> int:
@@ -334,6 +338,8 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
             topic=manifest.topics.get(step, "?"),
             counts={s: n for s, n in zip(TASK_STATES, _count(tasks[step].values()), strict=True)},
             rate=(markers[step].done_since(since) / (now - since) * 60) if now > since else None,
+            done_times=markers[step].done_times,
+            done_weight=markers[step].weight,
         )
         for step, _ in plan
     ]
