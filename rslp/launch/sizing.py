@@ -26,9 +26,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from rslp.ledger import Ledger
-from rslp.pipeline.job import JOB_PARTITION
-from rslp.status.bounded import UnreadableFile, check_partition_count, read_json_object
-from rslp.task import task_id_for
+from rslp.status.bounded import UnreadableFile, check_partition_count, planned_states, read_json_object
 
 #: Done markers read per step for its median duration.
 DURATION_SAMPLE = 25
@@ -132,15 +130,9 @@ def measure(job_root: str, guesses: dict[str, float] | None = None) -> dict[str,
     done_before: int | None = None  # tasks done of the previous per-partition step
     for step in manifest.steps + manifest.job_steps:
         per_job = step in manifest.job_steps
-        states = ledger.states(step)
-        planned = [JOB_PARTITION] if per_job else manifest.partition_ids()
-        done, dead = [], 0
-        for partition in planned:  # markers of tasks outside the plan count for nothing
-            task_id = task_id_for(manifest.job_id, partition, step)
-            state = states.get(task_id)
-            if state == "done":
-                done.append(task_id)
-            dead += state == "dead"
+        states = planned_states(ledger, manifest, step)
+        done = [task_id for task_id, state in states.items() if state == "done"]
+        dead = sum(state == "dead" for state in states.values())
         total = 1 if per_job else partitions
         left = max(0, total - len(done) - dead)
         if per_job:

@@ -7,7 +7,9 @@ endless file, a FIFO, a JSON list where an object belongs, or a header whose
 readers here never die of these: a file is read only if it is a regular file, at most
 :data:`MAX_MARKER_BYTES` of it, and parsed into a JSON object or refused with a
 one-line :class:`UnreadableFile` that the caller turns into a note; a header over
-:data:`MAX_STATUS_PARTITIONS` is refused in one line before anything is listed.
+:data:`MAX_STATUS_PARTITIONS` is refused in one line before anything is listed; and
+markers count only for the tasks the job's plan derives (:func:`planned_states`), so
+markers for partitions a job does not have make no job look done.
 
 This module only reads.
 """
@@ -22,7 +24,9 @@ from typing import Any
 from upath import UPath
 
 from rslp.errors import PermanentError
-from rslp.ledger import JobManifest, is_local
+from rslp.ledger import JobManifest, Ledger, is_local
+from rslp.pipeline.job import JOB_PARTITION
+from rslp.task import task_id_for
 
 #: The largest marker (or observe.json) a status reader parses; the worker's are a few KB.
 MAX_MARKER_BYTES = 1 << 20
@@ -53,6 +57,19 @@ def read_json_object(path: UPath) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UnreadableFile(f"{path}: a JSON {type(value).__name__}, not an object")
     return value
+
+
+def planned_states(ledger: Ledger, manifest: JobManifest, step: str) -> dict[str, str]:
+    """``task_id -> state`` of ``step``'s marked tasks that the plan derives; markers of other ids count for nothing.
+
+    The plan is the header's: partitions ``p<index>`` below its count (or the per-job
+    partition for a per-job step), each task id the hash of job, partition and step.
+    One marker listing, one hash per planned task.
+    """
+    marked = ledger.states(step)
+    partitions = [JOB_PARTITION] if step in manifest.job_steps else manifest.partition_ids()
+    planned = (task_id_for(manifest.job_id, partition, step) for partition in partitions)
+    return {task_id: marked[task_id] for task_id in planned if task_id in marked}
 
 
 def check_partition_count(manifest: JobManifest, job_root: str) -> None:
