@@ -33,6 +33,7 @@ from rslp import log
 from rslp.launch.beaker import FleetClient, fleet_workloads, launch_fleet
 from rslp.launch.config import LaunchConfig
 from rslp.launch.sizing import HANDFUL, PoolSize, measure, workers_for
+from rslp.text import printable
 
 logger = log.get(__name__)
 
@@ -55,7 +56,7 @@ class Decision:
     def line(self) -> str:
         """``demo-gpu: 2 workers, target 4: up +2``."""
         change = f" {self.changed:+d}" if self.changed else ""
-        return f"{self.topic}: {self.current} workers, target {self.target}: {self.action}{change}"
+        return printable(f"{self.topic}: {self.current} workers, target {self.target}: {self.action}{change}")
 
 
 def growth(current: int) -> int:
@@ -115,7 +116,7 @@ class Autoscaler:
         ups = {topic: target - len(workers) for topic, workers, target in looked if target > len(workers)}
         if sum(ups.values()) > HANDFUL:
             parts = ", ".join(f"{topic} +{n}" for topic, n in ups.items())
-            print(f"launching {sum(ups.values())} workers of fleet {self.fleet}: {parts}", flush=True)
+            print(printable(f"launching {sum(ups.values())} workers of fleet {self.fleet}: {parts}"), flush=True)
         decisions = []
         for topic, workers, target in looked:
             current = len(workers)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from rslp.ledger import Ledger
 from rslp.status.bounded import UnreadableFile, check_partition_count, planned_states, read_json_object
+from rslp.text import printable
 
 #: Done markers read per step for its median duration.
 DURATION_SAMPLE = 25
@@ -100,7 +101,7 @@ class PoolSize:
             if max_workers is not None
             else f", capped at {DEFAULT_MAX_WORKERS} (the default; --max_workers N to change)"
         )
-        return (
+        return printable(  # topics and steps come from the job's header
             f"{self.topic}: {self.left} tasks left ({parts or 'none'}) = {duration(self.work_seconds)} of work"
             f" / {duration(time_left)} left = {self.workers} worker{'' if self.workers == 1 else 's'}{cap}"
         )

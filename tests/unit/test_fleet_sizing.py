@@ -234,3 +234,24 @@ def test_the_total_is_printed_before_more_than_a_handful_are_launched(
     scaler(tmp_path, client, max_workers=3).check()
     out = capsys.readouterr().out
     assert out.index("launching 6 workers of fleet demo: st-cpu +3, st-gpu +3") < out.index("FIRST WORKER CREATED")
+
+
+def test_escape_sequences_in_a_job_header_reach_no_sizing_or_autoscale_line_raw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A header whose combine topic carries an OSC 52 clipboard write and a cursor move: printed escaped
+    (and refused as a pool's fleet name before anything is launched)."""
+    make_job(tmp_path, 10, queue="pubsub://my-project")
+    manifest = Ledger(tmp_path).manifest_path
+    header = json.loads(manifest.read_text())
+    evil = "st-combine\x1b]52;c;ZWNobyBodA==\x07\x1b[2A"
+    header["topics"]["combine"] = evil
+    manifest.write_text(json.dumps(header))
+    with pytest.raises(FleetError, match="fleet name"):
+        commands.launch(fleet="demo", image="i", clusters=["c"], job_root=str(tmp_path), deadline="10m", dry_run=True)
+    scaler(tmp_path, FakeFleetClient()).run(interval=0, max_checks=1)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    shown = "st-combine\\x1b]52;c;ZWNobyBodA==\\x07\\x1b[2A"
+    assert f"{shown}: 1 tasks left" in out  # the sizing line
+    assert f"{shown}: 0 workers, target 0: hold" in out  # the autoscale line
