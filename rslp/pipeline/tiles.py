@@ -220,7 +220,8 @@ class SharedTileStore(DefaultTileStore):
                 stop.set()
                 keeper.join()
                 for path in paths:
-                    path.unlink(missing_ok=True)
+                    if self._ours(path):  # a claim taken over while we were silent is its new holder's
+                        path.unlink(missing_ok=True)
 
     def wait_released(self, layer_name: str, item_names: list[str]) -> None:
         """Block until none of the items has a fresh claim; RuntimeError past ``max_wait_seconds``."""
@@ -240,10 +241,17 @@ class SharedTileStore(DefaultTileStore):
         while not stop.wait(self.claim_seconds / 3):
             for path in paths:
                 try:
-                    if json.loads(path.read_bytes() or b"{}").get("owner") == OWNER:
+                    if self._ours(path):
                         path.write_bytes(path.read_bytes())  # a new modification time
-                except (OSError, ValueError) as e:  # taken over or unreadable: that claim is no longer ours
+                except OSError as e:  # the store refused: the next round tries again
                     logger.warning("claim_refresh_failed", claim=str(path), error=str(e))
+
+    def _ours(self, path: UPath) -> bool:
+        """Whether the claim at ``path`` is this process's (not taken over, not gone)."""
+        try:
+            return bool(json.loads(path.read_bytes()).get("owner") == OWNER)
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def _age(self, path: UPath) -> float | None:
         """Seconds since the store last saw the claim written; None if there is none."""

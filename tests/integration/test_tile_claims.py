@@ -94,6 +94,7 @@ def test_partitions_behind_a_killed_and_a_preempted_claim_holder_are_ingested_wi
             assert time.monotonic() - signalled < 2 * CLAIM_SECONDS, "partitions behind the claims were not ingested"
             time.sleep(0.1)
         assert holders[1].wait(timeout=30) == 0
+        holders[1].wait_for("claims_given_up", timeout=1)  # by its task process, on the worker's SIGTERM
         waited = time.monotonic() - signalled
         while not _ingested(job_root, [first, second]):  # redelivered (SIGKILL) and handed back (SIGTERM)
             assert time.monotonic() - signalled < 120, "the interrupted partitions were not ingested"

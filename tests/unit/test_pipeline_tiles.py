@@ -214,3 +214,11 @@ def _geometry(f: rasterio.io.DatasetReader) -> object:
     minx, miny, maxx, maxy = f.bounds
     box = shapely.box(minx / f.transform.a, maxy / f.transform.e, maxx / f.transform.a, miny / f.transform.e)
     return STGeometry(projection, box, None)
+
+
+def test_a_claim_taken_over_from_a_silent_holder_is_left_to_its_new_holder(tmp_path: Path) -> None:
+    store = _store(tmp_path, claim_seconds=30)
+    with store.holding("image", ["scene"]):
+        claim = _claim_file(tmp_path)
+        claim.write_text(json.dumps({"owner": "the-task-that-took-it-over"}))  # we were silent too long
+    assert json.loads(claim.read_text())["owner"] == "the-task-that-took-it-over"
