@@ -193,9 +193,6 @@ class SharedTileStore(DefaultTileStore):
                 path.unlink(missing_ok=True)
         return False
 
-    def release(self, layer_name: str, item_name: str) -> None:
-        self._claim_path(layer_name, item_name).unlink(missing_ok=True)
-
     @contextmanager
     def holding(self, layer_name: str, item_names: list[str]) -> Iterator[list[str]]:
         """Claim what nobody holds; yield those names; keep their claims fresh until the block ends.
