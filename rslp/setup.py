@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from rslp.errors import QueueResourceError
 from rslp.queue import dead_letter_name, open_queue
+from rslp.queue.base import MAX_DELIVERIES
 from rslp.queue.iam import grant_dead_letter_roles
 from rslp.queue.pubsub import PubSubQueue
 
@@ -25,7 +26,7 @@ def setup(
     topics: str | None = None,
     config: str | None = None,
     subscription: str | None = None,
-    max_deliveries: int = 5,
+    max_deliveries: int = MAX_DELIVERIES,
     ack_deadline: int = 60,
     project_number: int | None = None,
 ) -> list[str]:
@@ -37,7 +38,8 @@ def setup(
         config: a pipeline.yaml; its step topics are created too.
         subscription: an existing subscription (e.g. made with gcloud) to give its
             dead-letter topic and policy; with one --topics, created on it if missing.
-        max_deliveries: deliveries before Pub/Sub dead-letters a message on its own (5-100).
+        max_deliveries: deliveries before Pub/Sub dead-letters a message on its own (5-100; see
+            :data:`~rslp.queue.base.MAX_DELIVERIES` for why the default is generous).
         ack_deadline: the subscriptions' default ack deadline in seconds.
         project_number: the GCP project's number (`gcloud projects describe PROJECT`): with it,
             setup grants the Pub/Sub service agent its dead-letter roles (needs roles/pubsub.admin);

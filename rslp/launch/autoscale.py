@@ -8,7 +8,11 @@ durations) and, per topic, compares the workers the pool has with those it needs
 - **target** = the deadline's arithmetic (:func:`~rslp.launch.sizing.workers_for`),
   but never more workers than the pool has tasks ready (a GPU pool is not started
   while its predict tasks still wait on materialize), and at least ``min_workers``.
-- **up** at once: work is waiting.
+- **up** at once: work is waiting, but by at most :func:`growth` workers a check (the
+  pool's size, or :data:`~rslp.launch.sizing.HANDFUL` from nothing): a sudden reading,
+  true or forged, doubles a pool per check at most, and never past the ceiling
+  (``max_workers``, or :data:`~rslp.launch.sizing.DEFAULT_MAX_WORKERS`). When a check
+  would launch more than a handful in all, it prints the total first.
 - **down** only after the target stayed below the pool for ``cooldown`` checks in a
   row (hysteresis: a pool never flaps on one noisy reading), and through the backend's
   cancel, which the worker sees as a preemption: it hands its task back, nothing lost.
@@ -28,7 +32,8 @@ from dataclasses import dataclass
 from rslp import log
 from rslp.launch.beaker import FleetClient, fleet_workloads, launch_fleet
 from rslp.launch.config import LaunchConfig
-from rslp.launch.sizing import PoolSize, measure, workers_for
+from rslp.launch.sizing import HANDFUL, PoolSize, measure, workers_for
+from rslp.text import printable
 
 logger = log.get(__name__)
 
@@ -51,7 +56,12 @@ class Decision:
     def line(self) -> str:
         """``demo-gpu: 2 workers, target 4: up +2``."""
         change = f" {self.changed:+d}" if self.changed else ""
-        return f"{self.topic}: {self.current} workers, target {self.target}: {self.action}{change}"
+        return printable(f"{self.topic}: {self.current} workers, target {self.target}: {self.action}{change}")
+
+
+def growth(current: int) -> int:
+    """The most workers one check adds to a pool of ``current``: doubling, from a handful."""
+    return max(current, HANDFUL)
 
 
 class Autoscaler:
@@ -98,11 +108,18 @@ class Autoscaler:
         now = time.time() if now is None else now
         pools = measure(self.job_root, self.guesses)
         finished = all(pool.left == 0 for pool in pools.values())
-        decisions = []
+        looked = []
         for topic, pool in pools.items():
             workers = fleet_workloads(self.client, self.workspace, pool_fleet(self.fleet, topic), active_only=True)
+            target = 0 if finished else min(self.target(pool, now), len(workers) + growth(len(workers)))
+            looked.append((topic, workers, target))
+        ups = {topic: target - len(workers) for topic, workers, target in looked if target > len(workers)}
+        if sum(ups.values()) > HANDFUL:
+            parts = ", ".join(f"{topic} +{n}" for topic, n in ups.items())
+            print(printable(f"launching {sum(ups.values())} workers of fleet {self.fleet}: {parts}"), flush=True)
+        decisions = []
+        for topic, workers, target in looked:
             current = len(workers)
-            target = 0 if finished else self.target(pool, now)
             decision = Decision(topic, current, target, "hold")
             if target > current:
                 self._below[topic] = 0

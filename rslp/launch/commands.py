@@ -29,6 +29,7 @@ from rslp.launch.beaker import (
 )
 from rslp.launch.config import DEFAULT_GCP_CREDENTIALS_PATH, DEFAULT_GCP_CREDENTIALS_SECRET, LaunchConfig, Priority
 from rslp.launch.idle import default_idle_timeout
+from rslp.launch.sizing import HANDFUL
 from rslp.worker.guard import JOB_ROOTS_ENV
 
 Backend = Literal["beaker", "local"]
@@ -130,7 +131,7 @@ def launch(
         job_root: the job whose remaining tasks size the pools (with --deadline).
         deadline: finish the job within this long, e.g. 6h: one pool per topic, sized from the
             tasks left and the durations measured in the job's done markers.
-        max_workers: at most this many workers per pool (with --deadline).
+        max_workers: at most this many workers per pool (with --deadline; default 20, whatever the job's numbers).
         step_seconds: guessed seconds per task of a step while none is done, e.g. '{"predict": 30}'.
         dry_run: print the specs and contact nothing.
 
@@ -152,12 +153,16 @@ def launch(
         raise FleetError(f"--deadline: {e}") from None
     settings["queue"] = queue or _job_queue(job_root)
     settings["job_roots"] = job_roots or job_root  # a fleet started for a job serves that job only
-    names: list[str] = []
-    for pool in size_pools(job_root, time_left, max_workers, step_seconds):
+    pools = size_pools(job_root, time_left, max_workers, step_seconds)
+    for pool in pools:
         print(pool.line(time_left, max_workers))
+    total = sum(pool.workers for pool in pools)
+    print(f"total: {_workers(total)} in {sum(pool.workers > 0 for pool in pools)} pools of fleet {fleet}")
+    names: list[str] = []
+    for pool in pools:
         if pool.workers:
             config = build_config(pool_fleet(fleet, pool.topic), pool.topic, **settings)
-            names += launch_config(config, pool.workers, dry_run, backend)
+            names += launch_config(config, pool.workers, dry_run, backend, announced=True)
     return names
 
 
@@ -253,9 +258,17 @@ def build_config(
 
 
 def launch_config(
-    config: LaunchConfig, num_workers: int, dry_run: bool = False, backend: Backend = "beaker"
+    config: LaunchConfig,
+    num_workers: int,
+    dry_run: bool = False,
+    backend: Backend = "beaker",
+    announced: bool = False,
 ) -> list[str]:
-    """Launch (or on ``dry_run`` print) ``num_workers`` workers from a validated config."""
+    """Launch (or on ``dry_run`` print) ``num_workers`` workers from a validated config.
+
+    More than a handful are announced (their total printed) before the first starts,
+    unless the caller printed the total already (``announced``).
+    """
     if dry_run:
         names = worker_names(config.fleet, new_launch_id(), num_workers)
         for name in names:
@@ -265,6 +278,8 @@ def launch_config(
         where = "nothing was sent to Beaker" if backend == "beaker" else "nothing was started"
         print(f"dry run: {_workers(len(names))} of fleet {config.fleet}; {where}")
         return names
+    if num_workers > HANDFUL and not announced:
+        print(f"launching {_workers(num_workers)} of fleet {config.fleet}", flush=True)
     names = launch_fleet(client_for(backend), config, num_workers)
     for name in names:
         print(f"launched {summary(config, name)}")
@@ -364,7 +379,7 @@ def autoscale(
         job_root: the job to finish.
         deadline: finish within this long from now, e.g. 6h.
         min_workers: keep at least this many workers per pool while the job has work.
-        max_workers: at most this many workers per pool.
+        max_workers: at most this many workers per pool (default 20, whatever the job's numbers).
         interval: seconds between checks.
         cooldown: checks in a row below a pool's size before it shrinks.
         step_seconds: guessed seconds per task of a step while none is done, e.g. '{"predict": 30}'.

@@ -13,6 +13,13 @@ launched it returns at once (as a Beaker launch does) and cannot wait for it. St
 lives in one JSON file per worker under :func:`fleet_dir`; stopping a worker sends
 SIGTERM to its supervisor, which passes it on: the worker's preemption path hands its
 task back, exactly as a Beaker cancellation does.
+
+A record's pid outlives its process: once the supervisor is gone the kernel may give
+the number to any other process. So each record also holds the supervisor's start
+time (``/proc/PID/stat``, clock ticks since boot, fixed for a process's life), and a
+pid counts as the worker's, for status and for signals, only while the process behind
+it started at that very time. A record without one (or a system without ``/proc``)
+proves nothing: its worker is taken as gone and never signalled.
 """
 
 from __future__ import annotations
@@ -85,6 +92,7 @@ class LocalFleetClient:
                 start_new_session=True,  # the launching shell's Ctrl-C must not stop the fleet
             )
         record["pid"] = process.pid
+        record["pid_start"] = start_time(process.pid)
         _write(state, record)
         return workload_id
 
@@ -113,7 +121,7 @@ class LocalFleetClient:
         cancelled = []
         for workload_id in workload_ids:
             record = self._record(workload_id)
-            if _status(record) != "running":
+            if _status(record) != "running":  # not running, or its pid is another process's now
                 continue
             try:
                 os.kill(int(record["pid"]), signal.SIGTERM)
@@ -146,13 +154,19 @@ def _status(record: dict[str, Any]) -> str:
     pid = record.get("pid")
     if pid is None:
         return "starting"
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return "failed"  # gone without recording an exit: killed outright
-    except PermissionError:
-        pass
+    if not isinstance(pid, int) or start_time(pid) is None or start_time(pid) != record.get("pid_start"):
+        return "failed"  # gone without recording an exit (killed outright); its pid may be another's now
     return "running"
+
+
+def start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), or None if there is no such process here."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2, in parentheses) may hold spaces and ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def _write(path: Path, record: dict[str, Any]) -> None:

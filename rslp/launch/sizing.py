@@ -3,23 +3,31 @@
 The arithmetic, per topic: the work left is, for each step on that topic, the tasks
 not yet done times the step's median task duration (measured in a sample of its done
 markers, or the configured guess while none is done); the pool needs that many
-seconds of work divided by the time left, rounded up, capped by ``max_workers`` and
-by the tasks left (a worker without a task only costs). :meth:`PoolSize.line` prints
-the sum so a user can check it.
+seconds of work divided by the time left, rounded up, capped by ``max_workers`` (or
+:data:`DEFAULT_MAX_WORKERS` when the operator gives none) and by the tasks left (a
+worker without a task only costs). :meth:`PoolSize.line` prints the sum so a user can
+check it.
 
-Cost is flat in the job's size apart from one marker listing per step (the same as
-``rslp status``): durations come from at most :data:`DURATION_SAMPLE` marker reads.
+The operator's money is the operator's: the numbers come from a job root, which others
+may write, so none of them can size a fleet past the ceiling. Tasks are counted only
+by the ids the plan derives (job id, partition ``p<index>`` below the header's count,
+step), so markers of partitions the job does not have count for nothing; a duration a
+marker claims outside :data:`PLAUSIBLE_SECONDS` is ignored.
+
+Cost is one marker listing per step (the same as ``rslp status``) plus one hash per
+planned task: durations come from at most :data:`DURATION_SAMPLE` marker reads.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import statistics
 from dataclasses import dataclass, field
 
 from rslp.ledger import Ledger
+from rslp.status.bounded import UnreadableFile, check_partition_count, planned_states, read_json_object
+from rslp.text import printable
 
 #: Done markers read per step for its median duration.
 DURATION_SAMPLE = 25
@@ -35,6 +43,17 @@ DEFAULT_GUESS = {
     "observe": 30.0,
 }
 FALLBACK_GUESS = 60.0
+#: Workers per pool when the operator gives no ``--max_workers``: a job root's numbers never size a fleet past it.
+DEFAULT_MAX_WORKERS = 20
+#: A launch of more workers than this prints the total first.
+HANDFUL = 4
+#: Task durations a done marker may claim: no task holds its lease past a worker's default ``--max_lease`` (24 h).
+PLAUSIBLE_SECONDS = (0.0, 24 * 3600.0)
+
+
+def ceiling(max_workers: int | None) -> int:
+    """The most workers a pool gets: the operator's ``--max_workers``, else :data:`DEFAULT_MAX_WORKERS`."""
+    return DEFAULT_MAX_WORKERS if max_workers is None else max_workers
 
 
 @dataclass
@@ -77,8 +96,12 @@ class PoolSize:
             for s in self.steps
             if s.left
         )
-        cap = f", capped at --max_workers {max_workers}" if max_workers is not None else ""
-        return (
+        cap = (
+            f", capped at --max_workers {max_workers}"
+            if max_workers is not None
+            else f", capped at {DEFAULT_MAX_WORKERS} (the default; --max_workers N to change)"
+        )
+        return printable(  # topics and steps come from the job's header
             f"{self.topic}: {self.left} tasks left ({parts or 'none'}) = {duration(self.work_seconds)} of work"
             f" / {duration(time_left)} left = {self.workers} worker{'' if self.workers == 1 else 's'}{cap}"
         )
@@ -101,15 +124,16 @@ def measure(job_root: str, guesses: dict[str, float] | None = None) -> dict[str,
     """Every topic's pool with its steps' work left (``workers`` not yet set)."""
     ledger = Ledger(job_root)
     manifest = ledger.read_manifest()
+    check_partition_count(manifest, job_root)
     guesses = {**DEFAULT_GUESS, **(guesses or {})}
     partitions = manifest.partition_count
     pools: dict[str, PoolSize] = {}
     done_before: int | None = None  # tasks done of the previous per-partition step
     for step in manifest.steps + manifest.job_steps:
         per_job = step in manifest.job_steps
-        states = ledger.states(step)
-        done = [tid for tid, s in states.items() if s == "done"]
-        dead = sum(s == "dead" for s in states.values())
+        states = planned_states(ledger, manifest, step)
+        done = [task_id for task_id, state in states.items() if state == "done"]
+        dead = sum(state == "dead" for state in states.values())
         total = 1 if per_job else partitions
         left = max(0, total - len(done) - dead)
         if per_job:
@@ -125,28 +149,30 @@ def measure(job_root: str, guesses: dict[str, float] | None = None) -> dict[str,
 
 
 def _median_duration(ledger: Ledger, step: str, done: list[str], guess: float) -> tuple[float, bool]:
+    """The median of the plausible durations in a sample of ``step``'s done markers, or ``guess``."""
+    low, high = PLAUSIBLE_SECONDS
     durations = []
     for task_id in random.sample(done, min(DURATION_SAMPLE, len(done))):
         try:
-            marker = json.loads(ledger.marker_path(step, task_id, "done").read_text())
-        except (OSError, ValueError):
+            duration = read_json_object(ledger.marker_path(step, task_id, "done")).get("duration")
+        except (OSError, UnreadableFile):
             continue
-        if isinstance(marker.get("duration"), int | float):
-            durations.append(float(marker["duration"]))
+        if isinstance(duration, int | float) and not isinstance(duration, bool) and low <= duration <= high:
+            durations.append(float(duration))
     if not durations:
         return guess, False
     return statistics.median(durations), True
 
 
 def workers_for(pool: PoolSize, time_left: float, max_workers: int | None, min_workers: int = 0) -> int:
-    """Workers to finish ``pool``'s work in ``time_left``: at least one while work is left, at most one a task."""
+    """Workers to finish ``pool``'s work in ``time_left``: one or more while work is left, at most one a task.
+
+    Never more than the :func:`ceiling`, whatever the job root's numbers say.
+    """
     if pool.left == 0:
         return min_workers
     needed = max(1, math.ceil(pool.work_seconds / max(time_left, 1.0)))
-    needed = min(needed, pool.left)
-    if max_workers is not None:
-        needed = min(needed, max_workers)
-    return max(needed, min_workers)
+    return max(min(needed, pool.left, ceiling(max_workers)), min_workers)
 
 
 def size_pools(

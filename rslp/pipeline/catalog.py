@@ -6,10 +6,15 @@ A rolling root (made by ``rslp rolling``) holds one ordinary job per period::
     ROOT/<period>/          the period's job root (manifest, markers, output/...)
     ROOT/catalog.json       the history: a STAC-style catalog of the periods
 
-The catalog is derived state. Each period's own files (its manifest, outputs and
-``output/observe.json``) are the truth and are never rewritten; the catalog is rebuilt
-from them as a whole and written as one object (a rename on local disk, a whole-object
-write on gs://), never patched in place. Two writers can therefore never leave a torn
+The catalog is derived state, and never trusted: anyone who may write the root may
+write it. Each period's own files (its manifest, outputs and ``output/observe.json``)
+are the truth and are never rewritten; every rebuild reads them all again (never the
+last catalog.json, so a forged or broken entry lives until the next rebuild at most),
+and a period's job root and outputs come from the rolling root and the period's name
+(``ROOT/<period>/``, outputs under ``ROOT/<period>/output/``), never from an entry.
+Only folders named like a period (:data:`PERIOD_NAME`) with a manifest are periods.
+The catalog is written as one object (a rename on local disk, a whole-object write on
+gs://), never patched in place. Two writers can therefore never leave a torn
 or merged file: the last one wins, and because every writer rebuilds from the periods'
 files, the next rebuild repairs a view that a concurrent writer made a moment too early.
 It is rebuilt by the observe step of each period's job when the period finishes and by
@@ -23,25 +28,57 @@ in :mod:`rslp.status.observe`); either above the config's threshold gives a warn
 
 from __future__ import annotations
 
-import json
+import math
+import os
+import re
 import time
 from typing import Any
 
 from upath import UPath
 
 from rslp.ledger import write_json_atomic
+from rslp.status.bounded import UnreadableFile, read_json_object
 from rslp.status.observe import METRIC, total_variation
 
 #: The file that marks a folder as a rolling root, written by ``rslp rolling``.
 ROLLING_FILE = "rolling.json"
 CATALOG_FILE = "catalog.json"
+#: A period folder's name: a UTC day ``2026-01-15``, an ISO week ``2026-W03`` or a month ``2026-01``.
+PERIOD_NAME = re.compile(r"\d{4}-(\d{2}(-\d{2})?|W\d{2})")
 
 
 def _read_json(path: UPath) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
-    except (FileNotFoundError, ValueError):
+        return read_json_object(path)
+    except (OSError, UnreadableFile):
         return None
+
+
+def _inside(folder: UPath, path: UPath) -> bool:
+    """Whether ``path`` lies in ``folder`` (same store, lexically below it)."""
+    base = os.path.normpath(folder.path)
+    return path.protocol == folder.protocol and os.path.commonpath([base, os.path.normpath(path.path)]) == base
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _observed(observe: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields of a period's observe.json the catalog uses, each of its type or None."""
+    observe = observe or {}
+    distribution = observe.get("distribution")
+    if not (isinstance(distribution, dict) and all(_number(v) is not None for v in distribution.values())):
+        distribution = None
+    warning = observe.get("warning")
+    return {
+        "distribution": distribution,
+        "drift_reference": _number(observe.get("drift")),
+        "threshold": _number(observe.get("threshold")),
+        "warning_reference": warning if isinstance(warning, str) else None,
+    }
 
 
 def rolling_root_of(job_root: UPath) -> UPath | None:
@@ -52,7 +89,8 @@ def rolling_root_of(job_root: UPath) -> UPath | None:
 
 def period_roots(root: UPath) -> list[UPath]:
     """The period job roots under ``root``, oldest first (period names sort in time order)."""
-    return sorted((p for p in root.iterdir() if (p / "manifest.json").exists()), key=lambda p: p.name)
+    folders = (p for p in root.iterdir() if PERIOD_NAME.fullmatch(p.name) and (p / "manifest.json").exists())
+    return sorted(folders, key=lambda p: p.name)
 
 
 def period_entry(job_root: UPath) -> dict[str, Any]:
@@ -67,7 +105,8 @@ def period_entry(job_root: UPath) -> dict[str, Any]:
 
     job = Job.load(str(job_root))
     observe = _read_json(job.root / "output" / "observe.json")
-    outputs = job.output_paths()
+    # Outputs where a period keeps them (rolling refuses output_dir), whatever its files say.
+    outputs = [p for p in job.output_paths() if _inside(job.root / "output", p)]
     done = all(p.exists() for p in outputs) and ("observe" not in job.manifest.job_steps or observe is not None)
     span = job.manifest.time_range
     return {
@@ -78,10 +117,7 @@ def period_entry(job_root: UPath) -> dict[str, Any]:
         "job_root": str(job_root),
         "status": "done" if done else "running",
         "outputs": {p.stem: str(p) for p in outputs if p.exists()},
-        "distribution": observe["distribution"] if observe else None,
-        "drift_reference": observe["drift"] if observe else None,
-        "threshold": observe["threshold"] if observe else None,
-        "warning_reference": observe["warning"] if observe else None,
+        **_observed(observe),
     }
 
 
@@ -108,16 +144,9 @@ def with_drift(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def build_catalog(root: UPath) -> dict[str, Any]:
-    """The catalog of ``root`` as it stands now.
-
-    A period that the last catalog recorded as done is taken from it (a finished period
-    never changes), so a rebuild reads only the unfinished periods' files; the drift
-    between neighbours is recomputed every time, since a period can be added late.
-    """
+    """The catalog of ``root`` as it stands now, from the period folders alone (a few reads each)."""
     rolling = _read_json(root / ROLLING_FILE) or {}
-    last = _read_json(root / CATALOG_FILE) or {}
-    finished = {p["id"]: p for p in last.get("periods", []) if p.get("status") == "done" and "warning_reference" in p}
-    periods = with_drift([finished.get(p.name) or period_entry(p) for p in period_roots(root)])
+    periods = with_drift([period_entry(p) for p in period_roots(root)])
     return {
         "type": "Catalog",
         "stac_version": "1.0.0",
@@ -131,6 +160,13 @@ def build_catalog(root: UPath) -> dict[str, Any]:
         "periods": periods,
         "links": [{"rel": "child", "href": f"./{p['id']}/manifest.json", "title": p["id"]} for p in periods],
     }
+
+
+def period_root(root: UPath, period: str) -> UPath:
+    """The job root of ``period`` under the rolling ``root``: derived, never read from a catalog entry."""
+    if not PERIOD_NAME.fullmatch(period):
+        raise ValueError(f"{period!r} is not a period name (YYYY-MM-DD, YYYY-Www or YYYY-MM)")
+    return root / period
 
 
 def write_catalog(root: UPath) -> dict[str, Any]:

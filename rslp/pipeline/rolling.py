@@ -23,7 +23,6 @@ Every run ends by rebuilding ``ROOT/catalog.json`` (:mod:`rslp.pipeline.catalog`
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,7 @@ from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.timerange import NoImageryError, TimeRange, TimeRangeError, parse_time
 from rslp.pipeline.write_jobs import _absolute, enqueue, pending_tasks
 from rslp.queue.placement import default_queue_url
+from rslp.status.bounded import UnreadableFile, read_json_object
 
 logger = log.get(__name__)
 
@@ -97,7 +97,10 @@ def _claim(root: UPath, config: str, request: str, every: Cadence) -> None:
     wanted = {"config": config, "request": request, "every": every}
     path = root / ROLLING_FILE
     if path.exists():
-        have = json.loads(path.read_text())
+        try:
+            have = read_json_object(path)
+        except UnreadableFile as e:
+            raise PermanentError(f"{e}; this --root is not a rolling root rslp rolling made") from None
         if {k: have.get(k) for k in wanted} != wanted:
             raise PermanentError(
                 f"{path}: this rolling root is for {have.get('config')}, {have.get('request')} every "
@@ -111,8 +114,11 @@ def last_activity(job_root: UPath) -> float:
     """When the period last moved: its newest marker, or its last enqueue by a rolling run (epoch seconds)."""
     from rslp.status.report import newest_marker
 
-    enqueued = job_root / ENQUEUED_FILE
-    times = [json.loads(enqueued.read_text())["time"]] if enqueued.exists() else []
+    try:
+        enqueued = read_json_object(job_root / ENQUEUED_FILE).get("time")
+    except (OSError, UnreadableFile):
+        enqueued = None
+    times = [float(enqueued)] if isinstance(enqueued, int | float) and not isinstance(enqueued, bool) else []
     for step in Ledger(str(job_root)).steps():
         if (newest := newest_marker(job_root, step)) is not None:
             times.append(newest)

@@ -186,6 +186,6 @@ def observe(*, job_root: str, partition: str) -> list[Downstream]:
     if (rolling_root := rolling_root_of(job.root)) is not None:
         # This period is finished: rebuild the history, which compares it with the previous period.
         catalog = write_catalog(rolling_root)
-        entry = next(p for p in catalog["periods"] if p["id"] == job.root.name)
-        logger.info("catalog updated", period=entry["id"], drift_previous=entry["drift_previous"])
+        entry = next((p for p in catalog["periods"] if p["id"] == job.root.name), None)
+        logger.info("catalog updated", period=job.root.name, drift_previous=entry and entry["drift_previous"])
     return []

@@ -7,11 +7,15 @@ own layout (``tiles/<layer>/<item>/<bands>/``). Partitions ingest concurrently o
 different workers, so two things make the sharing safe:
 
 - **Claims, so an item is fetched once.** Before fetching, the ingest step claims each
-  item it needs by creating ``tiles/<layer>/<item>.claim`` exclusively (``O_EXCL`` on
-  local disk, a create-only write on gs://). It fetches only the items it claimed,
-  releases them, then waits for the items other tasks hold and claims again whatever
-  is still missing (a holder that failed released its claim; one that died leaves a
-  claim that goes stale after ``claim_seconds``). A task never waits while holding a
+  item it needs by creating ``tiles/.claims/<hash>.claim`` exclusively (``O_EXCL`` on
+  local disk, a create-only write on gs://; the name hashes layer and item, so no item
+  name becomes a path). It fetches only the items it claimed, keeping their claims
+  fresh meanwhile, gives them up, then waits (at most ``max_wait_seconds``) for the
+  items other tasks hold and claims again whatever is still missing. A claim lives as
+  long as its holder works: a thread rewrites it every third of ``claim_seconds``; the
+  holder deletes it when it is done, fails, or gets SIGTERM; one whose holder died is
+  stale ``claim_seconds`` after its last rewrite, judged by the modification time the
+  store reports, never by the claim's content. A task never waits while holding a
   claim, so two partitions cannot deadlock. The data source skips items already in the
   store (rslearn's ``is_raster_ready``), so claiming a stored item costs no fetch.
 - **Whole writes, so a reader never sees half an item.** :class:`SharedTileStore` writes
@@ -21,21 +25,25 @@ different workers, so two things make the sharing safe:
   marker last, so a reader (materialize) that waits for the marker sees whole objects.
 
 Limits: ingest through :func:`fetch_once` runs in the task process, one data-source
-call per round of claims (``hardware.workers`` does not apply to it); a fetch that
-takes longer than ``claim_seconds`` may be repeated by a waiting task (harmless, only
-slower); two tasks taking over the same stale claim at the same moment may both fetch
-it (the same).
+call per round of claims (``hardware.workers`` does not apply to it); a holder whose
+refresh thread is starved for ``claim_seconds`` may see a waiting task fetch the same
+item (harmless, only slower); two tasks taking over the same stale claim at the same
+moment may both fetch it (the same). Stale claims rely on the store's clock and the
+worker's agreeing within ``claim_seconds``.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -51,6 +59,9 @@ if TYPE_CHECKING:
 
 logger = log.get(__name__)
 
+#: The folder under the tile store's root where claims live, one file per (layer, item).
+CLAIMS = ".claims"
+
 #: Who holds a claim: this process (a task process runs many tasks; its claims are its own).
 OWNER = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -59,11 +70,12 @@ def shared_tile_store_config(tiles: UPath, configured: dict[str, Any] | None) ->
     """The ``tile_store`` of a partition's dataset config: the job's shared store at ``tiles``.
 
     rslearn's default store (the usual case) becomes a :class:`SharedTileStore` with the
-    same options; a dataset config that names another tile store class keeps it as it is.
+    same options; one that names :class:`SharedTileStore` itself (to set its claim options)
+    gets the job's path; a dataset config that names another tile store class keeps it as it is.
     """
     default = "rslearn.tile_stores.default.DefaultTileStore"
     configured = configured or {"class_path": default}
-    if configured.get("class_path") not in (default, "DefaultTileStore"):
+    if configured.get("class_path") not in (default, "DefaultTileStore", f"{__name__}.SharedTileStore"):
         return configured
     init_args = {k: v for k, v in configured.get("init_args", {}).items() if k != "path_suffix"}
     # A path with a protocol (gs://) or an absolute local path: rslearn uses it as it is.
@@ -81,10 +93,16 @@ class SharedTileStore(DefaultTileStore):
         tile_size: int = 256,
         geotiff_options: dict[str, Any] | None = None,
         gcp_transform_method: str = "polynomial",
-        claim_seconds: float = 600.0,
+        claim_seconds: float = 15.0,
         poll_seconds: float = 0.5,
+        max_wait_seconds: float = 1800.0,
     ) -> None:
-        """``claim_seconds``: a claim older than this is taken over (its holder is presumed dead)."""
+        """The options of rslearn's default store, plus how claims behave.
+
+        ``claim_seconds``: a claim's lease (its holder rewrites it every third of it; one
+        not rewritten for this long is taken over). ``max_wait_seconds``: the longest a
+        task waits for items other tasks hold before it fails (and is retried).
+        """
         super().__init__(
             path_suffix=path_suffix,
             convert_rasters_to_cogs=convert_rasters_to_cogs,
@@ -94,6 +112,7 @@ class SharedTileStore(DefaultTileStore):
         )
         self.claim_seconds = claim_seconds
         self.poll_seconds = poll_seconds
+        self.max_wait_seconds = max_wait_seconds
 
     # -- whole writes ---------------------------------------------------------------------
 
@@ -152,50 +171,135 @@ class SharedTileStore(DefaultTileStore):
     # -- claims ---------------------------------------------------------------------------
 
     def _claim_path(self, layer_name: str, item_name: str) -> UPath:
+        """One flat folder, one hashed name per (layer, item): no item name becomes a path."""
         assert self.path is not None
-        return self.path / layer_name / f"{item_name}.claim"
+        digest = hashlib.sha256(f"{layer_name}\0{item_name}".encode()).hexdigest()[:40]
+        return self.path / CLAIMS / f"{digest}.claim"
 
     def claim(self, layer_name: str, item_name: str) -> bool:
-        """Claim the item for this process; False if another live task holds it."""
+        """Claim the item for this process; False if a live holder has it (its claim is fresh)."""
         path = self._claim_path(layer_name, item_name)
         path.parent.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"owner": OWNER, "layer": layer_name, "item": item_name}).encode()
         for _ in range(2):  # a second try after removing a stale claim
             try:
                 with path.open("xb") as f:
-                    f.write(json.dumps({"owner": OWNER, "at": time.time()}).encode())
+                    f.write(body)
                 return True
             except FileExistsError:
-                holder = self._holder(path)
-                if holder is not None and holder.get("owner") == OWNER:
-                    return True
-                if holder is not None and time.time() - float(holder.get("at", 0)) < self.claim_seconds:
+                if not self._stale(path):
                     return False
-                logger.warning("stale_claim_taken_over", layer=layer_name, item=item_name, holder=holder)
+                logger.warning("stale_claim_taken_over", layer=layer_name, item=item_name)
                 path.unlink(missing_ok=True)
         return False
 
-    def release(self, layer_name: str, item_name: str) -> None:
-        self._claim_path(layer_name, item_name).unlink(missing_ok=True)
+    @contextmanager
+    def holding(self, layer_name: str, item_names: list[str]) -> Iterator[list[str]]:
+        """Claim what nobody holds; yield those names; keep their claims fresh until the block ends.
+
+        A thread rewrites each claim every third of ``claim_seconds``, so a claim lives
+        as long as its holder works and goes stale within ``claim_seconds`` of its death.
+        The claims are given up when the block ends, however it ends; in a process that
+        leaves SIGTERM to its default (the worker's task process, which the worker stops
+        with SIGTERM on preemption or a time limit) a SIGTERM gives them up first, then
+        ends the process as it would have.
+        """
+        with _given_up_on_sigterm() as releasing:
+            mine = [name for name in item_names if self.claim(layer_name, name)]
+            paths = [self._claim_path(layer_name, name) for name in mine]
+            stop = threading.Event()
+            keeper = threading.Thread(target=self._keep_fresh, args=(paths, stop), daemon=True, name="tile-claims")
+            keeper.start()
+            try:
+                yield mine
+            finally:
+                releasing()
+                stop.set()
+                keeper.join()
+                for path in paths:
+                    if self._ours(path):  # a claim taken over while we were silent is its new holder's
+                        path.unlink(missing_ok=True)
 
     def wait_released(self, layer_name: str, item_names: list[str]) -> None:
-        """Block until none of the items is held by a live task."""
+        """Block until none of the items has a fresh claim; RuntimeError past ``max_wait_seconds``."""
+        deadline = time.monotonic() + self.max_wait_seconds
         for name in item_names:
             path = self._claim_path(layer_name, name)
-            while (holder := self._holder(path)) is not None:
-                if time.time() - float(holder.get("at", 0)) >= self.claim_seconds:
-                    return  # stale: the caller claims it over
+            while self._age(path) is not None and not self._stale(path):
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"tile store item {layer_name}/{name} was still claimed by another task after "
+                        f"{self.max_wait_seconds:.0f} s (claim {path}); the task is retried"
+                    )
                 time.sleep(self.poll_seconds)
 
-    def _holder(self, path: UPath) -> dict[str, Any] | None:
-        """The claim at ``path``, or None if there is none; a claim being written counts as fresh."""
+    def _keep_fresh(self, paths: list[UPath], stop: threading.Event) -> None:
+        """Rewrite each of our claims every third of ``claim_seconds`` until ``stop``; never raises."""
+        while not stop.wait(self.claim_seconds / 3):
+            for path in paths:
+                try:
+                    if self._ours(path):
+                        path.write_bytes(path.read_bytes())  # a new modification time
+                except OSError as e:  # the store refused: the next round tries again
+                    logger.warning("claim_refresh_failed", claim=str(path), error=str(e))
+
+    def _ours(self, path: UPath) -> bool:
+        """Whether the claim at ``path`` is this process's (not taken over, not gone)."""
         try:
-            text = path.read_text()
+            return bool(json.loads(path.read_bytes()).get("owner") == OWNER)
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def _age(self, path: UPath) -> float | None:
+        """Seconds since the store last saw the claim written; None if there is none."""
+        try:
+            return time.time() - path.stat().st_mtime
         except FileNotFoundError:
             return None
-        try:
-            return dict(json.loads(text))
-        except ValueError:
-            return {"owner": "?", "at": time.time()}
+
+    def _stale(self, path: UPath) -> bool:
+        """A claim not rewritten for ``claim_seconds``, or dated further than that in the future.
+
+        Judged by the store's modification time only: content (empty after a crash
+        between create and write, or any date a writer puts there) never keeps a claim alive.
+        """
+        age = self._age(path)
+        return age is not None and abs(age) > self.claim_seconds
+
+
+@contextmanager
+def _given_up_on_sigterm() -> Iterator[Callable[[], None]]:
+    """Turn a SIGTERM into an exception (so ``finally`` blocks give claims up), then end the process by it.
+
+    Only where SIGTERM has its default action and only in the main thread: a process
+    with its own SIGTERM handler keeps it. Yields ``releasing``, to call once the
+    claims are being given up, after which a SIGTERM waits for the end of the block.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield lambda: None
+        return
+    state = {"terminated": False, "releasing": False}
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        state["terminated"] = True
+        if not state["releasing"]:
+            raise _Terminated
+
+    def releasing() -> None:
+        state["releasing"] = True
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield releasing
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if state["terminated"]:
+            logger.info("claims_given_up", signal="SIGTERM")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived while claims were held; raised to unwind to where they are given up."""
 
 
 def fetch_once(dataset: Dataset, store: SharedTileStore, windows: list[Window], hw_retry: dict[str, Any]) -> None:
@@ -218,8 +322,8 @@ def fetch_once(dataset: Dataset, store: SharedTileStore, windows: list[Window], 
                 for serialized in group:
                     pending.setdefault(data_source.deserialize_item(serialized), []).append(window.get_geometry())
         while pending:
-            mine = [item for item in pending if store.claim(store_name, item.name)]
-            try:
+            with store.holding(store_name, [item.name for item in pending]) as names:
+                mine = [item for item in pending if item.name in names]
                 if mine:
                     fetch = functools.partial(
                         data_source.ingest, tile_store=layer_store, items=mine, geometries=[pending[i] for i in mine]
@@ -229,9 +333,6 @@ def fetch_once(dataset: Dataset, store: SharedTileStore, windows: list[Window], 
                         retry_max_attempts=hw_retry["retry_max_attempts"],
                         retry_backoff=hw_retry["retry_backoff"],
                     )
-            finally:
-                for item in mine:
-                    store.release(store_name, item.name)
             for item in mine:
                 del pending[item]
             if pending:

@@ -20,6 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+#: Deliveries without an ack before a subscription dead-letters a message on its own. Only
+#: holders that die without notice spend deliveries (a worker that gets SIGTERM hands its
+#: task back by republishing it), and on a preemptible fleet that is infrastructure, not
+#: the task: the worker's own attempts count the failures it sees. So the limit is a
+#: generous backstop for a message that kills its worker outright every time: at most this
+#: many worker deaths, while a task survives that many holders killed under it less one.
+MAX_DELIVERIES = 20
+
 #: Attribute names the worker sets on dead-lettered messages.
 DEAD_LETTER_REASON = "rslp_dead_letter_reason"
 DEAD_LETTER_SOURCE = "rslp_dead_letter_source"
@@ -78,14 +86,16 @@ class Queue(abc.ABC):
     counts_note: str = ""
 
     @abc.abstractmethod
-    def setup(self, topic: str, subscription: str, *, max_deliveries: int = 5, ack_deadline: int = 60) -> None:
+    def setup(
+        self, topic: str, subscription: str, *, max_deliveries: int = MAX_DELIVERIES, ack_deadline: int = 60
+    ) -> None:
         """Create ``topic``, ``subscription`` and its dead-letter topic and subscription.
 
         Idempotent: anything that exists already is kept as it is.
         """
 
     @abc.abstractmethod
-    def attach_dead_letters(self, subscription: str, *, max_deliveries: int = 5) -> list[str]:
+    def attach_dead_letters(self, subscription: str, *, max_deliveries: int = MAX_DELIVERIES) -> list[str]:
         """Give an existing ``subscription`` the dead letters :meth:`setup` would have given it.
 
         That is its dead-letter topic, a subscription on that topic, and a dead-letter

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from rslp.queue.base import Queue, Received, dead_letter_name
+from rslp.queue.base import MAX_DELIVERIES, Queue, Received, dead_letter_name
 
 #: How long a message that could not be dead-lettered is handed back for (Pub/Sub's maximum).
 HOLD_SECONDS = 600.0
@@ -34,7 +34,9 @@ def fix_hint(queue_url: str, subscription: str) -> str:
     return f"rslp setup --queue {queue_url} --subscription {subscription}"
 
 
-def prepare(queue: Queue, queue_url: str, subscription: str, max_deliveries: int = 5) -> tuple[str, dict[str, Any]]:
+def prepare(
+    queue: Queue, queue_url: str, subscription: str, max_deliveries: int = MAX_DELIVERIES
+) -> tuple[str, dict[str, Any]]:
     """Make sure ``subscription`` has dead letters; return one log event (name, fields) saying how it stands."""
     try:
         created = queue.attach_dead_letters(subscription, max_deliveries=max_deliveries)

@@ -32,6 +32,7 @@ from rslp.errors import QueueResourceError
 from rslp.queue.base import (
     DEAD_LETTER_REASON,
     DEAD_LETTER_SOURCE,
+    MAX_DELIVERIES,
     MAX_DELIVERIES_REASON,
     LeaseLostError,
     Outgoing,
@@ -104,7 +105,9 @@ class LocalQueue(Queue):
     def _tx(self) -> _Transaction:
         return _Transaction(self._db())
 
-    def setup(self, topic: str, subscription: str, *, max_deliveries: int = 5, ack_deadline: int = 60) -> None:
+    def setup(
+        self, topic: str, subscription: str, *, max_deliveries: int = MAX_DELIVERIES, ack_deadline: int = 60
+    ) -> None:
         dlq = dead_letter_name(subscription)
         with self._tx() as db:
             for name, top, deliveries in ((subscription, topic, max_deliveries), (dlq, dlq, 1_000_000)):
@@ -113,7 +116,7 @@ class LocalQueue(Queue):
                     (name, top, deliveries, ack_deadline),
                 )
 
-    def attach_dead_letters(self, subscription: str, *, max_deliveries: int = 5) -> list[str]:
+    def attach_dead_letters(self, subscription: str, *, max_deliveries: int = MAX_DELIVERIES) -> list[str]:
         """Every embedded subscription moves messages after ``max_deliveries``; only the keeper may be missing."""
         dlq = dead_letter_name(subscription)
         with self._tx() as db:

@@ -36,7 +36,16 @@ from typing import TYPE_CHECKING, Any
 
 from rslp import log
 from rslp.errors import QueueResourceError
-from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Received, dead_letter_name, setup_command
+from rslp.queue.base import (
+    MAX_DELIVERIES,
+    LeaseLostError,
+    Outgoing,
+    Queue,
+    QueueCounts,
+    Received,
+    dead_letter_name,
+    setup_command,
+)
 from rslp.queue.preferred import PreferredPull
 from rslp.weather import EDITOR, PUBLISHER, SUBSCRIBER, CloudRefusedError, Weather
 
@@ -111,7 +120,9 @@ class PubSubQueue(Queue):
                 f"create it with: {setup_command(f'pubsub://{self.project_id}', name)}"
             ) from e.__cause__
 
-    def setup(self, topic: str, subscription: str, *, max_deliveries: int = 5, ack_deadline: int = 60) -> None:
+    def setup(
+        self, topic: str, subscription: str, *, max_deliveries: int = MAX_DELIVERIES, ack_deadline: int = 60
+    ) -> None:
 
         dlq = dead_letter_name(subscription)
         for name in (topic, dlq):
@@ -143,7 +154,7 @@ class PubSubQueue(Queue):
 
         self.weather.call(call, what=what, resource=resource, role=EDITOR)
 
-    def attach_dead_letters(self, subscription: str, *, max_deliveries: int = 5) -> list[str]:
+    def attach_dead_letters(self, subscription: str, *, max_deliveries: int = MAX_DELIVERIES) -> list[str]:
         """Give a subscription made elsewhere (e.g. by plain gcloud) its dead letters; see rslp.queue.dead_letters."""
         from google.api_core.exceptions import AlreadyExists
 

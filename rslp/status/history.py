@@ -1,14 +1,16 @@
 """``rslp status --root ROOT``: a rolling root's periods, one row each, and a picture of drift over time.
 
 Reads the periods' own files through :func:`rslp.pipeline.catalog.build_catalog` (so
-the view is current even when catalog.json is a run behind) and each period's markers
-(one listing per step) for its done/total task count. Like the rest of ``rslp status``
+the view is current even when catalog.json is a run behind, and never what a forged
+catalog.json says) and each period's markers (one listing per step) for its done/total
+task count, counting only the tasks its plan derives. Like the rest of ``rslp status``
 it only reads: the PNG it draws goes where ``--plot`` says, never into the root.
 """
 
 from __future__ import annotations
 
 import io
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,8 @@ from matplotlib.figure import Figure
 from upath import UPath
 
 from rslp.ledger import Ledger
-from rslp.pipeline.catalog import build_catalog
+from rslp.pipeline.catalog import build_catalog, period_root
+from rslp.status.bounded import check_partition_count, planned_states
 from rslp.status.report import table
 
 
@@ -38,12 +41,14 @@ class PeriodRow:
 
 
 def progress(job_root: str) -> tuple[int, int, int]:
-    """(done, dead, total) tasks of a job, from one marker listing per step."""
+    """(done, dead, total) tasks of a job, from one marker listing per step; only the plan's tasks count."""
     ledger = Ledger(job_root)
     manifest = ledger.read_manifest()
-    states = [state for step in manifest.steps + manifest.job_steps for state in ledger.states(step).values()]
+    check_partition_count(manifest, job_root)
+    steps = manifest.steps + manifest.job_steps
+    states = Counter(state for step in steps for state in planned_states(ledger, manifest, step).values())
     total = manifest.partition_count * len(manifest.steps) + len(manifest.job_steps)
-    return states.count("done"), states.count("dead"), total
+    return states["done"], states["dead"], total
 
 
 def _drift(value: float | None) -> str:
@@ -114,7 +119,7 @@ def draw_history(rows: list[PeriodRow]) -> Figure:
 def history(root: str, plot: str | None = None) -> list[PeriodRow]:
     """Print one row per period of the rolling ROOT; with PLOT, also draw the distribution and drift as a PNG."""
     catalog = build_catalog(UPath(root))
-    rows = [PeriodRow(p, *progress(p["job_root"])) for p in catalog["periods"]]
+    rows = [PeriodRow(p, *progress(str(period_root(UPath(root), p["id"])))) for p in catalog["periods"]]
     text = render(root, rows)
     if plot:
         buffer = io.BytesIO()

@@ -14,10 +14,10 @@ size (at most :data:`MAX_READS`; beyond, the listing's time alone decides).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from rslp.ledger import Ledger
+from rslp.status.bounded import UnreadableFile, read_json_object
 
 #: Lease assumed for markers that do not record one (written before heartbeats existed).
 DEFAULT_LEASE = 60.0
@@ -50,8 +50,8 @@ def running_tasks(ledger: Ledger, step: str, written: dict[str, float | None], n
         marker: dict[str, object] = {}
         if i < MAX_READS:
             try:
-                marker = json.loads(ledger.marker_path(step, task_id, "running").read_text())
-            except (OSError, ValueError):  # replaced by a later marker right now
+                marker = read_json_object(ledger.marker_path(step, task_id, "running"))
+            except (OSError, UnreadableFile):  # replaced by a later marker right now, or not a worker's
                 marker = {}
         beat = mtime if mtime is not None else _number(marker.get("heartbeat") or marker.get("time"))
         task = marker.get("task")

@@ -28,7 +28,6 @@ This module only reads; it never writes a marker or touches a message.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import re
@@ -45,6 +44,7 @@ from rslp.errors import PermanentError
 from rslp.ledger import STATES, JobManifest, Ledger, is_local
 from rslp.pipeline.job import JOB_PARTITION
 from rslp.queue import QueueCounts, dead_letter_name, open_queue
+from rslp.status.bounded import UnreadableFile, check_partition_count, read_json_object
 from rslp.status.liveness import RunningTask, running_tasks
 from rslp.task import task_id_for
 from rslp.text import printable
@@ -308,6 +308,7 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
     reason_paths: list[tuple[str, str, UPath]] = []
     running: list[RunningTask] = []
     before: dict[str, str] | None = None  # the previous step's states, by partition
+    check_partition_count(manifest, job_root)
     pids = list(manifest.partition_ids())
     plan = [(step, pids) for step in manifest.steps] + [(step, [JOB_PARTITION]) for step in manifest.job_steps]
     for step, partitions in plan:
@@ -395,9 +396,11 @@ def _failures(paths: list[tuple[str, str, UPath]], top: int) -> list[FailureGrou
     groups: dict[tuple[str, str, str, str], FailureGroup] = {}
     for state, step, path in paths:
         try:
-            marker = json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):  # superseded or being replaced right now
+            marker = read_json_object(path)
+        except FileNotFoundError:  # superseded or being replaced right now
             continue
+        except (OSError, UnreadableFile) as e:  # counted, with why it could not be read
+            marker = {"error": f"(marker unreadable: {e})", "kind": "?"}
         reason = " ".join(str(marker.get("error") or "no reason recorded").split())
         kind = str(marker.get("kind") or "?")
         key = (state, step, kind, re.sub(r"\d+", "N", reason))
@@ -411,8 +414,8 @@ def _failures(paths: list[tuple[str, str, UPath]], top: int) -> list[FailureGrou
 
 def _observe(path: UPath) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
-    except (FileNotFoundError, ValueError):
+        return read_json_object(path)
+    except (OSError, UnreadableFile):
         return None
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from rslp.launch import FleetError, commands
 from rslp.launch.autoscale import Autoscaler
-from rslp.launch.sizing import DEFAULT_GUESS, parse_duration, size_pools
+from rslp.launch.sizing import DEFAULT_GUESS, DEFAULT_MAX_WORKERS, parse_duration, size_pools
 from rslp.ledger import Ledger
 from rslp.pipeline.job import make_task
 from tests.unit.test_launch_client import FakeFleetClient, make_config
@@ -147,3 +147,111 @@ def test_autoscaler_stops_every_pool_when_the_job_is_done(tmp_path: Path) -> Non
     assert finished
     assert {d.action for d in decisions} == {"stop"}
     assert all(not client.list_workloads(None, "demo", active_only=True) for _ in range(1))
+
+
+# The operator's money: numbers from a job root never size a fleet past the ceiling ----
+
+
+def test_a_pool_never_grows_past_the_default_ceiling_and_at_most_doubles_a_check(tmp_path: Path) -> None:
+    """400 partitions x 5 s guessed in 60 s would be 34 workers; one forged done marker claims a
+    duration of 1e9 s. Without --max_workers: 4, then 8, then 16, then the default ceiling of 20."""
+    make_job(tmp_path, 400)
+    finish(tmp_path, "create_windows", range(1), 1e9)
+    auto = scaler(tmp_path, FakeFleetClient())
+    sizes = []
+    for _ in range(5):
+        by_topic = {d.topic: d for d in auto.check()[0]}
+        sizes.append(tuple(by_topic[t].current + by_topic[t].changed for t in ("st-cpu", "st-gpu")))
+    # st-gpu: one predict is ready (the forged marker's partition), its duration ignored.
+    assert sizes == [(4, 1), (8, 1), (16, 1), (20, 1), (20, 1)]
+
+
+def test_launch_with_a_deadline_and_no_max_workers_stops_at_the_default_ceiling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_job(tmp_path, 400, queue="pubsub://my-project")
+    names = commands.launch(
+        fleet="demo", image="i", clusters=["c"], job_root=str(tmp_path), deadline="1m", dry_run=True
+    )
+    assert sum(n.startswith("demo.st-gpu-") for n in names) == DEFAULT_MAX_WORKERS
+    assert f"= 20 workers, capped at {DEFAULT_MAX_WORKERS} (the default; --max_workers N to change)" in (
+        capsys.readouterr().out
+    )
+
+
+def test_marker_durations_outside_the_plausible_band_are_ignored(tmp_path: Path) -> None:
+    make_job(tmp_path, 10)
+    for i, seconds in enumerate([1e9, -5.0, float("inf")]):
+        finish(tmp_path, "create_windows", range(i, i + 1), seconds)
+    (cpu,) = [p for p in size_pools(str(tmp_path), time_left=3600) if p.topic == "st-cpu"]
+    assert (cpu.steps[0].seconds, cpu.steps[0].measured) == (DEFAULT_GUESS["create_windows"], False)
+    finish(tmp_path, "create_windows", range(3, 4), 7.0)
+    (cpu,) = [p for p in size_pools(str(tmp_path), time_left=3600) if p.topic == "st-cpu"]
+    assert (cpu.steps[0].seconds, cpu.steps[0].measured) == (7.0, True)
+
+
+def test_markers_of_partitions_the_job_does_not_have_count_for_nothing(tmp_path: Path) -> None:
+    """40 partitions' worth of forged done markers (p00010..p00049) on a 10-partition job: the
+    autoscaler still sees all 10 create_windows left and keeps the pool, rather than stopping it."""
+    make_job(tmp_path, 10)
+    for step in [*STEPS, "combine"]:
+        finish(tmp_path, step, range(10, 50), 1.0)
+    client = FinalizingClient()
+    decisions, finished = scaler(tmp_path, client).check()
+    assert not finished
+    (cpu,) = [p for p in size_pools(str(tmp_path), time_left=3600) if p.topic == "st-cpu"]
+    assert cpu.steps[0].left == 10
+    assert {d.topic: d.action for d in decisions}["st-cpu"] == "up"
+
+
+class AnnouncingClient(FakeFleetClient):
+    """The fake seam, noting on stdout when the first worker is created (to check what was printed before)."""
+
+    def create_experiment(self, workspace: str | None, name: str, spec: object) -> str:
+        if not self.named("create_experiment"):
+            print("FIRST WORKER CREATED")
+        return super().create_experiment(workspace, name, spec)  # type: ignore[arg-type]
+
+
+def test_the_total_is_printed_before_more_than_a_handful_are_launched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_job(tmp_path, 400, queue="pubsub://my-project")
+    client = AnnouncingClient()
+    monkeypatch.setattr(commands, "connect", lambda: client)
+    commands.launch(fleet="demo", image="i", clusters=["c"], job_root=str(tmp_path), deadline="1m", max_workers=3)
+    out = capsys.readouterr().out
+    assert out.index("total: 7 workers in 3 pools of fleet demo") < out.index("FIRST WORKER CREATED")
+
+    client = AnnouncingClient()
+    monkeypatch.setattr(commands, "connect", lambda: client)
+    commands.launch(fleet="solo", image="i", clusters=["c"], queue="pubsub://p", subscription="s", num_workers=5)
+    out = capsys.readouterr().out
+    assert out.index("launching 5 workers of fleet solo") < out.index("FIRST WORKER CREATED")
+
+    client = AnnouncingClient()
+    finish(tmp_path, "create_windows", range(200), 5.0)  # half of it ready for predict
+    scaler(tmp_path, client, max_workers=3).check()
+    out = capsys.readouterr().out
+    assert out.index("launching 6 workers of fleet demo: st-cpu +3, st-gpu +3") < out.index("FIRST WORKER CREATED")
+
+
+def test_escape_sequences_in_a_job_header_reach_no_sizing_or_autoscale_line_raw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A header whose combine topic carries an OSC 52 clipboard write and a cursor move: printed escaped
+    (and refused as a pool's fleet name before anything is launched)."""
+    make_job(tmp_path, 10, queue="pubsub://my-project")
+    manifest = Ledger(tmp_path).manifest_path
+    header = json.loads(manifest.read_text())
+    evil = "st-combine\x1b]52;c;ZWNobyBodA==\x07\x1b[2A"
+    header["topics"]["combine"] = evil
+    manifest.write_text(json.dumps(header))
+    with pytest.raises(FleetError, match="fleet name"):
+        commands.launch(fleet="demo", image="i", clusters=["c"], job_root=str(tmp_path), deadline="10m", dry_run=True)
+    scaler(tmp_path, FakeFleetClient()).run(interval=0, max_checks=1)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    shown = "st-combine\\x1b]52;c;ZWNobyBodA==\\x07\\x1b[2A"
+    assert f"{shown}: 1 tasks left" in out  # the sizing line
+    assert f"{shown}: 0 workers, target 0: hold" in out  # the autoscale line

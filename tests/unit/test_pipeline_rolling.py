@@ -198,7 +198,22 @@ def test_concurrent_catalog_writers_never_leave_a_torn_or_partial_catalog(demo_c
     assert seen and all(ids == ["2026-01", "2026-02"] for ids in seen)
 
 
-def test_a_finished_period_is_taken_from_the_last_catalog_and_drift_is_recomputed(
+def _forge_catalog(root: Path) -> None:
+    """What someone who may write the root can leave in catalog.json: a done entry with a job root and
+    outputs elsewhere, an entry without ``id``, and an entry for a period that does not exist."""
+    catalog = json.loads((root / "catalog.json").read_text())
+    catalog["periods"][0].update(
+        status="done",
+        job_root="http://attacker.invalid/job",
+        outputs={"prediction": "http://attacker.invalid/out.tif"},
+        distribution={"a": 0.5, "b": 0.5},
+        warning_reference="",
+    )
+    catalog["periods"] += [{"status": "done"}, {**catalog["periods"][0], "id": "2030-01"}]
+    (root / "catalog.json").write_text(json.dumps(catalog))
+
+
+def test_a_forged_catalog_does_not_survive_a_rebuild_and_drift_comes_from_the_periods(
     demo_copy: Path, tmp_path: Path
 ) -> None:
     from upath import UPath
@@ -209,13 +224,43 @@ def test_a_finished_period_is_taken_from_the_last_catalog_and_drift_is_recompute
     rolling(
         str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), str(root), "month", "2026-01", "2026-03"
     )
-    catalog = json.loads((root / "catalog.json").read_text())
-    for period, share in zip(catalog["periods"], (0.5, 0.8), strict=True):
-        period.update(status="done", distribution={"a": share, "b": 1 - share}, threshold=0.1)
-    (root / "catalog.json").write_text(json.dumps(catalog))
+    _forge_catalog(root)
+    (root / "not-a-period").mkdir()
+    (root / "not-a-period" / "manifest.json").write_text((root / "2026-01" / "manifest.json").read_text())
+    for period, share in (("2026-01", 0.5), ("2026-02", 0.8)):
+        (root / period / "output").mkdir(exist_ok=True)
+        observed = {"distribution": {"a": share, "b": 1 - share}, "drift": None, "threshold": 0.1, "warning": None}
+        (root / period / "output" / "observe.json").write_text(json.dumps(observed))
     jan, feb = write_catalog(UPath(root))["periods"]
-    assert jan["distribution"] == {"a": 0.5, "b": 0.5} and jan["status"] == "done"  # not re-read: it never changes
+    assert (jan["id"], jan["status"], jan["job_root"], jan["outputs"]) == (
+        "2026-01",
+        "running",
+        str(root / "2026-01"),
+        {},
+    )
     assert feb["drift_previous"] == pytest.approx(0.3) and "vs period 2026-01" in feb["warning"]
+
+
+def test_status_root_ignores_a_forged_catalog_and_markers_outside_the_plan(
+    demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rslp.status.report import status
+
+    root = tmp_path / "root"
+    rolling(
+        str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), str(root), "month", "2026-01", "2026-03"
+    )
+    _forge_catalog(root)
+    manifest = Ledger(root / "2026-01").read_manifest()
+    for step in PARTITION_STEPS:  # done markers of partitions the job does not have
+        for partition in ("p09999", "p10000"):
+            task = make_task(manifest.job_id, manifest.job_root, step, partition)
+            Ledger(root / "2026-01").mark(task, "done", downstream=[])
+    capsys.readouterr()
+    rows = status(root=str(root))
+    out = capsys.readouterr().out.splitlines()
+    assert [r.period["id"] for r in rows] == ["2026-01", "2026-02"]
+    assert out[2].split()[4:6] == ["0/26", "running"]
 
 
 def test_status_root_shows_one_row_per_period_with_progress_and_failures(
@@ -247,14 +292,12 @@ def test_status_root_shows_one_row_per_period_with_progress_and_failures(
     assert len(rows) == 2 and (tmp_path / "history.png").stat().st_size > 5000
 
 
-def test_a_period_finished_in_the_catalog_is_not_listed_again(
+def test_a_period_marked_done_only_in_a_forged_catalog_is_still_resumed(
     demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, request, root = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), tmp_path / "root"
     rolling(config, request, str(root), "month", "2026-01", "2026-03")
-    catalog = json.loads((root / "catalog.json").read_text())
-    catalog["periods"][0]["status"] = "done"  # its markers say otherwise; a finished period is never re-read
-    (root / "catalog.json").write_text(json.dumps(catalog))
+    _forge_catalog(root)  # says 2026-01 is done; its own files say otherwise
     capsys.readouterr()
-    assert rolling(config, request, str(root), "month", "2026-01", "2026-03", requeue_after=0) == 4
-    assert "(0 new, 1 resumed, 0 moving, 1 done, 0 without imagery); 4 tasks published" in capsys.readouterr().out
+    assert rolling(config, request, str(root), "month", "2026-01", "2026-03", requeue_after=0) == 8
+    assert "(0 new, 2 resumed, 0 moving, 0 done, 0 without imagery); 8 tasks published" in capsys.readouterr().out

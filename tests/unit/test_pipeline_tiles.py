@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from upath import UPath
 
@@ -112,22 +115,95 @@ def test_a_second_writer_of_a_stored_item_keeps_the_first_copy(tmp_path: Path) -
     assert not [p for p in (tmp_path / "tiles").iterdir() if p.name.startswith(".staging")]
 
 
-def test_claims_let_one_task_fetch_and_the_other_wait(tmp_path: Path) -> None:
-    config = shared_tile_store_config(UPath(tmp_path / "tiles"), None)
-    config["init_args"]["claim_seconds"] = 0.5
+def _store(tmp_path: Path, **claims: float) -> SharedTileStore:
     from rslearn.tile_stores import load_tile_store
 
+    config = shared_tile_store_config(UPath(tmp_path / "tiles"), None)
+    config["init_args"].update(claims)
     store = load_tile_store(config, UPath(tmp_path / "p0"))
     assert isinstance(store, SharedTileStore)
+    return store
+
+
+def _claim_file(tmp_path: Path) -> Path:
+    (claim,) = (tmp_path / "tiles" / ".claims").iterdir()
+    return claim
+
+
+def test_a_claim_is_judged_by_its_modification_time_not_by_its_content(tmp_path: Path) -> None:
+    """A claim dated far in the future, or left empty by a crash, stops holding once the store's clock says so."""
+    store = _store(tmp_path, claim_seconds=5)
     assert store.claim("image", "scene")
-    claim = tmp_path / "tiles" / "image" / "scene.claim"
-    claim.write_text(json.dumps({"owner": "another-task", "at": 1e12}))  # held by a live task
+    claim = _claim_file(tmp_path)
+    for content, mtime in (
+        (json.dumps({"owner": "another-task", "at": 1e12}), time.time() - 60),  # forged date, silent for a minute
+        ("", time.time() - 60),  # a crash between create and write
+        ("", time.time() + 86_400),  # the file itself dated tomorrow
+    ):
+        claim.write_text(content)
+        os.utime(claim, (mtime, mtime))
+        assert store.claim("image", "scene"), (content, mtime)
+    claim.write_text("")  # empty but just written: its holder may be writing it
     assert not store.claim("image", "scene")
-    claim.write_text(json.dumps({"owner": "a-dead-task", "at": 0}))  # its holder died long ago
+
+
+def test_item_names_never_leave_the_claims_folder(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    outside = tmp_path / "escape.claim"
+    assert store.claim("image", f"../../../{outside.stem}")
+    assert store.claim("../..", "../escape")
+    assert not outside.exists()
+    claims = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.claim"))
+    assert len(claims) == 2 and all(c.parent == Path("tiles/.claims") for c in claims)
+
+
+def test_a_held_claim_stays_fresh_while_its_holder_works_and_is_given_up_after(tmp_path: Path) -> None:
+    store, waiter = _store(tmp_path, claim_seconds=0.6), _store(tmp_path, claim_seconds=0.6)
+    with store.holding("image", ["scene", "other"]) as mine:
+        assert mine == ["scene", "other"]
+        claims = list((tmp_path / "tiles" / ".claims").iterdir())
+        written = [c.stat().st_mtime for c in claims]
+        time.sleep(1.5)  # the holder works for over two claim periods
+        assert all(c.stat().st_mtime > w for c, w in zip(claims, written, strict=True))
+        assert not waiter.claim("image", "scene")
+    assert not list((tmp_path / "tiles" / ".claims").iterdir())
+    assert waiter.claim("image", "scene")
+
+
+def test_a_wait_for_a_live_holder_is_bounded(tmp_path: Path) -> None:
+    store, waiter = _store(tmp_path, claim_seconds=0.6), _store(tmp_path, claim_seconds=0.6, max_wait_seconds=1.0)
+    with store.holding("image", ["scene"]):
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="image/scene was still claimed by another task after 1 s"):
+            waiter.wait_released("image", ["scene"])
+        assert time.monotonic() - started < 3
+
+
+def test_a_stale_claim_ends_the_wait(tmp_path: Path) -> None:
+    store = _store(tmp_path, claim_seconds=0.5)
+    assert store.claim("image", "scene")  # its holder then dies: nobody rewrites it
+    started = time.monotonic()
     store.wait_released("image", ["scene"])
+    assert 0.4 < time.monotonic() - started < 3
     assert store.claim("image", "scene")
-    store.release("image", "scene")
-    assert not claim.exists()
+
+
+def test_sigterm_gives_up_the_claims_of_a_task_process_and_still_ends_it(tmp_path: Path) -> None:
+    code = (
+        "import sys, time; from upath import UPath; from rslp.pipeline.tiles import SharedTileStore\n"
+        "store = SharedTileStore(path_suffix=sys.argv[1]); store.set_dataset_path(UPath(sys.argv[1]))\n"
+        "with store.holding('image', ['scene']):\n"
+        "    print('holding', flush=True); time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "tiles")], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
+    assert list((tmp_path / "tiles" / ".claims").iterdir())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == -signal.SIGTERM
+    assert not list((tmp_path / "tiles" / ".claims").iterdir())
 
 
 def _geometry(f: rasterio.io.DatasetReader) -> object:
@@ -138,3 +214,11 @@ def _geometry(f: rasterio.io.DatasetReader) -> object:
     minx, miny, maxx, maxy = f.bounds
     box = shapely.box(minx / f.transform.a, maxy / f.transform.e, maxx / f.transform.a, miny / f.transform.e)
     return STGeometry(projection, box, None)
+
+
+def test_a_claim_taken_over_from_a_silent_holder_is_left_to_its_new_holder(tmp_path: Path) -> None:
+    store = _store(tmp_path, claim_seconds=30)
+    with store.holding("image", ["scene"]):
+        claim = _claim_file(tmp_path)
+        claim.write_text(json.dumps({"owner": "the-task-that-took-it-over"}))  # we were silent too long
+    assert json.loads(claim.read_text())["owner"] == "the-task-that-took-it-over"
