@@ -54,6 +54,29 @@ def under(root: P, *components: str) -> P:
     return path
 
 
+#: Protocols of local disk (``file://``, ``local://`` or none).
+LOCAL_PROTOCOLS = ("", "file", "local")
+
+
+def lies_under(path: str, prefix: str) -> bool:
+    """Whether ``path`` is ``prefix`` or below it: the same protocol, whole path components.
+
+    On local disk both are resolved first (a symlink may point out); elsewhere a ``..``
+    component never counts as inside.
+    """
+    target, base = UPath(path), UPath(prefix)
+    local = target.protocol in LOCAL_PROTOCOLS
+    if local != (base.protocol in LOCAL_PROTOCOLS) or (not local and target.protocol != base.protocol):
+        return False
+    if local:
+        inner, outer = os.path.realpath(target.path), os.path.realpath(base.path)
+    elif ".." in target.path.split("/"):
+        return False
+    else:
+        inner, outer = target.path.rstrip("/"), base.path.rstrip("/")
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
 def _normal(p: Path | UPath) -> str:
     text = p.path if isinstance(p, UPath) else str(p)
     return os.path.normpath(text or "/")

@@ -41,6 +41,8 @@ from upath import UPath
 
 from rslp.errors import PermanentError
 from rslp.text import keep_secret, redact
+from rslp.trust import TRUSTED_CHECKPOINTS_ENV, class_paths
+from rslp.trust import current as current_trust
 
 if TYPE_CHECKING:
     from rslp.pipeline.partition import Partitioner
@@ -132,6 +134,17 @@ def describe(e: ValidationError, source: str, prefix: str = "") -> str:
     return f"{source}: " + "; ".join(parts)
 
 
+def check_class_paths(raw: Any, source: str, where: str = "") -> None:
+    """ConfigError for the first ``class_path`` in ``raw`` outside the operator's module prefixes.
+
+    Run before anything imports a config's classes: importing a module runs its code.
+    """
+    trust = current_trust()
+    for field, class_path in class_paths(raw, where):
+        if (refusal := trust.class_path_refusal(class_path)) is not None:
+            raise ConfigError(f"{source}: {field}: {refusal}")
+
+
 class ClassSpec(BaseModel):
     """A pluggable part named as in rslearn configs: ``class_path`` + ``init_args``."""
 
@@ -141,7 +154,8 @@ class ClassSpec(BaseModel):
     init_args: dict[str, Any] = Field(default_factory=dict)
 
     def build(self, base: type[Any], source: str, where: str) -> Any:
-        """Import ``class_path`` (any module on PYTHONPATH), check it is a ``base``, construct it."""
+        """Import ``class_path`` (under a module prefix the operator allows), check it is a ``base``, construct it."""
+        check_class_paths({"class_path": self.class_path}, source, where)
         module_name, _, attr = self.class_path.rpartition(".")
         try:
             cls = getattr(importlib.import_module(module_name), attr)
@@ -225,10 +239,9 @@ class PipelineConfig(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     dataset_config: str = Field(description="rslearn dataset config (dataset.json)")
     model: str | None = Field(default=None, description="rslearn model config (model.yaml); predict needs it")
-    checkpoint: str | None = Field(default=None, description="model weights; predict needs them")
-    trust_checkpoint: bool = Field(
-        default=False,
-        description="unpickle the checkpoint fully (runs any code it holds); default: weights only",
+    checkpoint: str | None = Field(
+        default=None,
+        description="model weights; predict needs them (weights only, unless the worker trusts its location)",
     )
     group: str = Field(default="default", min_length=1, description="the rslearn window group in each partition")
     partitioner: ClassSpec = ClassSpec(class_path="rslp.pipeline.partition.NoopPartitioner")
@@ -251,6 +264,16 @@ class PipelineConfig(BaseModel):
     )
 
     _source: UPath = PrivateAttr(default_factory=lambda: UPath("pipeline.yaml"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_self_trust(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "trust_checkpoint" in data:
+            raise ValueError(
+                "trust_checkpoint is not read from a config (a file others may write): the operator trusts "
+                f"checkpoint locations with rslp worker --trusted_checkpoints or ${TRUSTED_CHECKPOINTS_ENV}"
+            )
+        return data
 
     @model_validator(mode="after")
     def _check_steps(self) -> PipelineConfig:
@@ -351,6 +374,7 @@ class PipelineConfig(BaseModel):
         raw = _read_structured(path, self.where("dataset_config"), json.loads)
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a JSON object with a 'layers' field")
+        check_class_paths(raw, str(path))
         variables = {"CONFIG_DIR": str(path.parent)}
         resolved = substitute(raw, str(path), variables)
         try:
@@ -369,6 +393,7 @@ class PipelineConfig(BaseModel):
         raw = _read_structured(path, self.where("model"), load_yaml)
         if not isinstance(raw, dict) or "model" not in raw or "data" not in raw:
             raise ConfigError(f"{path}: expected a Lightning config with 'model' and 'data' sections")
+        check_class_paths(raw, str(path))
         return substitute(raw, str(path), {"CONFIG_DIR": str(path.parent)})  # type: ignore[no-any-return]
 
     def checkpoint_path(self) -> UPath:

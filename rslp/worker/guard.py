@@ -5,7 +5,8 @@ of a message, and whoever can write a job root chooses its manifest and markers.
 before a task runs, :func:`admit` proves that:
 
 - its workflow is registered *and* marked runnable from a message (the fleet's own
-  commands run only from the command line);
+  commands run only from the command line), and if it is a diagnostic that writes,
+  fails or holds the worker, the operator allowed diagnostics (``--allow_diagnostics``);
 - its ``not_before`` is within the worker's ceiling (a far-future one would park the
   message forever and keep ``rslp run`` restarting workers for it);
 - its job root lies under the prefixes the worker accepts (``--job_roots`` or
@@ -35,7 +36,7 @@ from upath import UPath
 from rslp import registry
 from rslp.errors import PermanentError, UnknownWorkflowError
 from rslp.ledger import JobManifest, Ledger
-from rslp.paths import PathEscapeError
+from rslp.paths import LOCAL_PROTOCOLS, PathEscapeError, lies_under
 from rslp.task import Downstream, Task
 from rslp.text import clip
 from rslp.weather import Weather
@@ -43,8 +44,6 @@ from rslp.worker.runner import Outcome
 
 #: Comma-separated job-root prefixes a worker accepts, when ``--job_roots`` is not given.
 JOB_ROOTS_ENV = "RSLP_JOB_ROOTS"
-#: Protocols of local disk: accepted without a configured prefix.
-LOCAL_PROTOCOLS = ("", "file", "local")
 
 
 class Rejected(PermanentError):
@@ -66,9 +65,11 @@ class Admitted:
     topics: frozenset[str] = frozenset()
 
 
-def admit(task: Task, job_roots: Iterable[str] = (), weather: Weather | None = None) -> Admitted:
+def admit(
+    task: Task, job_roots: Iterable[str] = (), weather: Weather | None = None, allow_diagnostics: bool = False
+) -> Admitted:
     """Check everything a message chooses before its task runs; raise :class:`Rejected` if anything is wrong."""
-    workflow = _workflow(task)
+    workflow = _workflow(task, allow_diagnostics)
     if task.job_root is None:
         return Admitted(workflow, None, None)
     root = check_job_root(task.job_root, job_roots)
@@ -141,30 +142,24 @@ def check_job_root(job_root: str, prefixes: Iterable[str]) -> UPath:
             f"job_root {job_root[:200]!r}: this worker accepts local job roots only; "
             f"give --job_roots (or ${JOB_ROOTS_ENV}) to accept {root.protocol}:// roots"
         )
-    if any(_is_under(job_root, p) for p in prefixes):
+    if any(lies_under(job_root, p) for p in prefixes):
         return root
     raise Rejected(f"job_root {job_root[:200]!r} is not under this worker's job roots ({', '.join(prefixes)[:300]})")
 
 
-def _is_under(job_root: str, prefix: str) -> bool:
-    root, base = UPath(job_root), UPath(prefix)
-    local = root.protocol in LOCAL_PROTOCOLS
-    if local != (base.protocol in LOCAL_PROTOCOLS) or (not local and root.protocol != base.protocol):
-        return False
-    if local:
-        path, start = os.path.realpath(root.path), os.path.realpath(base.path)  # a symlink may point out
-    else:
-        path, start = root.path.rstrip("/"), base.path.rstrip("/")
-    return path == start or path.startswith(start.rstrip("/") + "/")
-
-
-def _workflow(task: Task) -> registry.Workflow:
+def _workflow(task: Task, allow_diagnostics: bool) -> registry.Workflow:
     try:
         workflow = registry.get(task.project, task.workflow)
     except UnknownWorkflowError as e:
         raise Rejected(str(e), kind="unknown_workflow") from None
     if not workflow.from_message:
         raise Rejected(f"{task.name} runs only from the command line, never from a queue message", kind="cli_only")
+    if workflow.diagnostic and not allow_diagnostics:
+        raise Rejected(
+            f"{task.name} is a diagnostic (it writes files, fails or holds the worker): this worker runs "
+            "diagnostics from messages only if its operator starts it with --allow_diagnostics",
+            kind="diagnostic_refused",
+        )
     pipeline_steps = registry.projects().get("pipeline", [])
     if task.project == "pipeline":
         if task.job_root is None or task.step != task.workflow:

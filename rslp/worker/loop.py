@@ -47,6 +47,7 @@ from rslp.paths import under
 from rslp.queue import Queue, Received, dead_letter_name, dead_letters, open_queue
 from rslp.queue.limits import encode_task
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
+from rslp.trust import Trust
 from rslp.weather import PUBLISHER, CloudError, CloudUnavailableError, Weather
 from rslp.worker import guard
 from rslp.worker.heartbeat import MarkerHeartbeat
@@ -91,6 +92,18 @@ class WorkerSettings(BaseModel):
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus metrics on this port")
     metrics_address: str = Field("127.0.0.1", description="the metrics server's address; 0.0.0.0 for every interface")
     flush_messages: bool = Field(False, description="ack everything without running it, then exit")
+    allow_diagnostics: bool = Field(
+        False, description="run the diagnostics that write, fail or hold the worker (write_file, fail...) from messages"
+    )
+    exit_on_failures: bool = Field(
+        False, description="the ancestor's contract: exit after `retries` consecutive failed tasks"
+    )
+    trusted_checkpoints: list[str] = Field(
+        default_factory=list, description="checkpoint locations whose files may be fully unpickled"
+    )
+    class_prefixes: list[str] = Field(
+        default_factory=list, description="module prefixes config class paths may name, besides rslearn and rslp"
+    )
 
 
 class Worker:
@@ -103,7 +116,7 @@ class Worker:
         self.queue = queue or open_queue(settings.queue, weather=self.weather)
         self.worker_id = settings.worker_id or _default_worker_id()
         self.retry = RetryPolicy(settings.max_attempts, settings.retry_sleep)
-        self.runner = TaskRunner()
+        self.runner = TaskRunner(Trust(tuple(settings.trusted_checkpoints), tuple(settings.class_prefixes)))
         self.metrics = WorkerMetrics()
         self.consecutive_failures = 0
         self.scratch_root = Path(settings.scratch_root or Path.home() / ".cache" / "rslp" / "scratch")
@@ -217,7 +230,7 @@ class Worker:
             if (wait := guard.delay(task, self.settings.max_delay)) > 0:
                 self.queue.nack(message, delay=hold_for(wait))  # a retry in backoff: not yet
                 return
-            admitted = guard.admit(task, self.settings.job_roots, self.weather)
+            admitted = guard.admit(task, self.settings.job_roots, self.weather, self.settings.allow_diagnostics)
         except guard.Rejected as e:  # the message's content, not the worker's health: no failure counted
             self._dead_letter(message, task, e.reason, kind=e.kind)
             self.metrics.task_finished("malformed", None)  # names come from the message: not a label

@@ -13,10 +13,19 @@ from rslp.testing import workers
 
 
 class WorkerProc(workers.WorkerProc):
-    """A real worker with test defaults: a long idle timeout, no retry backoff, scratch under /tmp."""
+    """A real worker with test defaults: a long idle timeout, no retry backoff, scratch under /tmp.
+
+    The tests send the diagnostics (``write_file``, ``fail``, ``sleep``...) as messages, so
+    their workers allow them (``--allow_diagnostics``); a test of the refusal passes False.
+    """
 
     def __init__(self, queue_url: str, subscription: str, **flags: Any) -> None:
-        defaults = {"idle_timeout": 30, "retry_sleep": 0, "scratch_root": "/tmp/rslp-test-scratch"}
+        defaults = {
+            "idle_timeout": 30,
+            "retry_sleep": 0,
+            "scratch_root": "/tmp/rslp-test-scratch",
+            "allow_diagnostics": True,
+        }
         super().__init__(queue_url, subscription, **{**defaults, **flags})
 
 

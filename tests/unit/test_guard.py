@@ -36,7 +36,19 @@ def test_every_workflow_declares_whether_a_message_may_run_it() -> None:
     runnable = {f"{p}/{w}" for p, ws in registry.projects().items() for w in ws if registry.get(p, w).from_message}
     assert {"common/write_file", "common/sleep", "common/fail", "common/noop", "pipeline/predict"} <= runnable
     assert not {"common/worker", "common/launch", "pipeline/write_jobs"} & runnable
-    assert admit(Task(project="common", workflow="write_file", args=["/tmp/x", "y"])).ledger is None
+    write = Task(project="common", workflow="write_file", args=["/tmp/x", "y"])
+    assert admit(write, allow_diagnostics=True).ledger is None
+
+
+@pytest.mark.parametrize("workflow", ["write_file", "sleep", "fail", "crash", "spin", "chain"])
+def test_diagnostics_run_from_a_message_only_where_the_operator_allows_them(workflow: str) -> None:
+    """Four write_file messages could lay out a job root (issue 25.1): a plain `rslp worker` refuses them."""
+    task = Task(project="common", workflow=workflow, args=["/tmp/x", "y"])
+    with pytest.raises(Rejected, match="only if its operator starts it with --allow_diagnostics") as info:
+        admit(task)
+    assert info.value.kind == "diagnostic_refused"
+    assert admit(task, allow_diagnostics=True).workflow.name == workflow
+    assert admit(Task(project="common", workflow="noop")).workflow.name == "noop"  # touches nothing
 
 
 def test_a_diagnostic_cannot_carry_a_pipeline_step(tmp_path: Path) -> None:
