@@ -44,7 +44,8 @@ from upath import UPath
 from rslp.errors import PermanentError
 from rslp.paths import under
 from rslp.task import Downstream, Task
-from rslp.weather import STORAGE, Weather
+from rslp.text import clip
+from rslp.weather import STORAGE, CloudRefusedError, CloudUnavailableError, Weather
 
 T = TypeVar("T")
 STATES = ("running", "failed", "dead", "done")
@@ -56,6 +57,14 @@ PARTITIONS_PER_SHARD = 100
 SHARD_BATCH = 32
 #: Units per fan-in group (:mod:`rslp.pipeline.fanin`): the most names one arrival lists.
 FANIN_GROUP_SIZE = 100
+
+
+class JobRootError(PermanentError):
+    """A marker in a job root cannot be written or read (a folder where a file belongs, a refused bucket...).
+
+    The job root is named by a message, and whoever can write it can break it: the
+    worker dead-letters the message with this one line rather than stopping.
+    """
 
 
 def is_local(path: UPath) -> bool:
@@ -209,6 +218,15 @@ class Ledger:
     def _storage(self, what: str, path: UPath, call: Callable[[], T]) -> T:
         return self.weather.call(call, what=what, resource=str(path), role=STORAGE)
 
+    def _marker_io(self, what: str, path: UPath, call: Callable[[], T]) -> T:
+        """A marker read or write; what is not the cloud's weather is a :class:`JobRootError`."""
+        try:
+            return self._storage(what, path, call)
+        except CloudUnavailableError:
+            raise  # the storage service's bad minutes, not the job root's content
+        except (CloudRefusedError, OSError, ValueError, RecursionError) as e:
+            raise JobRootError(clip(f"cannot {what} {path}: {e.__class__.__name__}: {e}")) from None
+
     def shard_path(self, shard: int) -> UPath:
         return self.root / "records" / f"{shard:05d}.jsonl"
 
@@ -254,7 +272,7 @@ class Ledger:
             raise ValueError(f"unknown marker state {state!r}; expected one of {STATES}")
         payload = {"task": task.model_dump(mode="json"), "state": state, "time": time.time(), **info}
         path = self.marker_path(task.step or "task", task.task_id, state)
-        self._storage("write marker", path, lambda: write_json_atomic(path, payload))
+        self._marker_io("write marker", path, lambda: write_json_atomic(path, payload))
 
     def read(self, task: Task, state: str) -> dict[str, Any] | None:
         path = self.marker_path(task.step or "task", task.task_id, state)
@@ -265,7 +283,7 @@ class Ledger:
             except FileNotFoundError:
                 return None
 
-        return self._storage("read marker", path, read)
+        return self._marker_io("read marker", path, read)
 
     def clear(self, task: Task, *states: str) -> None:
         """Delete ``task``'s markers of ``states`` (never ``done``); missing ones are fine."""

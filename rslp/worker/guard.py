@@ -35,7 +35,7 @@ from upath import UPath
 
 from rslp import registry
 from rslp.errors import PermanentError, UnknownWorkflowError
-from rslp.ledger import JobManifest, Ledger
+from rslp.ledger import JobManifest, JobRootError, Ledger
 from rslp.paths import LOCAL_PROTOCOLS, PathEscapeError, lies_under
 from rslp.task import Downstream, Task
 from rslp.text import clip
@@ -206,7 +206,7 @@ def _recorded_downstream(task: Task, ledger: Ledger, manifest: JobManifest) -> l
         recorded = ledger.done_downstream(task)
     except (ConnectionError, TimeoutError):
         raise
-    except (OSError, ValueError, TypeError, AttributeError, RecursionError, PathEscapeError) as e:
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError, PathEscapeError, JobRootError) as e:
         raise Rejected(f"done marker of task {task.task_id} does not parse ({e.__class__.__name__})") from None
     if recorded is None:
         return None

@@ -287,6 +287,7 @@ def test_lost_lease_is_not_acked_and_downstream_publication_stays_idempotent(
         lease_seconds=10,
         retry_sleep=0,
         scratch_root=str(tmp_path / "scratch"),
+        allow_diagnostics=True,  # the task is a chain diagnostic
     )
     worker = Worker(settings, queue=pubsub)
     events: list[str] = []

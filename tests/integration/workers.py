@@ -29,10 +29,19 @@ class WorkerProc(workers.WorkerProc):
         super().__init__(queue_url, subscription, **{**defaults, **flags})
 
 
-def write_job(root: Path, job_id: str, topics: dict[str, str]) -> None:
-    """A minimal job root: a manifest of ``job_id`` and its steps (-> topics); workers check job tasks on it."""
+def write_job(root: Path, job_id: str, topics: dict[str, str], partition_count: int = 1) -> None:
+    """A minimal job root: a manifest of ``job_id``, its steps (-> topics) and partitions p00000...
+
+    Workers check job tasks on it (a task's partition must be one of the job's).
+    """
     manifest = JobManifest(
-        job_id=job_id, job_root=str(root), config="-", request="-", steps=list(topics), topics=topics
+        job_id=job_id,
+        job_root=str(root),
+        config="-",
+        request="-",
+        steps=list(topics),
+        topics=topics,
+        partition_count=partition_count,
     )
     Ledger(root).write_manifest(manifest)
 
