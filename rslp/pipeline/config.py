@@ -33,13 +33,16 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from upath import UPath
 
+from rslp import jobfile
 from rslp.errors import PermanentError
+from rslp.jobfile import JobFileError
+from rslp.task import TopicId
 from rslp.text import keep_secret, redact
 from rslp.trust import TRUSTED_CHECKPOINTS_ENV, class_paths
 from rslp.trust import current as current_trust
@@ -57,11 +60,6 @@ JOB_STEPS = ("combine", "observe")
 _VAR = re.compile(r"\$\{([^}]*)\}")
 #: Environment variables a config may name; others are refused.
 VAR_PREFIX = "RSLP_"
-
-TopicId = Annotated[
-    str,
-    StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z][A-Za-z0-9._~+%-]*$"),
-]
 
 
 class ConfigError(PermanentError):
@@ -438,11 +436,17 @@ class PipelineConfig(BaseModel):
 
 def _read_structured(path: UPath, referrer: str, parse: Any) -> Any:
     try:
-        text = path.read_text()
+        text = jobfile.read_text(path, jobfile.CONFIG_LIMIT)  # a config in a job root: bounded, never a FIFO
     except FileNotFoundError:
         raise ConfigError(f"{referrer}: {path} does not exist") from None
+    except JobFileError as e:
+        raise ConfigError(f"{referrer}: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
         return parse(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
     except yaml.YAMLError as e:

@@ -29,13 +29,12 @@ from typing import Any
 from upath import UPath
 
 from rslp.errors import PermanentError
-from rslp.ledger import JobManifest, Ledger, PartitionEntry
+from rslp.ledger import JOB_PARTITION, JobManifest, Ledger, PartitionEntry
 from rslp.paths import under
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.task import Downstream, Task
 
-#: The partition name of per-job steps (combine), so every step takes the same flags.
-JOB_PARTITION = "job"
+__all__ = ["JOB_PARTITION", "Job", "make_task"]
 
 
 def make_task(job_id: str, job_root: str, step: str, partition: str) -> Task:

@@ -284,7 +284,7 @@ class Worker:
                     )
                 if outcome.downstream:
                     topics = admitted.topics or {self.queue.topic_of(message.subscription)}
-                    outcome = guard.check_downstream(task, outcome, topics)
+                    outcome = guard.check_downstream(task, outcome, topics, admitted.manifest)
                 if lease.lost:
                     self._lease_lost(task, outcome, ledger, lease.lost)
                 else:

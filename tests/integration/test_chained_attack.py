@@ -14,43 +14,11 @@ import signal
 import time
 from pathlib import Path
 
-import yaml
-
-from rslp.ledger import JobManifest
-from rslp.pipeline.demo import DEMO_DIR
 from rslp.pipeline.job import make_task
 from rslp.queue.base import DEAD_LETTER_REASON
 from rslp.task import Task
 from tests.conftest import PROJECT, Backend
-from tests.integration.workers import WorkerProc, dead_letters, publish_tasks
-
-
-def _attack_files(root: Path, topic: str, proof: Path, self_trust: bool) -> dict[Path, str]:
-    """The files of a job whose predict step would unpickle a checkpoint that runs ``touch PROOF``."""
-    manifest = JobManifest(
-        job_id=root.name,
-        job_root=str(root),
-        config=str(root / "pipeline.yaml"),
-        request="-",
-        steps=["create_windows", "predict"],
-        topics={"create_windows": topic, "predict": topic},
-        partition_count=1,
-    )
-    pipeline = {
-        "name": "pwn",
-        "dataset_config": "dataset.json",
-        "model": "model.yaml",
-        "checkpoint": "checkpoint.ckpt",
-        "window_partitioner": {"class_path": "rslp.pipeline.partition.GridPartitioner", "init_args": {"cell_size": 64}},
-        "steps": [{"name": "create_windows", "topic": topic}, {"name": "predict", "topic": topic}],
-        **({"trust_checkpoint": True} if self_trust else {}),
-    }
-    return {
-        root / "manifest.json": manifest.model_dump_json(),
-        root / "pipeline.yaml": yaml.safe_dump(pipeline),
-        root / "model.yaml": (DEMO_DIR / "model.yaml").read_text(),
-        root / "checkpoint.ckpt": f"cposix\nsystem\n(S'touch {proof}'\ntR.",  # protocol 0: os.system on load
-    }
+from tests.integration.workers import WorkerProc, attack_files, dead_letters, publish_tasks
 
 
 def _predict(root: Path) -> Task:
@@ -63,7 +31,7 @@ def test_five_messages_on_pubsub_run_no_code(emulator_host: str, topic: str, tmp
     q.setup(topic, topic)
     root, proof = tmp_path / "jobs" / "pwn", tmp_path / "pwned"
     root.mkdir(parents=True)  # an empty folder under the worker's job roots (write_file makes no folders)
-    files = _attack_files(root, topic, proof, self_trust=True)
+    files = attack_files(root, topic, proof, self_trust=True)
     writes = [Task(project="common", workflow="write_file", args=[str(p), text]) for p, text in files.items()]
     good, predict = Task(project="common", workflow="noop"), _predict(root)
     publish_tasks(q, topic, [*writes, predict, good])
@@ -115,7 +83,7 @@ def test_a_job_root_writers_checkpoint_is_never_unpickled(tmp_path: Path, topic:
     for name, self_trust in (("trusting", True), ("plain", False)):
         root = tmp_path / "jobs" / name
         root.mkdir(parents=True)
-        for path, text in _attack_files(root, topic, proof, self_trust).items():
+        for path, text in attack_files(root, topic, proof, self_trust).items():
             path.write_text(text)
         tasks.append(_predict(root))
     publish_tasks(q, topic, [*tasks, Task(project="common", workflow="noop")])

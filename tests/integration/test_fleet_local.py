@@ -70,7 +70,13 @@ def test_sigkilled_workers_task_shows_as_stalled_within_two_leases(tmp_path: Pat
     job = tmp_path / "job"
     write_job(job, "j", {"sleep": "st"})
     task = Task(
-        project="common", workflow="sleep", args=["120"], job_id="j", job_root=str(job), partition="p", step="sleep"
+        project="common",
+        workflow="sleep",
+        args=["120"],
+        job_id="j",
+        job_root=str(job),
+        partition="p00000",
+        step="sleep",
     )
     publish_tasks(q, "st", [task])
     worker = WorkerProc(f"local://{tmp_path / 'queue.db'}", "st", lease_seconds=lease)

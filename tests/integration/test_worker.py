@@ -83,7 +83,7 @@ def _chain_task(tmp_path: Path, topic: str) -> tuple[Task, Path, Path]:
         args=[str(first), topic, str(second)],
         job_id="j",
         job_root=str(tmp_path / "job"),
-        partition="p",
+        partition="p00000",
         step="chain",
     )
     return task, first, second
@@ -160,7 +160,7 @@ def test_failing_task_retried_then_dead_lettered_with_attempts(backend: Backend,
         args=["boom"],
         job_id="j",
         job_root=str(tmp_path / "job"),
-        partition="p",
+        partition="p00000",
         step="fail",
     )
     publish_tasks(q, topic, [task])

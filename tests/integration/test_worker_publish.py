@@ -45,7 +45,7 @@ def test_transient_downstream_publish_failure_is_retried_before_ack(tmp_path: Pa
         args=[str(tmp_path / "a"), "next-step", str(tmp_path / "b")],
         job_id="j",
         job_root=str(job.root),
-        partition="p",
+        partition="p00000",
         step="chain",
     )
     q = FlakyQueue(tmp_path / "q.db", "next-step", failures=2, ledger=job, task=task)

@@ -6,7 +6,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from rslp.ledger import JobManifest, Ledger
+from rslp.pipeline.demo import DEMO_DIR
 from rslp.queue import Outgoing, Queue, dead_letter_name
 from rslp.task import Task
 from rslp.testing import workers
@@ -44,6 +47,38 @@ def write_job(root: Path, job_id: str, topics: dict[str, str], partition_count: 
         partition_count=partition_count,
     )
     Ledger(root).write_manifest(manifest)
+
+
+def attack_files(root: Path, topic: str, proof: Path, self_trust: bool) -> dict[Path, str]:
+    """Issue 25.1's files: a job whose predict step would unpickle a checkpoint that runs ``touch PROOF``.
+
+    A header, a pipeline.yaml (trusting its own checkpoint if ``self_trust``), the demo's
+    model.yaml and a protocol-0 pickle as the checkpoint; the job id is the root's name.
+    """
+    manifest = JobManifest(
+        job_id=root.name,
+        job_root=str(root),
+        config=str(root / "pipeline.yaml"),
+        request="-",
+        steps=["create_windows", "predict"],
+        topics={"create_windows": topic, "predict": topic},
+        partition_count=1,
+    )
+    pipeline = {
+        "name": "pwn",
+        "dataset_config": "dataset.json",
+        "model": "model.yaml",
+        "checkpoint": "checkpoint.ckpt",
+        "window_partitioner": {"class_path": "rslp.pipeline.partition.GridPartitioner", "init_args": {"cell_size": 64}},
+        "steps": [{"name": "create_windows", "topic": topic}, {"name": "predict", "topic": topic}],
+        **({"trust_checkpoint": True} if self_trust else {}),
+    }
+    return {
+        root / "manifest.json": manifest.model_dump_json(),
+        root / "pipeline.yaml": yaml.safe_dump(pipeline),
+        root / "model.yaml": (DEMO_DIR / "model.yaml").read_text(),
+        root / "checkpoint.ckpt": f"cposix\nsystem\n(S'touch {proof}'\ntR.",  # protocol 0: os.system on load
+    }
 
 
 def publish_tasks(q: Queue, topic: str, tasks: list[Task]) -> None:
