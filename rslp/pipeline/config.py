@@ -383,6 +383,17 @@ class PipelineConfig(BaseModel):
             return resolved  # type: ignore[no-any-return]
         return substitute(raw, str(path), variables, keep_env=True)  # type: ignore[no-any-return]
 
+    def remember_secrets(self) -> None:
+        """Hide the values of the ``${RSLP_*}`` variables dataset.json names from every reason and log.
+
+        A partition's config.json keeps ``${RSLP_*}`` as written and rslearn resolves it,
+        so a worker whose task process never loaded dataset.json itself would not know
+        which values to hide. Reads one small file; imports nothing.
+        """
+        path = self.resolve(self.dataset_config)
+        raw = _read_structured(path, self.where("dataset_config"), json.loads)
+        substitute(raw, str(path), {"CONFIG_DIR": str(path.parent)}, keep_env=True)
+
     def load_model_config(self) -> dict[str, Any]:
         """model.yaml with ``${VAR}`` replaced; rslearn's parser validates the rest."""
         if not self.model:

@@ -69,7 +69,9 @@ class Job:
             manifest = Ledger(job_root).read_manifest()
         except FileNotFoundError as e:
             raise PermanentError(str(e)) from None
-        return cls(UPath(job_root), manifest, load_pipeline_config(manifest.config))
+        config = load_pipeline_config(manifest.config)
+        config.remember_secrets()  # rslearn resolves ${RSLP_*} itself: its errors must not show them
+        return cls(UPath(job_root), manifest, config)
 
     def partition(self, partition_id: str) -> PartitionEntry:
         """``partition_id``'s record (one shard read; PermanentError if the job has no such partition)."""

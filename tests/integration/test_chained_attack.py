@@ -3,7 +3,8 @@
 Four ``common/write_file`` messages laid out a job root under the worker's own job-root
 prefix (a header, a pipeline.yaml that trusted its checkpoint, the demo's model.yaml and
 a 60-byte protocol-0 pickle as the checkpoint); the fifth was that job's
-``pipeline/predict`` task, and predict unpickled the file. Both links must hold alone:
+``pipeline/predict`` task, and predict unpickled the file. (Here a fifth write lays out the
+demo's dataset.json too, which a job's tasks now read.) Both links must hold alone:
 a plain ``rslp worker`` runs no file-writing diagnostic from a message, and no file in
 a job root can make a worker unpickle a checkpoint.
 """
@@ -40,13 +41,13 @@ def test_five_messages_on_pubsub_run_no_code(emulator_host: str, topic: str, tmp
     plain = WorkerProc(backend.url, topic, idle_timeout=600, job_roots=str(tmp_path / "jobs"), allow_diagnostics=False)
     try:
         plain.wait_for("done", timeout=120, workflow="common/noop")
-        dead = dead_letters(q, topic, backend.min_lease, expect=5, timeout=60)
+        dead = dead_letters(q, topic, backend.min_lease, expect=len(writes) + 1, timeout=60)
         assert plain.proc.poll() is None, "the worker stopped"
     finally:
         plain.signal(signal.SIGTERM)
         assert plain.wait(timeout=30) == 0
     reasons = {m.data: m.attributes[DEAD_LETTER_REASON] for m in dead}
-    assert len(dead) == 5
+    assert len(dead) == len(writes) + 1
     for write in writes:
         assert "only if its operator starts it with --allow_diagnostics" in reasons[write.encode()]
     assert "no job manifest" in reasons[predict.encode()]

@@ -295,7 +295,7 @@ def test_kill9_mid_task_is_redelivered_and_200_tasks_done_once(backend: Backend,
     job = tmp_path / "job"
     out = tmp_path / "out"
     out.mkdir()
-    write_job(job, "j200", {"sleep": topic})
+    write_job(job, "j200", {"sleep": topic}, partition_count=200)
     tasks = [
         Task(
             project="common",
@@ -303,7 +303,7 @@ def test_kill9_mid_task_is_redelivered_and_200_tasks_done_once(backend: Backend,
             args=["0.02", str(out / f"{i}")],
             job_id="j200",
             job_root=str(job),
-            partition=f"p{i:03d}",
+            partition=f"p{i:05d}",
             step="sleep",
         )
         for i in range(200)

@@ -53,7 +53,8 @@ def attack_files(root: Path, topic: str, proof: Path, self_trust: bool) -> dict[
     """Issue 25.1's files: a job whose predict step would unpickle a checkpoint that runs ``touch PROOF``.
 
     A header, a pipeline.yaml (trusting its own checkpoint if ``self_trust``), the demo's
-    model.yaml and a protocol-0 pickle as the checkpoint; the job id is the root's name.
+    dataset.json and model.yaml, and a protocol-0 pickle as the checkpoint; the job id is
+    the root's name.
     """
     manifest = JobManifest(
         job_id=root.name,
@@ -75,6 +76,7 @@ def attack_files(root: Path, topic: str, proof: Path, self_trust: bool) -> dict[
     }
     return {
         root / "manifest.json": manifest.model_dump_json(),
+        root / "dataset.json": (DEMO_DIR / "dataset.json").read_text(),
         root / "pipeline.yaml": yaml.safe_dump(pipeline),
         root / "model.yaml": (DEMO_DIR / "model.yaml").read_text(),
         root / "checkpoint.ckpt": f"cposix\nsystem\n(S'touch {proof}'\ntR.",  # protocol 0: os.system on load
