@@ -14,7 +14,12 @@ Invariants this module owns (ARCHITECTURE.md):
   child process of :class:`TaskRunner`.
 - Bad input (not JSON, unknown workflow, bad args) goes straight to the dead-letter
   topic with a one-line reason; a failing task is retried with backoff, then
-  dead-lettered; nothing a message does can kill the worker.
+  dead-lettered; nothing a message does can kill the worker. What breaks while
+  handling a message that names a job (marker I/O in its root, publishing what its
+  markers record to a topic that is missing) dead-letters that message.
+- A message's failure never stops the worker: after ``retries`` failed tasks in a row
+  it checks its own health (:mod:`rslp.worker.health`) and stops only if that fails
+  (the ancestor's ``exit_on_failures`` stops at once, as the ancestor did).
 - A task whose lease was lost while it ran is never acked: another worker may hold
   the message. Its done marker and downstream publishes still go out, because both
   are idempotent.
