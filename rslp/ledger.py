@@ -43,7 +43,7 @@ from upath import UPath
 
 from rslp import jobfile
 from rslp.errors import PermanentError
-from rslp.paths import under
+from rslp.paths import PathEscapeError, under
 from rslp.task import Downstream, Task, TopicId
 from rslp.text import clip
 from rslp.weather import STORAGE, CloudRefusedError, CloudUnavailableError, Weather
@@ -279,7 +279,10 @@ class Ledger:
         if state not in _RANK:
             raise ValueError(f"unknown marker state {state!r}; expected one of {STATES}")
         payload = {"task": task.model_dump(mode="json"), "state": state, "time": time.time(), **info}
-        path = self.marker_path(task.step or "task", task.task_id, state)
+        try:
+            path = self.marker_path(task.step or "task", task.task_id, state)
+        except PathEscapeError as e:  # a symlink in the job root leads out of it
+            raise JobRootError(f"cannot write marker: {e}") from None
         self._marker_io("write marker", path, lambda: write_json_atomic(path, payload))
 
     def read(self, task: Task, state: str) -> dict[str, Any] | None:

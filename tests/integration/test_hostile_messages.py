@@ -99,6 +99,7 @@ def _hostile(world: Path, topic: str, other_fleet: str, backend: str) -> dict[st
         "a FIFO as the manifest": on("fifo"),
         "a manifest symlinked to /dev/zero": on("zero"),
         "a markers symlink out of the root": on("linked"),
+        "a running marker symlinked out of the root": _mine(world, "p00009").encode(),
         # Issue 25.5: partitions the job does not have.
         "a partition that is not one of the job's": _mine(world, "zz0").encode(),
         "a partition past the job's count": _mine(world, "p00999").encode(),
@@ -180,6 +181,9 @@ def _job_root_writer(world: Path, topic: str, other_fleet: str) -> None:
     recorded = Downstream(topic=f"{topic}-missing", task=make_task("mine", mine, "create_windows", "p00011"))
     ledger.mark(missing, "done", downstream=[recorded.model_dump(mode="json")])
     Path(ledger.marker_path("write", _mine(world, "p00008").task_id, "running").path).mkdir(parents=True)
+    (world / "outside-markers").mkdir()
+    running = Path(ledger.marker_path("write", _mine(world, "p00009").task_id, "running").path)
+    running.symlink_to(world / "outside-markers" / "running.json")
     for name, self_trust in (("pwn-trusting", True), ("pwn-plain", False)):
         (jobs / name).mkdir()
         for path, text in attack_files(jobs / name, topic, world / "pwned", self_trust).items():
@@ -190,7 +194,6 @@ def _job_root_writer(world: Path, topic: str, other_fleet: str) -> None:
     os.mkfifo(jobs / "fifo" / "manifest.json")
     (jobs / "zero" / "manifest.json").unlink()
     (jobs / "zero" / "manifest.json").symlink_to("/dev/zero")
-    (world / "outside-markers").mkdir()
     (jobs / "linked" / "markers").symlink_to(world / "outside-markers")
 
 
@@ -267,6 +270,7 @@ def test_hostile_messages_are_dead_lettered_and_the_worker_lives(backend: Backen
         "a FIFO as the manifest": "not a regular file (a FIFO)",
         "a manifest symlinked to /dev/zero": "through a symlink",
         "a markers symlink out of the root": "does not parse (PathEscapeError)",
+        "a running marker symlinked out of the root": "through a symlink",
         "a partition that is not one of the job's": "'zz0' is not a partition id",
         "a partition past the job's count": "has no partition 'p00999' (it has 20)",
         "a pipeline task past the job's count": "has no partition 'p00999'",
