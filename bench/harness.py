@@ -102,12 +102,15 @@ def child_env() -> dict[str, str]:
 
 
 class WorkerProc(workers.WorkerProc):
-    """A real worker run from ``scratch`` (its working directory), its task scratch dirs under it."""
+    """A real worker run from ``scratch`` (its working directory), its task scratch dirs under it.
+
+    Benchmarks send the diagnostics (``sleep``, ``write_file``...), so their workers allow them.
+    """
 
     def __init__(
         self, queue_url: str, subscription: str, scratch: Path, env: dict[str, str] | None = None, **flags: Any
     ) -> None:
-        flags = {"scratch_root": str(scratch / "worker-scratch"), **flags}
+        flags = {"scratch_root": str(scratch / "worker-scratch"), "allow_diagnostics": True, **flags}
         super().__init__(queue_url, subscription, cwd=scratch, env={**child_env(), **(env or {})}, **flags)
 
 

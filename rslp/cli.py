@@ -21,6 +21,7 @@ from rslp import log
 from rslp.argv import bare_booleans, unknown_command
 from rslp.errors import ExitCode, PermanentError, QueueResourceError
 from rslp.launch import FleetError
+from rslp.text import terminal_line
 from rslp.weather import CloudError
 
 #: name -> (target "module:function", one-line summary, required params positional?)
@@ -125,13 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         result = fn(**kwargs)
         sys.stdout.flush()  # inside the try: a reader that stopped early (| head) is not an error
     except QueueResourceError as e:
-        print(f"rslp {name}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"rslp {name}: error: {terminal_line(str(e))}", file=sys.stderr)
         return ExitCode.PERMANENT_QUEUE_ERROR
     except (PermanentError, FleetError, FileNotFoundError, ValueError) as e:
-        print(f"rslp {name}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"rslp {name}: error: {terminal_line(str(e))}", file=sys.stderr)
         return ExitCode.USAGE
     except CloudError as e:  # a queue or storage call that retries could not get past
-        print(f"rslp {name}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"rslp {name}: error: {terminal_line(str(e))}", file=sys.stderr)
         return int(e.exit_code)
     except BrokenPipeError:
         # The reader has what it wanted; point stdout at /dev/null so the exit flush is quiet.

@@ -40,6 +40,8 @@ class ExitCode(IntEnum):
     OK = 0  #: idle exit, handled preemption, flush finished
     CRASH = 1  #: an uncaught exception in the worker itself (Python's own code)
     USAGE = 2  #: bad command line, config or request: fix the input and rerun
-    TOO_MANY_FAILURES = 3  #: ``--retries`` consecutive tasks failed: look at the dead letters
+    #: the worker is unwell: ``--retries`` tasks failed in a row and then its health check failed
+    #: (rslp.worker.health); the ancestor's ``common worker``: ``--retries`` consecutive failed tasks
+    TOO_MANY_FAILURES = 3
     PERMANENT_QUEUE_ERROR = 4  #: a topic, subscription or bucket is missing or forbidden (NOT_FOUND, PERMISSION_DENIED)
     UNAVAILABLE = 5  #: the queue or storage kept failing with retryable errors past the retry window

@@ -41,10 +41,12 @@ from typing import Any, TypeVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from upath import UPath
 
+from rslp import jobfile
 from rslp.errors import PermanentError
-from rslp.paths import under
-from rslp.task import Downstream, Task
-from rslp.weather import STORAGE, Weather
+from rslp.paths import PathEscapeError, under
+from rslp.task import Downstream, Task, TopicId
+from rslp.text import clip
+from rslp.weather import STORAGE, CloudRefusedError, CloudUnavailableError, Weather
 
 T = TypeVar("T")
 STATES = ("running", "failed", "dead", "done")
@@ -56,6 +58,16 @@ PARTITIONS_PER_SHARD = 100
 SHARD_BATCH = 32
 #: Units per fan-in group (:mod:`rslp.pipeline.fanin`): the most names one arrival lists.
 FANIN_GROUP_SIZE = 100
+#: The partition name of per-job steps (combine, observe), so every step takes the same flags.
+JOB_PARTITION = "job"
+
+
+class JobRootError(PermanentError):
+    """A marker in a job root cannot be written or read (a folder where a file belongs, a refused bucket...).
+
+    The job root is named by a message, and whoever can write it can break it: the
+    worker dead-letters the message with this one line rather than stopping.
+    """
 
 
 def is_local(path: UPath) -> bool:
@@ -125,7 +137,7 @@ class JobManifest(BaseModel):
     created: float = Field(default_factory=time.time)
     steps: list[str]
     job_steps: list[str] = Field(default_factory=list)
-    topics: dict[str, str] = Field(default_factory=dict)
+    topics: dict[str, TopicId] = Field(default_factory=dict)
     time_range: tuple[AwareDatetime, AwareDatetime] | None = None
     partition_count: int = Field(default=0, ge=0)
     shard_size: int = Field(default=PARTITIONS_PER_SHARD, ge=1)
@@ -188,10 +200,11 @@ class Ledger:
 
     def read_manifest(self) -> JobManifest:
         """The job's header (small: never the partitions)."""
+        path = under(self.root, "manifest.json")  # never through a symlink out of the root
 
         def read() -> str:
             try:
-                return self.manifest_path.read_text()
+                return jobfile.read_text(path, jobfile.HEADER_LIMIT)
             except FileNotFoundError:
                 raise FileNotFoundError(f"{self.manifest_path}: no job manifest (is this a job root?)") from None
 
@@ -208,6 +221,15 @@ class Ledger:
 
     def _storage(self, what: str, path: UPath, call: Callable[[], T]) -> T:
         return self.weather.call(call, what=what, resource=str(path), role=STORAGE)
+
+    def _marker_io(self, what: str, path: UPath, call: Callable[[], T]) -> T:
+        """A marker read or write; what is not the cloud's weather is a :class:`JobRootError`."""
+        try:
+            return self._storage(what, path, call)
+        except CloudUnavailableError:
+            raise  # the storage service's bad minutes, not the job root's content
+        except (CloudRefusedError, OSError, ValueError, RecursionError, PermanentError) as e:
+            raise JobRootError(clip(f"cannot {what} {path}: {e.__class__.__name__}: {e}")) from None
 
     def shard_path(self, shard: int) -> UPath:
         return self.root / "records" / f"{shard:05d}.jsonl"
@@ -227,9 +249,9 @@ class Ledger:
     def partition(self, manifest: JobManifest, pid: str) -> PartitionEntry:
         """``pid``'s record: one shard read (PermanentError if the job has no such partition)."""
         index = self.check_partition(manifest, pid)
-        shard = self.shard_path(index // manifest.shard_size)
+        shard = self._readable_shard(index // manifest.shard_size)
         try:
-            line = shard.read_text().split("\n")[index % manifest.shard_size]
+            line = jobfile.read_text(shard, jobfile.SHARD_LIMIT).split("\n")[index % manifest.shard_size]
         except (FileNotFoundError, IndexError):
             raise PermanentError(f"{shard}: no record for partition {pid!r} (the job root is damaged)") from None
         entry = PartitionEntry.model_validate_json(line)
@@ -241,8 +263,12 @@ class Ledger:
         """Every partition's record in plan order, streamed one shard at a time."""
         shards = -(-manifest.partition_count // manifest.shard_size)
         for shard in range(shards):
-            for line in self.shard_path(shard).read_text().splitlines():
+            for line in jobfile.read_text(self._readable_shard(shard), jobfile.SHARD_LIMIT).splitlines():
                 yield PartitionEntry.model_validate_json(line)
+
+    def _readable_shard(self, shard: int) -> UPath:
+        """A shard's path, proved not to lead out of the root through a symlink."""
+        return under(self.root, "records", self.shard_path(shard).name)
 
     def marker_path(self, step: str, task_id: str, state: str) -> UPath:
         """``markers/<step>/<task_id>.<state>.json``, proved to lie under the job root."""
@@ -253,19 +279,22 @@ class Ledger:
         if state not in _RANK:
             raise ValueError(f"unknown marker state {state!r}; expected one of {STATES}")
         payload = {"task": task.model_dump(mode="json"), "state": state, "time": time.time(), **info}
-        path = self.marker_path(task.step or "task", task.task_id, state)
-        self._storage("write marker", path, lambda: write_json_atomic(path, payload))
+        try:
+            path = self.marker_path(task.step or "task", task.task_id, state)
+        except PathEscapeError as e:  # a symlink in the job root leads out of it
+            raise JobRootError(f"cannot write marker: {e}") from None
+        self._marker_io("write marker", path, lambda: write_json_atomic(path, payload))
 
     def read(self, task: Task, state: str) -> dict[str, Any] | None:
         path = self.marker_path(task.step or "task", task.task_id, state)
 
         def read() -> dict[str, Any] | None:
             try:
-                return json.loads(path.read_text())  # type: ignore[no-any-return]
+                return json.loads(jobfile.read_text(path, jobfile.MARKER_LIMIT))  # type: ignore[no-any-return]
             except FileNotFoundError:
                 return None
 
-        return self._storage("read marker", path, read)
+        return self._marker_io("read marker", path, read)
 
     def clear(self, task: Task, *states: str) -> None:
         """Delete ``task``'s markers of ``states`` (never ``done``); missing ones are fine."""

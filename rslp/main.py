@@ -11,6 +11,7 @@ import sys
 from rslp import log, registry
 from rslp.errors import ExitCode, PermanentError, QueueResourceError
 from rslp.launch import FleetError
+from rslp.text import terminal_line
 from rslp.weather import CloudError
 
 HELP = ("-h", "--help")
@@ -31,13 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = registry.get(project, workflow).run(args)
     except QueueResourceError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal_line(str(e))}", file=sys.stderr)
         return ExitCode.PERMANENT_QUEUE_ERROR
     except (PermanentError, FleetError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal_line(str(e))}", file=sys.stderr)
         return ExitCode.USAGE
     except CloudError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {terminal_line(str(e))}", file=sys.stderr)
         return int(e.exit_code)
     # `common worker` returns its exit code (ExitCode); other workflows return data or None.
     return int(result) if isinstance(result, ExitCode) else ExitCode.OK

@@ -44,14 +44,46 @@ def check_id(value: str, field: str) -> str:
 
 
 def under(root: P, *components: str) -> P:
-    """``root / c1 / c2 ...`` after proving each component is one safe name and the result is below ``root``."""
+    """``root / c1 / c2 ...`` after proving each component is one safe name and the result is below ``root``.
+
+    On local disk the proof is made after resolving symlinks: whoever can write a job
+    root can make ``markers`` a symlink, and markers were once written outside the root
+    through one. (Object stores have no symlinks.)
+    """
     for c in components:
         check_id(c, "path component")
     path = root.joinpath(*components)
     base = _normal(root)
     if os.path.commonpath([base, _normal(path)]) != base:
         raise PathEscapeError(f"{path} is not under {root}")
+    if not isinstance(root, UPath) or root.protocol in LOCAL_PROTOCOLS:
+        real_base, real = os.path.realpath(_normal(root)), os.path.realpath(_normal(path))
+        if os.path.commonpath([real_base, real]) != real_base:
+            raise PathEscapeError(f"{path} leads out of {root} through a symlink (to {real})")
     return path
+
+
+#: Protocols of local disk (``file://``, ``local://`` or none).
+LOCAL_PROTOCOLS = ("", "file", "local")
+
+
+def lies_under(path: str, prefix: str) -> bool:
+    """Whether ``path`` is ``prefix`` or below it: the same protocol, whole path components.
+
+    On local disk both are resolved first (a symlink may point out); elsewhere a ``..``
+    component never counts as inside.
+    """
+    target, base = UPath(path), UPath(prefix)
+    local = target.protocol in LOCAL_PROTOCOLS
+    if local != (base.protocol in LOCAL_PROTOCOLS) or (not local and target.protocol != base.protocol):
+        return False
+    if local:
+        inner, outer = os.path.realpath(target.path), os.path.realpath(base.path)
+    elif ".." in target.path.split("/"):
+        return False
+    else:
+        inner, outer = target.path.rstrip("/"), base.path.rstrip("/")
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
 
 
 def _normal(p: Path | UPath) -> str:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from rslp.argv import bare_booleans
@@ -34,6 +34,15 @@ class Workflow:
     ``from_message`` is False for the fleet's own commands (``worker``, ``launch``,
     ``write_jobs``): from a message they would start workers, fleets or jobs with the
     worker's credentials, so they run only from the command line.
+
+    ``diagnostic`` marks the ancestor's smoke-and-fault workflows that write files where
+    their arguments say, fail, crash or hold the worker: a message runs them only on a
+    worker whose operator allows it (``rslp worker --allow_diagnostics``; the ancestor's
+    ``common worker`` trusts its topic and allows them).
+
+    ``defaults`` are this entry point's own defaults for the function's parameters: the
+    ancestor's ``common worker`` runs the same function as ``rslp worker`` with the
+    ancestor's trust in its topic.
     """
 
     project: str
@@ -41,6 +50,8 @@ class Workflow:
     target: str
     from_message: bool
     time_limit: float | None = None
+    diagnostic: bool = False
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def function(self) -> Callable[..., Any]:
         """Import and return the workflow function."""
@@ -59,6 +70,8 @@ class Workflow:
         required = [p.name for p in inspect.signature(fn).parameters.values() if p.default is p.empty]
         named = any(a.split("=")[0] in {f"--{r}" for r in required} for a in args)
         parser.add_function_arguments(fn, as_positional=not named, fail_untyped=False)
+        if self.defaults:
+            parser.set_defaults(dict(self.defaults))
         try:
             namespace = parser.parse_args(_optional_positionals(fn, bare_booleans(fn, args)))
         except SystemExit as e:
@@ -102,12 +115,22 @@ def _one_line(e: BaseException) -> str:
 _WORKFLOWS: dict[str, dict[str, Workflow]] = {}
 
 
-def register(project: str, name: str, target: str, *, from_message: bool, time_limit: float | None = None) -> None:
+def register(
+    project: str,
+    name: str,
+    target: str,
+    *,
+    from_message: bool,
+    time_limit: float | None = None,
+    diagnostic: bool = False,
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
     """Register ``project/name`` as ``target`` (``"module:function"``); code only, never messages.
 
     ``from_message`` must be decided for each workflow: may a queue message run it?
     """
-    _WORKFLOWS.setdefault(project, {})[name] = Workflow(project, name, target, from_message, time_limit)
+    workflow = Workflow(project, name, target, from_message, time_limit, diagnostic, dict(defaults or {}))
+    _WORKFLOWS.setdefault(project, {})[name] = workflow
 
 
 def get(project: str, name: str) -> Workflow:
@@ -125,12 +148,21 @@ def projects() -> dict[str, list[str]]:
     return {p: sorted(w) for p, w in sorted(_WORKFLOWS.items())}
 
 
-# The fleet's own commands: CLI only.
-register("common", "worker", "rslp.common.worker:worker", from_message=False)
+# The fleet's own commands: CLI only. The ancestor's `common worker` trusted its topic:
+# it runs the diagnostics from messages, and --retries failed tasks in a row end it.
+register(
+    "common",
+    "worker",
+    "rslp.common.worker:worker",
+    from_message=False,
+    defaults={"allow_diagnostics": True, "exit_on_failures": True},
+)
 register("common", "launch", "rslp.common.launch:launch", from_message=False)
 # The ancestor's diagnostics: smoke and fault tests of a fleet send them as messages.
-for _name in ("write_file", "sleep", "fail", "crash", "spin", "chain", "noop"):
-    register("common", _name, f"rslp.common.diagnostics:{_name}", from_message=True)
+# All but noop write, fail, crash or hold the worker: only where the operator allows it.
+for _name in ("write_file", "sleep", "fail", "crash", "spin", "chain"):
+    register("common", _name, f"rslp.common.diagnostics:{_name}", from_message=True, diagnostic=True)
+register("common", "noop", "rslp.common.diagnostics:noop", from_message=True)
 
 # The rslearn batch-inference pipeline (rslp/pipeline/): one workflow per step.
 for _step in ("create_windows", "prepare", "ingest", "materialize", "predict", "postprocess", "combine", "observe"):

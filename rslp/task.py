@@ -23,9 +23,18 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from rslp.paths import ID_PATTERN
 from rslp.text import clip
@@ -35,6 +44,21 @@ SCHEMA_VERSION = 1
 TASK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 #: Project and workflow names (looked up in the registry, never imported).
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+#: A Pub/Sub topic id (Pub/Sub's own rules): 3-255 characters, a letter first, then letters,
+#: digits and ``-_.~+%``; and not starting with ``goog``.
+TOPIC_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9._~+%-]*$"
+
+
+def _not_goog(topic: str) -> str:
+    if topic.startswith("goog"):
+        raise ValueError(f"topic {topic[:100]!r} starts with 'goog', which Pub/Sub reserves")
+    return topic
+
+
+#: A topic named by data (a job's header, a done marker, a workflow's downstream): checked as a topic id.
+TopicId = Annotated[
+    str, StringConstraints(min_length=3, max_length=255, pattern=TOPIC_ID_PATTERN), AfterValidator(_not_goog)
+]
 #: How many field errors a decode reason lists before it counts the rest.
 _MAX_LISTED_ERRORS = 5
 
@@ -185,5 +209,5 @@ class Downstream(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    topic: str
+    topic: TopicId
     task: Task

@@ -41,6 +41,15 @@ def clip(text: str, limit: int = REASON_LIMIT) -> str:
     return f"{line[:kept]}... ({len(line) - kept} more characters)"
 
 
+def terminal_line(text: str) -> str:
+    """An error or reason on its way to a terminal: :func:`clip`, then :func:`printable`.
+
+    Errors quote what they were given (paths, ids, a config's values), which may come
+    from a job root or a message.
+    """
+    return printable(clip(text))
+
+
 def printable(text: str) -> str:
     r"""``text`` with every control and format character but newline escaped (``\x1b``, ``\u202e``).
 

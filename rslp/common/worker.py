@@ -12,6 +12,7 @@ from rslp.errors import ExitCode
 from rslp.queue import open_queue
 from rslp.queue.limits import encode_task
 from rslp.task import Task
+from rslp.trust import Trust
 from rslp.worker import WorkerSettings, run_worker
 from rslp.worker.guard import job_roots_from
 from rslp.worker.lease import DEFAULT_LEASE_SECONDS
@@ -44,11 +45,19 @@ def worker(
     max_delay: float = 3600.0,
     cloud_patience: float = 300.0,
     manage_scratch_dir_on_data_disk: bool = False,
+    allow_diagnostics: bool = False,
+    exit_on_failures: bool = False,
+    trusted_checkpoints: str | None = None,
+    class_prefixes: str | None = None,
 ) -> ExitCode:
     """Run a worker: pull tasks one at a time and run them until idle or preempted.
 
     Returns the process exit code (:class:`~rslp.errors.ExitCode`): 0 when idle or
-    preempted, 3 after ``retries`` consecutive failed tasks.
+    preempted, 3 when the worker itself is unwell (see --retries).
+
+    The ancestor's entry points (``python -m rslp.main common worker``,
+    :func:`worker_pipeline`) trusted their topic: there ``allow_diagnostics`` and
+    ``exit_on_failures`` default to true.
 
     Args:
         project_id: Google Cloud project (the ancestor's flag; same as --queue pubsub://PROJECT).
@@ -56,7 +65,8 @@ def worker(
         queue: pubsub://PROJECT_ID or local://PATH.db.
         subscription: subscriptions to pull from, comma-separated, most preferred first.
         idle_timeout: exit after this many seconds with nothing to do (<= 0: never).
-        retries: exit after this many consecutive failed tasks (0: at the first).
+        retries: after this many consecutive failed tasks, check the worker's own health and exit
+            if it is unwell (with --exit_on_failures: exit at once, the ancestor's contract).
         retry_sleep: backoff in seconds before a failed task's first retry (doubles each attempt).
         max_attempts: runs per task before it is dead-lettered.
         lease_seconds: lease length, extended every third of it while the task runs; how soon
@@ -76,6 +86,13 @@ def worker(
         manage_scratch_dir_on_data_disk: the ancestor's flag: put task scratch on the /data
             disk (under /data/rslearn_projects/scratch) unless --scratch_root is given. Either
             way each task's scratch dir is deleted after the task and on preemption.
+        allow_diagnostics: run the diagnostics that write files, fail or hold the worker
+            (write_file, sleep, fail, crash, spin, chain) from messages; noop always runs.
+        exit_on_failures: exit 3 after --retries consecutive failed tasks, whatever failed them.
+        trusted_checkpoints: comma-separated checkpoint locations whose files may be fully
+            unpickled (default: $RSLP_TRUSTED_CHECKPOINTS); others load as weights only.
+        class_prefixes: comma-separated module prefixes config class paths may name besides
+            rslearn, rslp and torch.nn (default: $RSLP_CLASS_PREFIXES).
     """
     if queue is None:
         if project_id is None:
@@ -86,6 +103,7 @@ def worker(
         subscriptions.insert(0, subscription_id)
     if not subscriptions:
         raise ValueError("give --subscription (or the ancestor's --subscription_id)")
+    trust = Trust.from_flags(trusted_checkpoints, class_prefixes)
     settings = WorkerSettings(
         queue=queue,
         subscriptions=subscriptions,
@@ -105,6 +123,10 @@ def worker(
         job_roots=list(job_roots_from(job_roots)),
         max_delay=max_delay,
         cloud_patience=cloud_patience,
+        allow_diagnostics=allow_diagnostics,
+        exit_on_failures=exit_on_failures,
+        trusted_checkpoints=list(trust.checkpoints),
+        class_prefixes=list(trust.class_prefixes),
     )
     return run_worker(settings)
 
@@ -118,7 +140,11 @@ def worker_pipeline(
     flush_messages: bool = False,
     manage_scratch_dir_on_data_disk: bool = False,
 ) -> ExitCode:
-    """The ancestor's Python entry point for a Pub/Sub worker; returns the exit code."""
+    """The ancestor's Python entry point for a Pub/Sub worker; returns the exit code.
+
+    As in the ancestor it trusts its topic: diagnostics run from messages, and ``retries``
+    failed tasks in a row end the worker with exit code 3.
+    """
     return worker(
         project_id=project_id,
         subscription_id=subscription_id,
@@ -127,6 +153,8 @@ def worker_pipeline(
         idle_timeout=idle_timeout,
         flush_messages=flush_messages,
         manage_scratch_dir_on_data_disk=manage_scratch_dir_on_data_disk,
+        allow_diagnostics=True,
+        exit_on_failures=True,
     )
 
 

@@ -35,14 +35,19 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from upath import UPath
 
+from rslp import jobfile
 from rslp.errors import PermanentError
+from rslp.jobfile import JobFileError
+from rslp.task import TopicId
 from rslp.text import keep_secret, redact
+from rslp.trust import TRUSTED_CHECKPOINTS_ENV, class_paths
+from rslp.trust import current as current_trust
 
 if TYPE_CHECKING:
     from rslp.pipeline.partition import Partitioner
@@ -57,11 +62,6 @@ JOB_STEPS = ("combine", "observe")
 _VAR = re.compile(r"\$\{([^}]*)\}")
 #: Environment variables a config may name; others are refused.
 VAR_PREFIX = "RSLP_"
-
-TopicId = Annotated[
-    str,
-    StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z][A-Za-z0-9._~+%-]*$"),
-]
 
 
 class ConfigError(PermanentError):
@@ -145,6 +145,17 @@ def describe(e: ValidationError, source: str, prefix: str = "") -> str:
     return f"{source}: " + "; ".join(parts)
 
 
+def check_class_paths(raw: Any, source: str, where: str = "") -> None:
+    """ConfigError for the first ``class_path`` in ``raw`` outside the operator's module prefixes.
+
+    Run before anything imports a config's classes: importing a module runs its code.
+    """
+    trust = current_trust()
+    for field, class_path in class_paths(raw, where):
+        if (refusal := trust.class_path_refusal(class_path)) is not None:
+            raise ConfigError(f"{source}: {field}: {refusal}")
+
+
 class ClassSpec(BaseModel):
     """A pluggable part named as in rslearn configs: ``class_path`` + ``init_args``."""
 
@@ -154,7 +165,8 @@ class ClassSpec(BaseModel):
     init_args: dict[str, Any] = Field(default_factory=dict)
 
     def build(self, base: type[Any], source: str, where: str) -> Any:
-        """Import ``class_path`` (any module on PYTHONPATH), check it is a ``base``, construct it."""
+        """Import ``class_path`` (under a module prefix the operator allows), check it is a ``base``, construct it."""
+        check_class_paths({"class_path": self.class_path}, source, where)
         module_name, _, attr = self.class_path.rpartition(".")
         try:
             cls = getattr(importlib.import_module(module_name), attr)
@@ -238,10 +250,9 @@ class PipelineConfig(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     dataset_config: str = Field(description="rslearn dataset config (dataset.json)")
     model: str | None = Field(default=None, description="rslearn model config (model.yaml); predict needs it")
-    checkpoint: str | None = Field(default=None, description="model weights; predict needs them")
-    trust_checkpoint: bool = Field(
-        default=False,
-        description="unpickle the checkpoint fully (runs any code it holds); default: weights only",
+    checkpoint: str | None = Field(
+        default=None,
+        description="model weights; predict needs them (weights only, unless the worker trusts its location)",
     )
     group: str = Field(default="default", min_length=1, description="the rslearn window group in each partition")
     partitioner: ClassSpec = ClassSpec(class_path="rslp.pipeline.partition.NoopPartitioner")
@@ -264,6 +275,16 @@ class PipelineConfig(BaseModel):
     )
 
     _source: UPath = PrivateAttr(default_factory=lambda: UPath("pipeline.yaml"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_self_trust(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "trust_checkpoint" in data:
+            raise ValueError(
+                "trust_checkpoint is not read from a config (a file others may write): the operator trusts "
+                f"checkpoint locations with rslp worker --trusted_checkpoints or ${TRUSTED_CHECKPOINTS_ENV}"
+            )
+        return data
 
     @model_validator(mode="after")
     def _check_steps(self) -> PipelineConfig:
@@ -364,6 +385,7 @@ class PipelineConfig(BaseModel):
         raw = _read_structured(path, self.where("dataset_config"), json.loads)
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a JSON object with a 'layers' field")
+        check_class_paths(raw, str(path))
         variables = {"CONFIG_DIR": str(path.parent)}
         resolved = substitute(raw, str(path), variables)
         try:
@@ -374,6 +396,17 @@ class PipelineConfig(BaseModel):
             return resolved  # type: ignore[no-any-return]
         return substitute(raw, str(path), variables, keep_env=True)  # type: ignore[no-any-return]
 
+    def remember_secrets(self) -> None:
+        """Hide the values of the ``${RSLP_*}`` variables dataset.json names from every reason and log.
+
+        A partition's config.json keeps ``${RSLP_*}`` as written and rslearn resolves it,
+        so a worker whose task process never loaded dataset.json itself would not know
+        which values to hide. Reads one small file; imports nothing.
+        """
+        path = self.resolve(self.dataset_config)
+        raw = _read_structured(path, self.where("dataset_config"), json.loads)
+        substitute(raw, str(path), {"CONFIG_DIR": str(path.parent)}, keep_env=True)
+
     def load_model_config(self) -> dict[str, Any]:
         """model.yaml with ``${VAR}`` replaced; rslearn's parser validates the rest."""
         if not self.model:
@@ -382,6 +415,7 @@ class PipelineConfig(BaseModel):
         raw = _read_structured(path, self.where("model"), load_yaml)
         if not isinstance(raw, dict) or "model" not in raw or "data" not in raw:
             raise ConfigError(f"{path}: expected a Lightning config with 'model' and 'data' sections")
+        check_class_paths(raw, str(path))
         return substitute(raw, str(path), {"CONFIG_DIR": str(path.parent)})  # type: ignore[no-any-return]
 
     def checkpoint_path(self) -> UPath:
@@ -426,11 +460,17 @@ class PipelineConfig(BaseModel):
 
 def _read_structured(path: UPath, referrer: str, parse: Any) -> Any:
     try:
-        text = path.read_text()
+        text = jobfile.read_text(path, jobfile.CONFIG_LIMIT)  # a config in a job root: bounded, never a FIFO
     except FileNotFoundError:
         raise ConfigError(f"{referrer}: {path} does not exist") from None
+    except JobFileError as e:
+        raise ConfigError(f"{referrer}: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
         return parse(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
     except yaml.YAMLError as e:

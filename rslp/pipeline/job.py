@@ -29,13 +29,12 @@ from typing import Any
 from upath import UPath
 
 from rslp.errors import PermanentError
-from rslp.ledger import JobManifest, Ledger, PartitionEntry
+from rslp.ledger import JOB_PARTITION, JobManifest, Ledger, PartitionEntry
 from rslp.paths import under
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.task import Downstream, Task
 
-#: The partition name of per-job steps (combine), so every step takes the same flags.
-JOB_PARTITION = "job"
+__all__ = ["JOB_PARTITION", "Job", "make_task"]
 
 
 def make_task(job_id: str, job_root: str, step: str, partition: str) -> Task:
@@ -70,7 +69,9 @@ class Job:
             manifest = Ledger(job_root).read_manifest()
         except FileNotFoundError as e:
             raise PermanentError(str(e)) from None
-        return cls(UPath(job_root), manifest, load_pipeline_config(manifest.config))
+        config = load_pipeline_config(manifest.config)
+        config.remember_secrets()  # rslearn resolves ${RSLP_*} itself: its errors must not show them
+        return cls(UPath(job_root), manifest, config)
 
     def partition(self, partition_id: str) -> PartitionEntry:
         """``partition_id``'s record (one shard read; PermanentError if the job has no such partition)."""

@@ -4,7 +4,8 @@ A request is a GeoJSON file in WGS84. write_jobs splits it with the pipeline's
 ``partitioner`` into partitions (one task per step each, so they should be large), and
 create_windows splits each partition with the ``window_partitioner`` into rslearn
 windows (small: one model input each). Both are :class:`Partitioner` objects named by
-``class_path`` / ``init_args``; any class on PYTHONPATH that subclasses it works.
+``class_path`` / ``init_args``; any class on PYTHONPATH that subclasses it works, under a
+module prefix the operator allows (:mod:`rslp.trust`).
 
 Built-in partitioners:
 

@@ -34,6 +34,8 @@ from upath import UPath
 
 from rslp import log
 from rslp.pipeline.config import ConfigError, Hardware, PipelineConfig
+from rslp.trust import TRUSTED_CHECKPOINTS_ENV
+from rslp.trust import current as current_trust
 
 logger = log.get(__name__)
 
@@ -106,20 +108,19 @@ def load_model(config: PipelineConfig) -> LoadedModel:
     module = _instantiate(_parser(with_model=True), {"model": raw["model"], "data": placeholder}, source).model
     # A checkpoint is a file in a job root or bucket that others may write: unpickling it
     # fully would run any code it holds. Only tensors and plain containers, unless the
-    # pipeline's author vouches for the file (trust_checkpoint).
-    if config.trust_checkpoint:
-        logger.warning("checkpoint_fully_unpickled", checkpoint=str(checkpoint), reason="trust_checkpoint: true")
+    # operator trusts its location (rslp worker --trusted_checkpoints); no config can.
+    trusted = current_trust().trusts_checkpoint(str(checkpoint))
+    if trusted:
+        logger.warning("checkpoint_fully_unpickled", checkpoint=str(checkpoint), reason="a trusted location")
     try:
-        state = torch.load(
-            io.BytesIO(checkpoint.read_bytes()), map_location="cpu", weights_only=not config.trust_checkpoint
-        )
+        state = torch.load(io.BytesIO(checkpoint.read_bytes()), map_location="cpu", weights_only=not trusted)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as e:
         if code := re.search(r"unsupported GLOBAL \S+", str(e)):
             raise ConfigError(
                 config.where(
                     f"checkpoint: {checkpoint} holds more than weights and was not loaded ({code.group(0)}); "
-                    "re-save it with torch.save(model.state_dict()) or, if you trust the file, "
-                    "set trust_checkpoint: true"
+                    "re-save it with torch.save(model.state_dict()) or, if the file is yours, have the "
+                    f"operator trust its location (rslp worker --trusted_checkpoints or ${TRUSTED_CHECKPOINTS_ENV})"
                 )
             ) from None
         raise ConfigError(

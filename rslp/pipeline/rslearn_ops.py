@@ -157,10 +157,8 @@ def prepare(root: UPath, group: str, hw: Hardware, request: str, partition: str)
     _apply(PrepareHandler(force=False, **_retry_args(hw)), dataset, group, [w.name for w in windows], hw)
     covered, uncovered = covered_windows(dataset, windows)
     if not covered:
-        sources = "; ".join(
-            f"layers.{n}: {c.data_source.class_path} {c.data_source.init_args}"
-            for n, c in _source_layers(dataset).items()
-        )
+        # Class paths only, never init_args: rslearn has resolved their ${RSLP_*} values.
+        sources = "; ".join(f"layers.{n}: {c.data_source.class_path}" for n, c in _source_layers(dataset).items())
         span = windows[0].time_range if windows else None
         period = f" in {span[0].isoformat()}/{span[1].isoformat()}" if span else ""
         raise PermanentError(

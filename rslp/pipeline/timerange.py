@@ -125,7 +125,7 @@ def check_imagery(pipeline: PipelineConfig, spans: dict[TimeRange, str]) -> None
 
     if not spans:
         return
-    dataset = DatasetConfig.model_validate(pipeline.load_dataset_config())
+    dataset = DatasetConfig.model_validate(pipeline.load_dataset_config(resolve_env=True))  # listed here, now
     for name, layer in dataset.layers.items():
         if layer.data_source is None:
             continue

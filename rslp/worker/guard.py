@@ -5,7 +5,8 @@ of a message, and whoever can write a job root chooses its manifest and markers.
 before a task runs, :func:`admit` proves that:
 
 - its workflow is registered *and* marked runnable from a message (the fleet's own
-  commands run only from the command line);
+  commands run only from the command line), and if it is a diagnostic that writes,
+  fails or holds the worker, the operator allowed diagnostics (``--allow_diagnostics``);
 - its ``not_before`` is within the worker's ceiling (a far-future one would park the
   message forever and keep ``rslp run`` restarting workers for it);
 - its job root lies under the prefixes the worker accepts (``--job_roots`` or
@@ -34,8 +35,8 @@ from upath import UPath
 
 from rslp import registry
 from rslp.errors import PermanentError, UnknownWorkflowError
-from rslp.ledger import JobManifest, Ledger
-from rslp.paths import PathEscapeError
+from rslp.ledger import JOB_PARTITION, JobManifest, JobRootError, Ledger, partition_index
+from rslp.paths import LOCAL_PROTOCOLS, PathEscapeError, lies_under
 from rslp.task import Downstream, Task
 from rslp.text import clip
 from rslp.weather import Weather
@@ -43,8 +44,6 @@ from rslp.worker.runner import Outcome
 
 #: Comma-separated job-root prefixes a worker accepts, when ``--job_roots`` is not given.
 JOB_ROOTS_ENV = "RSLP_JOB_ROOTS"
-#: Protocols of local disk: accepted without a configured prefix.
-LOCAL_PROTOCOLS = ("", "file", "local")
 
 
 class Rejected(PermanentError):
@@ -64,40 +63,87 @@ class Admitted:
     ledger: Ledger | None
     done_downstream: list[Downstream] | None
     topics: frozenset[str] = frozenset()
+    manifest: JobManifest | None = None
 
 
-def admit(task: Task, job_roots: Iterable[str] = (), weather: Weather | None = None) -> Admitted:
+def admit(
+    task: Task, job_roots: Iterable[str] = (), weather: Weather | None = None, allow_diagnostics: bool = False
+) -> Admitted:
     """Check everything a message chooses before its task runs; raise :class:`Rejected` if anything is wrong."""
-    workflow = _workflow(task)
+    workflow = _workflow(task, allow_diagnostics)
     if task.job_root is None:
         return Admitted(workflow, None, None)
     root = check_job_root(task.job_root, job_roots)
     ledger, manifest = _open_job(root, weather)
     _check_job_task(task, manifest)
     topics = frozenset(manifest.topics.values())
-    return Admitted(workflow, ledger, _recorded_downstream(task, ledger, manifest), topics)
+    return Admitted(workflow, ledger, _recorded_downstream(task, ledger, manifest), topics, manifest)
 
 
-def check_downstream(task: Task, outcome: Outcome, topics: Iterable[str]) -> Outcome:
-    """``outcome``, or a permanent failure if it asks to publish outside ``topics`` or for another job.
+def check_downstream(
+    task: Task, outcome: Outcome, topics: Iterable[str], manifest: JobManifest | None = None
+) -> Outcome:
+    """``outcome``, or a permanent failure if it asks to publish outside ``topics`` or outside the job.
 
     A workflow's downstream can follow its arguments (``chain`` takes a topic), so a
     message could otherwise make the worker publish, with its credentials, to another
     fleet's topic. ``topics``: the job's own, or for a task without a job the topic it
-    came from.
+    came from; ``manifest``: the task's job, if it has one.
     """
-    allowed = set(topics)
     for d in outcome.downstream:
-        if d.topic not in allowed:
-            reason = (
-                f"downstream topic {d.topic[:100]!r} is not one of this task's topics ({', '.join(sorted(allowed))})"
-            )
-        elif (d.task.job_id or d.task.job_root) and (d.task.job_id, d.task.job_root) != (task.job_id, task.job_root):
-            reason = "a downstream task belongs to another job"
-        else:
-            continue
-        return Outcome("permanent", reason=clip(reason), duration=outcome.duration)
+        if (reason := downstream_refusal(task, d, set(topics), manifest)) is not None:
+            return Outcome("permanent", reason=clip(reason), duration=outcome.duration)
     return outcome
+
+
+def downstream_refusal(task: Task, d: Downstream, topics: set[str], manifest: JobManifest | None) -> str | None:
+    """Why ``task`` may not publish ``d`` (None if it may), whether its run asked for it or its done marker recorded it.
+
+    Always: only to ``topics`` and never for another job. A pipeline task's downstream
+    is more: exactly a pipeline task of the same job and root, for one of the job's
+    steps and partitions, on that step's topic (so a done marker that whoever writes
+    the job root forged cannot run a diagnostic, or a task outside the job).
+    """
+    if d.topic not in topics:
+        allowed = ", ".join(sorted(topics))[:300]
+        return f"downstream topic {d.topic[:100]!r} is not one of this task's topics ({allowed})"
+    down = d.task
+    if (down.job_id or down.job_root) and (down.job_id, down.job_root) != (task.job_id, task.job_root):
+        return "a downstream task belongs to another job"
+    if task.project != "pipeline" or manifest is None:
+        return None
+    step, partition = down.step or "", down.partition or ""
+    expected = ["--job_root", task.job_root, "--partition", partition]
+    if down.project != "pipeline" or down.job_id is None or down.workflow != step or down.args != expected:
+        return f"a downstream of {task.name} must be a pipeline task of job {manifest.job_id}, not {down.name}"
+    if (refusal := partition_refusal(manifest, step, partition)) is not None:
+        return f"a downstream task: {refusal}"
+    if d.topic != manifest.topics.get(step):
+        return f"a downstream {step} task goes to that step's topic, not {d.topic[:100]!r}"
+    return None
+
+
+def partition_refusal(manifest: JobManifest, step: str, partition: str) -> str | None:
+    """Why ``partition`` of ``step`` is not one of the job's tasks (None if it is).
+
+    A per-partition step's partition is ``p<index>`` below the header's count, a
+    per-job step's is :data:`~rslp.ledger.JOB_PARTITION`. Checked before anything is
+    written: markers of partitions a job does not have once made autoscale stop a
+    fleet whose job was far from done.
+    """
+    if step in manifest.job_steps:
+        if partition != JOB_PARTITION:
+            return f"{step} is a per-job step of job {manifest.job_id}: its partition is {JOB_PARTITION!r}"
+        return None
+    if step not in manifest.steps:
+        return f"step {step[:100]!r} is not a step of job {manifest.job_id} ({', '.join(manifest.steps)})"[:400]
+    try:
+        index = partition_index(partition)
+    except ValueError as e:
+        return f"{e} of job {manifest.job_id}"
+    if index >= manifest.partition_count:
+        return f"job {manifest.job_id} has no partition {partition!r} (it has {manifest.partition_count})"
+    return None
 
 
 def delay(task: Task, max_delay: float) -> float:
@@ -141,30 +187,24 @@ def check_job_root(job_root: str, prefixes: Iterable[str]) -> UPath:
             f"job_root {job_root[:200]!r}: this worker accepts local job roots only; "
             f"give --job_roots (or ${JOB_ROOTS_ENV}) to accept {root.protocol}:// roots"
         )
-    if any(_is_under(job_root, p) for p in prefixes):
+    if any(lies_under(job_root, p) for p in prefixes):
         return root
     raise Rejected(f"job_root {job_root[:200]!r} is not under this worker's job roots ({', '.join(prefixes)[:300]})")
 
 
-def _is_under(job_root: str, prefix: str) -> bool:
-    root, base = UPath(job_root), UPath(prefix)
-    local = root.protocol in LOCAL_PROTOCOLS
-    if local != (base.protocol in LOCAL_PROTOCOLS) or (not local and root.protocol != base.protocol):
-        return False
-    if local:
-        path, start = os.path.realpath(root.path), os.path.realpath(base.path)  # a symlink may point out
-    else:
-        path, start = root.path.rstrip("/"), base.path.rstrip("/")
-    return path == start or path.startswith(start.rstrip("/") + "/")
-
-
-def _workflow(task: Task) -> registry.Workflow:
+def _workflow(task: Task, allow_diagnostics: bool) -> registry.Workflow:
     try:
         workflow = registry.get(task.project, task.workflow)
     except UnknownWorkflowError as e:
         raise Rejected(str(e), kind="unknown_workflow") from None
     if not workflow.from_message:
         raise Rejected(f"{task.name} runs only from the command line, never from a queue message", kind="cli_only")
+    if workflow.diagnostic and not allow_diagnostics:
+        raise Rejected(
+            f"{task.name} is a diagnostic (it writes files, fails or holds the worker): this worker runs "
+            "diagnostics from messages only if its operator starts it with --allow_diagnostics",
+            kind="diagnostic_refused",
+        )
     pipeline_steps = registry.projects().get("pipeline", [])
     if task.project == "pipeline":
         if task.job_root is None or task.step != task.workflow:
@@ -203,6 +243,8 @@ def _check_job_task(task: Task, manifest: JobManifest) -> None:
     steps = [*manifest.steps, *manifest.job_steps]
     if task.step not in steps:
         raise Rejected(f"step {task.step!r} is not a step of job {manifest.job_id} ({', '.join(steps)})")
+    if (refusal := partition_refusal(manifest, task.step, task.partition or "")) is not None:
+        raise Rejected(refusal, kind="not_in_job")
 
 
 def _recorded_downstream(task: Task, ledger: Ledger, manifest: JobManifest) -> list[Downstream] | None:
@@ -211,17 +253,12 @@ def _recorded_downstream(task: Task, ledger: Ledger, manifest: JobManifest) -> l
         recorded = ledger.done_downstream(task)
     except (ConnectionError, TimeoutError):
         raise
-    except (OSError, ValueError, TypeError, AttributeError, RecursionError, PathEscapeError) as e:
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError, PathEscapeError, JobRootError) as e:
         raise Rejected(f"done marker of task {task.task_id} does not parse ({e.__class__.__name__})") from None
     if recorded is None:
         return None
     topics = set(manifest.topics.values())
     for d in recorded:
-        if d.topic not in topics:
-            raise Rejected(
-                f"done marker of task {task.task_id} records a downstream task for topic {d.topic[:100]!r}, "
-                f"not one of job {manifest.job_id}'s topics"
-            )
-        if (d.task.job_id or d.task.job_root) and (d.task.job_id, d.task.job_root) != (task.job_id, task.job_root):
-            raise Rejected(f"done marker of task {task.task_id} records a downstream task of another job")
+        if (refusal := downstream_refusal(task, d, topics, manifest)) is not None:
+            raise Rejected(f"done marker of task {task.task_id} records what it may not publish: {refusal}")
     return recorded

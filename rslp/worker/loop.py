@@ -14,7 +14,12 @@ Invariants this module owns (ARCHITECTURE.md):
   child process of :class:`TaskRunner`.
 - Bad input (not JSON, unknown workflow, bad args) goes straight to the dead-letter
   topic with a one-line reason; a failing task is retried with backoff, then
-  dead-lettered; nothing a message does can kill the worker.
+  dead-lettered; nothing a message does can kill the worker. What breaks while
+  handling a message that names a job (marker I/O in its root, publishing what its
+  markers record to a topic that is missing) dead-letters that message.
+- A message's failure never stops the worker: after ``retries`` failed tasks in a row
+  it checks its own health (:mod:`rslp.worker.health`) and stops only if that fails
+  (the ancestor's ``exit_on_failures`` stops at once, as the ancestor did).
 - A task whose lease was lost while it ran is never acked: another worker may hold
   the message. Its done marker and downstream publishes still go out, because both
   are idempotent.
@@ -42,13 +47,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rslp import log
 from rslp.errors import ExitCode
-from rslp.ledger import Ledger
+from rslp.ledger import JobRootError, Ledger
 from rslp.paths import under
 from rslp.queue import Queue, Received, dead_letter_name, dead_letters, open_queue
 from rslp.queue.limits import encode_task
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
-from rslp.weather import PUBLISHER, CloudError, CloudUnavailableError, Weather
+from rslp.text import clip
+from rslp.trust import Trust
+from rslp.weather import PUBLISHER, CloudError, CloudRefusedError, CloudUnavailableError, Weather
 from rslp.worker import guard
+from rslp.worker.health import health_problem
 from rslp.worker.heartbeat import MarkerHeartbeat
 from rslp.worker.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper
 from rslp.worker.metrics import WorkerMetrics
@@ -91,6 +99,18 @@ class WorkerSettings(BaseModel):
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus metrics on this port")
     metrics_address: str = Field("127.0.0.1", description="the metrics server's address; 0.0.0.0 for every interface")
     flush_messages: bool = Field(False, description="ack everything without running it, then exit")
+    allow_diagnostics: bool = Field(
+        False, description="run the diagnostics that write, fail or hold the worker (write_file, fail...) from messages"
+    )
+    exit_on_failures: bool = Field(
+        False, description="the ancestor's contract: exit after `retries` consecutive failed tasks"
+    )
+    trusted_checkpoints: list[str] = Field(
+        default_factory=list, description="checkpoint locations whose files may be fully unpickled"
+    )
+    class_prefixes: list[str] = Field(
+        default_factory=list, description="module prefixes config class paths may name, besides rslearn and rslp"
+    )
 
 
 class Worker:
@@ -103,9 +123,10 @@ class Worker:
         self.queue = queue or open_queue(settings.queue, weather=self.weather)
         self.worker_id = settings.worker_id or _default_worker_id()
         self.retry = RetryPolicy(settings.max_attempts, settings.retry_sleep)
-        self.runner = TaskRunner()
+        self.runner = TaskRunner(Trust(tuple(settings.trusted_checkpoints), tuple(settings.class_prefixes)))
         self.metrics = WorkerMetrics()
-        self.consecutive_failures = 0
+        #: Distinct tasks (or messages) that failed in a row on this worker; a success empties it.
+        self.failed_streak: set[str] = set()
         self.scratch_root = Path(settings.scratch_root or Path.home() / ".cache" / "rslp" / "scratch")
         beaker = {k.lower(): os.environ[k] for k in BEAKER_ENV if k in os.environ}
         log.bind(worker_id=self.worker_id, **beaker)
@@ -114,7 +135,7 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------
 
     def run(self) -> str:
-        """Pull and handle tasks until idle, preempted, or too many failures in a row."""
+        """Pull and handle tasks until idle, preempted, or unwell (:meth:`_unwell`)."""
         self.shutdown.install()
         if self.settings.metrics_port is not None:
             self.metrics.start(self.settings.metrics_port, self.settings.metrics_address)
@@ -142,9 +163,8 @@ class Worker:
                 else:
                     self._handle_safely(message)
                 idle_since = time.monotonic()
-                if self.consecutive_failures >= max(1, self.settings.retries):
-                    self.log.error("too_many_failures", consecutive_failures=self.consecutive_failures)
-                    return "failures"
+                if len(self.failed_streak) >= max(1, self.settings.retries) and (stop := self._unwell()):
+                    return stop
             self.log.info("preempted_exit", signal=self.shutdown.signal_name)
             return "preempted"
         finally:
@@ -152,6 +172,25 @@ class Worker:
             self.queue.close()
             self.metrics.stop()
             self.shutdown.uninstall()
+
+    def _unwell(self) -> str | None:
+        """After a run of failed tasks: the reason to stop, or None (the failures were the tasks' own).
+
+        The ancestor's contract (``exit_on_failures``) stops at once. Otherwise the worker
+        checks itself (:mod:`rslp.worker.health`): a message's failure is the message's,
+        and only a worker that fails its own canary stops.
+        """
+        failed = len(self.failed_streak)
+        if self.settings.exit_on_failures:
+            self.log.error("too_many_failures", consecutive_failures=failed)
+            return "failures"
+        problem = health_problem(self.runner, self.scratch_root, self.shutdown.event)
+        if problem is not None:
+            self.log.error("worker_unwell", problem=problem, failed_tasks=failed)
+            return "unwell"
+        self.log.warning("failures_not_the_workers", failed_tasks=failed, checked="scratch and a fresh task process")
+        self.failed_streak.clear()
+        return None
 
     def _start(self) -> None:
         """Check every subscription, start the task process, give each subscription its dead letters.
@@ -190,7 +229,7 @@ class Worker:
         except CloudError:
             raise  # already retried for its patience, or permanent: the worker cannot go on
         except Exception as e:  # infrastructure errors must not take the fleet down
-            self.consecutive_failures += 1
+            self.failed_streak.add(message.message_id)
             self.log.exception("handle_failed", error=f"{e.__class__.__name__}: {e}")
             with contextlib.suppress(Exception):
                 self.queue.nack(message, delay=self.settings.retry_sleep)
@@ -208,6 +247,13 @@ class Worker:
         log.bind(**task.log_fields())
         try:
             self._handle_task(message, task)
+        except (JobRootError, DownstreamRefusedError) as e:
+            # What the message's job holds or records broke (a marker path that is a folder, a
+            # recorded topic that does not exist): the message's fault, never the worker's.
+            # Only an admitted task gets here, so its job root is one this worker accepts.
+            ledger = Ledger(task.job_root, weather=self.weather) if task.job_root else None
+            self._dead_letter(message, task, str(e), kind="job_root", ledger=ledger)
+            self.metrics.task_finished("malformed", None)
         finally:
             log.unbind(*task.log_fields())
 
@@ -217,7 +263,7 @@ class Worker:
             if (wait := guard.delay(task, self.settings.max_delay)) > 0:
                 self.queue.nack(message, delay=hold_for(wait))  # a retry in backoff: not yet
                 return
-            admitted = guard.admit(task, self.settings.job_roots, self.weather)
+            admitted = guard.admit(task, self.settings.job_roots, self.weather, self.settings.allow_diagnostics)
         except guard.Rejected as e:  # the message's content, not the worker's health: no failure counted
             self._dead_letter(message, task, e.reason, kind=e.kind)
             self.metrics.task_finished("malformed", None)  # names come from the message: not a label
@@ -243,7 +289,7 @@ class Worker:
                     )
                 if outcome.downstream:
                     topics = admitted.topics or {self.queue.topic_of(message.subscription)}
-                    outcome = guard.check_downstream(task, outcome, topics)
+                    outcome = guard.check_downstream(task, outcome, topics, admitted.manifest)
                 if lease.lost:
                     self._lease_lost(task, outcome, ledger, lease.lost)
                 else:
@@ -267,12 +313,15 @@ class Worker:
         if outcome.ok:
             downstream = self._complete(task, outcome, ledger)
             self.queue.ack(message)
-            self.consecutive_failures = 0
+            self.failed_streak.clear()
             self.log.info("done", duration=duration, downstream=len(downstream))
         elif outcome.kind == "interrupted":
             self._hand_back(message, task)
             if ledger is not None:  # still queued, not failed: preemption spends no attempt
-                ledger.mark(task, "running", worker=self.worker_id, handed_back=self.shutdown.signal_name)
+                try:
+                    ledger.mark(task, "running", worker=self.worker_id, handed_back=self.shutdown.signal_name)
+                except JobRootError as e:  # handed back already: the next delivery meets it
+                    self.log.warning("marker_not_written", error=str(e))
             self.log.info("preempted", duration=duration, signal=self.shutdown.signal_name)
         elif outcome.kind == "permanent":
             self._dead_letter(message, task, outcome.reason, kind="permanent", ledger=ledger, tb=outcome.traceback)
@@ -312,7 +361,7 @@ class Worker:
 
     def _failed(self, message: Received, task: Task, outcome: Outcome, ledger: Ledger | None) -> None:
         """A transient failure, timeout or crash: retry later, or dead-letter when out of attempts."""
-        self.consecutive_failures += 1
+        self.failed_streak.add(task.task_id)
         if not self.retry.should_retry(task):
             reason = f"{outcome.kind} on attempt {task.attempt + 1}/{self.retry.max_attempts}: {outcome.reason}"
             self._dead_letter(message, task, reason, kind=outcome.kind, ledger=ledger, tb=outcome.traceback)
@@ -355,7 +404,11 @@ class Worker:
         if tb:
             attributes["rslp_traceback"] = tb[-1000:]
         if ledger is not None and task is not None:
-            ledger.mark(task, "dead", worker=self.worker_id, kind=kind, error=reason, attempts=attempts, traceback=tb)
+            try:
+                info = {"kind": kind, "error": reason, "attempts": attempts, "traceback": tb}
+                ledger.mark(task, "dead", worker=self.worker_id, **info)
+            except JobRootError as e:  # the dead letter itself still goes out, with the reason
+                self.log.warning("dead_marker_not_written", error=str(e))
         error = dead_letters.move(self.queue, message, reason, attributes)
         if error is None:
             self.log.error("dead_lettered", kind=kind, reason=reason, attempts=attempts)
@@ -382,11 +435,20 @@ class Worker:
             self.queue.nack(message)
 
     def _publish_downstream(self, task: Task, downstream: list[Downstream]) -> None:
+        """Publish what a task asked for (or its done marker recorded).
+
+        Those topics come from the job's files or the message, so a topic that is missing
+        or forbidden is the message's fault (:class:`DownstreamRefusedError`), not a reason
+        to stop the worker.
+        """
         by_topic: dict[str, list[Task]] = {}
         for d in downstream:
             by_topic.setdefault(d.topic, []).append(d.task)
         for topic, tasks in by_topic.items():
-            self._publish(topic, tasks)
+            try:
+                self._publish(topic, tasks)
+            except CloudRefusedError as e:
+                raise DownstreamRefusedError(clip(f"cannot publish task {task.task_id}'s downstream: {e}")) from None
 
     def _publish(self, topic: str, tasks: list[Task], patience: float | None = None) -> None:
         """Publish and wait for confirmation, retrying transient failures for ``patience`` seconds.
@@ -401,6 +463,10 @@ class Worker:
         )
 
 
+class DownstreamRefusedError(Exception):
+    """A downstream topic that a job's files or a message chose is missing or forbidden; dead-letter the message."""
+
+
 def _default_worker_id() -> str:
     name = os.environ.get("RSLP_WORKER_NAME") or os.environ.get("BEAKER_JOB_ID") or socket.gethostname()
     return f"{name}-{os.getpid()}"
@@ -411,6 +477,7 @@ STOP_CODES: dict[str, ExitCode] = {
     "idle": ExitCode.OK,
     "preempted": ExitCode.OK,
     "failures": ExitCode.TOO_MANY_FAILURES,
+    "unwell": ExitCode.TOO_MANY_FAILURES,
 }
 
 

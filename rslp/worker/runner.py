@@ -37,6 +37,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
 from rslp.task import Downstream, Task
+from rslp.trust import Trust
 
 Kind = Literal["ok", "error", "permanent", "timeout", "crashed", "interrupted"]
 
@@ -59,7 +60,8 @@ class Outcome:
 class TaskRunner:
     """Owns one child process and runs tasks in it, one at a time."""
 
-    def __init__(self, poll_interval: float = 0.05) -> None:
+    def __init__(self, trust: Trust | None = None, poll_interval: float = 0.05) -> None:
+        self.trust = trust or Trust()
         self.poll_interval = poll_interval
         self._ctx = multiprocessing.get_context("spawn")
         self._proc: BaseProcess | None = None
@@ -72,7 +74,9 @@ class TaskRunner:
         parent, child = self._ctx.Pipe()
         # Not a daemon: tasks may start process pools of their own (rslearn workers,
         # DataLoader workers), which daemonic processes cannot. stop() ends it explicitly.
-        self._proc = self._ctx.Process(target=_child_main, args=(child, os.getpid()), daemon=False, name="rslp-task")
+        self._proc = self._ctx.Process(
+            target=_child_main, args=(child, os.getpid(), self.trust), daemon=False, name="rslp-task"
+        )
         self._proc.start()
         child.close()
         self._conn = parent
@@ -173,15 +177,17 @@ def _describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _child_main(conn: Connection, parent_pid: int) -> None:
+def _child_main(conn: Connection, parent_pid: int, trust: Trust) -> None:
     """The child's loop: receive a task, run it, send back the outcome, repeat; return when the pipe closes."""
     _die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group; the worker decides what happens to the task.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from rslp import log, registry
+    from rslp import trust as operator_trust
     from rslp.errors import PermanentError
     from rslp.text import redact
 
+    operator_trust.configure(trust)  # the worker's flags: what its tasks may unpickle and import
     log.setup()
     while True:
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rslp import registry
 from rslp.ledger import Ledger
 from rslp.pipeline.config import load_pipeline_config
@@ -13,6 +15,12 @@ from rslp.task import Downstream
 from tests.conftest import Backend
 from tests.integration.fanin_pipeline import DEMO_REQUEST, combine_runs, write_pipeline
 from tests.integration.workers import WorkerProc, publish_tasks
+
+
+@pytest.fixture(autouse=True)
+def _allow_the_tests_postprocessor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline names a postprocessor from tests/: the operator allows its module (workers inherit it)."""
+    monkeypatch.setenv("RSLP_CLASS_PREFIXES", "tests.integration")
 
 
 def small_groups(config: Path, job_root: Path, queue: str) -> int:

@@ -47,7 +47,15 @@ def test_local_backend_launches_lists_and_stops_workers_through_preemption(
     traces = [tmp_path / f"slept{i}" for i in range(2)]
     publish_tasks(q, "lf", [Task(project="common", workflow="sleep", args=["120", str(t)]) for t in traces])
 
-    names = commands.launch(fleet="lf", backend="local", queue=url, subscription="lf", num_workers=2, idle_timeout=60)
+    names = commands.launch(
+        fleet="lf",
+        backend="local",
+        queue=url,
+        subscription="lf",
+        num_workers=2,
+        idle_timeout=60,
+        worker_args=["--allow_diagnostics", "true"],  # the tasks are sleep diagnostics
+    )
     assert len(names) == 2 and "2 workers of fleet lf" in capsys.readouterr().out
     wait_until(lambda: (c := q.counts("lf")) is not None and c.in_flight == 2, 60, "both tasks leased by the workers")
     workers = commands.status("lf", backend="local")
@@ -66,14 +74,20 @@ def test_local_backend_launches_lists_and_stops_workers_through_preemption(
 def test_sigkilled_workers_task_shows_as_stalled_within_two_leases(tmp_path: Path) -> None:
     lease = 2.0
     q = LocalQueue(str(tmp_path / "queue.db"))
-    q.setup("st", "st")
+    q.setup("stl", "stl")
     job = tmp_path / "job"
-    write_job(job, "j", {"sleep": "st"})
+    write_job(job, "j", {"sleep": "stl"})
     task = Task(
-        project="common", workflow="sleep", args=["120"], job_id="j", job_root=str(job), partition="p", step="sleep"
+        project="common",
+        workflow="sleep",
+        args=["120"],
+        job_id="j",
+        job_root=str(job),
+        partition="p00000",
+        step="sleep",
     )
-    publish_tasks(q, "st", [task])
-    worker = WorkerProc(f"local://{tmp_path / 'queue.db'}", "st", lease_seconds=lease)
+    publish_tasks(q, "stl", [task])
+    worker = WorkerProc(f"local://{tmp_path / 'queue.db'}", "stl", lease_seconds=lease)
     worker.wait_for("started")
     ledger = Ledger(job)
 

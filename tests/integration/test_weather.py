@@ -274,7 +274,7 @@ def test_lost_lease_is_not_acked_and_downstream_publication_stays_idempotent(
         args=[str(tmp_path / "a"), then, str(tmp_path / "b"), "chained", "5"],
         job_id="j",
         job_root=str(job.root),
-        partition="p",
+        partition="p00000",
         step="chain",
     )
     breaker = LeaseBreaker(pubsub, lambda: api.InvalidArgument("injected: ack id expired"), times=1000)
@@ -287,6 +287,7 @@ def test_lost_lease_is_not_acked_and_downstream_publication_stays_idempotent(
         lease_seconds=10,
         retry_sleep=0,
         scratch_root=str(tmp_path / "scratch"),
+        allow_diagnostics=True,  # the task is a chain diagnostic
     )
     worker = Worker(settings, queue=pubsub)
     events: list[str] = []

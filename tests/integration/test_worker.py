@@ -83,7 +83,7 @@ def _chain_task(tmp_path: Path, topic: str) -> tuple[Task, Path, Path]:
         args=[str(first), topic, str(second)],
         job_id="j",
         job_root=str(tmp_path / "job"),
-        partition="p",
+        partition="p00000",
         step="chain",
     )
     return task, first, second
@@ -160,7 +160,7 @@ def test_failing_task_retried_then_dead_lettered_with_attempts(backend: Backend,
         args=["boom"],
         job_id="j",
         job_root=str(tmp_path / "job"),
-        partition="p",
+        partition="p00000",
         step="fail",
     )
     publish_tasks(q, topic, [task])
@@ -174,16 +174,55 @@ def test_failing_task_retried_then_dead_lettered_with_attempts(backend: Backend,
 
 
 def test_consecutive_failures_stop_the_worker_and_success_resets(tmp_path: Path, topic: str) -> None:
+    """The ancestor's --retries contract, which its `common worker` keeps (--exit_on_failures)."""
     backend = Backend("local", f"local://{tmp_path / 'q.db'}", 2)
     q = backend.open()
     q.setup(topic, topic)
     fails = [Task(project="common", workflow="fail", args=[f"f{i}"]) for i in range(3)]
     ok = Task(project="common", workflow="noop")
     publish_tasks(q, topic, [fails[0], ok, fails[1], fails[2]])
-    w = WorkerProc(backend.url, topic, idle_timeout=10, retries=2, max_attempts=1)
+    w = WorkerProc(backend.url, topic, idle_timeout=10, retries=2, max_attempts=1, exit_on_failures=True)
     assert w.wait(timeout=60) == ExitCode.TOO_MANY_FAILURES
     w.wait_for("too_many_failures")
     assert w.count("done") == 1 and w.count("dead_lettered") == 3
+
+
+def test_failing_messages_never_stop_a_worker_and_a_good_task_behind_them_runs(
+    backend: Backend, topic: str, tmp_path: Path
+) -> None:
+    """Issue 25.2: three `common/fail` messages stopped `rslp worker` (exit 3) with the default flags."""
+    q = backend.open()
+    q.setup(topic, topic)
+    fails = [Task(project="common", workflow="fail", args=[f"f{i}"]) for i in range(3)]
+    good = Task(project="common", workflow="write_file", args=[str(tmp_path / "good"), "ok"])
+    publish_tasks(q, topic, [*fails, good])
+    w = WorkerProc(backend.url, topic, idle_timeout=600)
+    try:
+        w.wait_for("done", timeout=120, workflow="common/write_file")
+        dead = dead_letters(q, topic, _lease(backend), expect=3, timeout=120)
+        assert w.proc.poll() is None, "the worker stopped"
+    finally:
+        w.signal(signal.SIGTERM)
+        assert w.wait(timeout=30) == ExitCode.OK
+    assert (tmp_path / "good").read_text() == "ok"
+    assert {Task.model_validate_json(m.data).task_id for m in dead} == {t.task_id for t in fails}
+    assert w.count("failures_not_the_workers") >= 1 and w.count("worker_unwell") == 0
+
+
+def test_a_worker_that_cannot_use_its_scratch_stops_unwell_and_hands_its_tasks_back(tmp_path: Path, topic: str) -> None:
+    """A worker's own ill health (here: its scratch root is a file) stops it; the tasks are not dead-lettered."""
+    backend = Backend("local", f"local://{tmp_path / 'q.db'}", 2)
+    q = backend.open()
+    q.setup(topic, topic)
+    (tmp_path / "scratch").write_text("a file where the scratch root belongs")
+    tasks = [Task(project="common", workflow="noop", task_id=f"canary{i}") for i in range(2)]
+    publish_tasks(q, topic, tasks)
+    w = WorkerProc(backend.url, topic, idle_timeout=60, retries=2, scratch_root=str(tmp_path / "scratch"))
+    assert w.wait(timeout=60) == ExitCode.TOO_MANY_FAILURES
+    assert "cannot use its scratch root" in w.wait_for("worker_unwell")["problem"]
+    assert dead_letters(q, topic, _lease(backend), expect=1, timeout=1) == []
+    left = pull_until_canary(q, topic, _lease(backend))
+    assert {Task.model_validate_json(m.data).task_id for m in left} == {"canary0", "canary1"}
 
 
 def test_sigterm_hands_task_back_at_once_and_exits(backend: Backend, topic: str, tmp_path: Path) -> None:
@@ -256,7 +295,7 @@ def test_kill9_mid_task_is_redelivered_and_200_tasks_done_once(backend: Backend,
     job = tmp_path / "job"
     out = tmp_path / "out"
     out.mkdir()
-    write_job(job, "j200", {"sleep": topic})
+    write_job(job, "j200", {"sleep": topic}, partition_count=200)
     tasks = [
         Task(
             project="common",
@@ -264,7 +303,7 @@ def test_kill9_mid_task_is_redelivered_and_200_tasks_done_once(backend: Backend,
             args=["0.02", str(out / f"{i}")],
             job_id="j200",
             job_root=str(job),
-            partition=f"p{i:03d}",
+            partition=f"p{i:05d}",
             step="sleep",
         )
         for i in range(200)

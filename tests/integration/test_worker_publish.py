@@ -45,7 +45,7 @@ def test_transient_downstream_publish_failure_is_retried_before_ack(tmp_path: Pa
         args=[str(tmp_path / "a"), "next-step", str(tmp_path / "b")],
         job_id="j",
         job_root=str(job.root),
-        partition="p",
+        partition="p00000",
         step="chain",
     )
     q = FlakyQueue(tmp_path / "q.db", "next-step", failures=2, ledger=job, task=task)
@@ -57,6 +57,7 @@ def test_transient_downstream_publish_failure_is_retried_before_ack(tmp_path: Pa
         subscriptions=["first-step"],
         idle_timeout=1,
         scratch_root=str(tmp_path / "scratch"),
+        allow_diagnostics=True,  # the tasks are diagnostics
     )
     assert Worker(settings, queue=q).run() == "idle"
     # Work and mark happen first; two failed publishes, a good one, and only then the ack.
@@ -100,6 +101,7 @@ def test_storage_failure_gives_the_message_back_and_the_worker_lives(tmp_path: P
         retries=100,
         retry_sleep=0,
         scratch_root=str(tmp_path / "scratch"),
+        allow_diagnostics=True,  # the tasks are diagnostics
     )
     assert Worker(settings, queue=q).run() == "idle"
     assert (tmp_path / "good").read_text() == "ok"

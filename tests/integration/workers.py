@@ -6,26 +6,81 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from rslp.ledger import JobManifest, Ledger
+from rslp.pipeline.demo import DEMO_DIR
 from rslp.queue import Outgoing, Queue, dead_letter_name
 from rslp.task import Task
 from rslp.testing import workers
 
 
 class WorkerProc(workers.WorkerProc):
-    """A real worker with test defaults: a long idle timeout, no retry backoff, scratch under /tmp."""
+    """A real worker with test defaults: a long idle timeout, no retry backoff, scratch under /tmp.
+
+    The tests send the diagnostics (``write_file``, ``fail``, ``sleep``...) as messages, so
+    their workers allow them (``--allow_diagnostics``); a test of the refusal passes False.
+    """
 
     def __init__(self, queue_url: str, subscription: str, **flags: Any) -> None:
-        defaults = {"idle_timeout": 30, "retry_sleep": 0, "scratch_root": "/tmp/rslp-test-scratch"}
+        defaults = {
+            "idle_timeout": 30,
+            "retry_sleep": 0,
+            "scratch_root": "/tmp/rslp-test-scratch",
+            "allow_diagnostics": True,
+        }
         super().__init__(queue_url, subscription, **{**defaults, **flags})
 
 
-def write_job(root: Path, job_id: str, topics: dict[str, str]) -> None:
-    """A minimal job root: a manifest of ``job_id`` and its steps (-> topics); workers check job tasks on it."""
+def write_job(root: Path, job_id: str, topics: dict[str, str], partition_count: int = 1) -> None:
+    """A minimal job root: a manifest of ``job_id``, its steps (-> topics) and partitions p00000...
+
+    Workers check job tasks on it (a task's partition must be one of the job's).
+    """
     manifest = JobManifest(
-        job_id=job_id, job_root=str(root), config="-", request="-", steps=list(topics), topics=topics
+        job_id=job_id,
+        job_root=str(root),
+        config="-",
+        request="-",
+        steps=list(topics),
+        topics=topics,
+        partition_count=partition_count,
     )
     Ledger(root).write_manifest(manifest)
+
+
+def attack_files(root: Path, topic: str, proof: Path, self_trust: bool) -> dict[Path, str]:
+    """Issue 25.1's files: a job whose predict step would unpickle a checkpoint that runs ``touch PROOF``.
+
+    A header, a pipeline.yaml (trusting its own checkpoint if ``self_trust``), the demo's
+    dataset.json and model.yaml, and a protocol-0 pickle as the checkpoint; the job id is
+    the root's name.
+    """
+    manifest = JobManifest(
+        job_id=root.name,
+        job_root=str(root),
+        config=str(root / "pipeline.yaml"),
+        request="-",
+        steps=["create_windows", "predict"],
+        topics={"create_windows": topic, "predict": topic},
+        partition_count=1,
+    )
+    pipeline = {
+        "name": "pwn",
+        "dataset_config": "dataset.json",
+        "model": "model.yaml",
+        "checkpoint": "checkpoint.ckpt",
+        "window_partitioner": {"class_path": "rslp.pipeline.partition.GridPartitioner", "init_args": {"cell_size": 64}},
+        "steps": [{"name": "create_windows", "topic": topic}, {"name": "predict", "topic": topic}],
+        **({"trust_checkpoint": True} if self_trust else {}),
+    }
+    return {
+        root / "manifest.json": manifest.model_dump_json(),
+        root / "dataset.json": (DEMO_DIR / "dataset.json").read_text(),
+        root / "pipeline.yaml": yaml.safe_dump(pipeline),
+        root / "model.yaml": (DEMO_DIR / "model.yaml").read_text(),
+        root / "checkpoint.ckpt": f"cposix\nsystem\n(S'touch {proof}'\ntR.",  # protocol 0: os.system on load
+    }
 
 
 def publish_tasks(q: Queue, topic: str, tasks: list[Task]) -> None:

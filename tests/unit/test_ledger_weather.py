@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as api
 
+from rslp import jobfile
 from rslp import ledger as ledger_module
-from rslp.ledger import Ledger
+from rslp.ledger import JobRootError, Ledger
 from rslp.task import Task
 from rslp.weather import CloudUnavailableError, Weather
 
@@ -43,9 +44,8 @@ def test_marker_write_and_read_ride_out_transient_storage_errors(
     monkeypatch.setattr(ledger_module, "write_json_atomic", write)
     job.mark(TASK, "done", downstream=[])
     assert write.left == 0
-    path_type = type(job.marker_path("s", TASK.task_id, "done"))
-    read = Flaky(path_type.read_text, error, 2)
-    monkeypatch.setattr(path_type, "read_text", lambda self, *args, **kwargs: read(self, *args, **kwargs))
+    read = Flaky(jobfile.read_text, error, 2)
+    monkeypatch.setattr(jobfile, "read_text", read)
     assert job.read(TASK, "done") is not None and read.left == 0
     assert job.read(TASK, "failed") is None
 
@@ -61,5 +61,5 @@ def test_a_bad_job_root_is_not_retried(tmp_path: Path) -> None:
     """A plain OSError is the message's problem (the worker dead-letters it), not weather."""
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    with pytest.raises(OSError):
+    with pytest.raises(JobRootError, match="NotADirectoryError"):
         Ledger(not_a_dir, weather=Weather(patience=60)).mark(TASK, "running")

@@ -91,10 +91,17 @@ def test_field_errors_name_the_field(demo_copy: Path, changes: dict[str, object]
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ({"class_path": "no.such.Partitioner"}, "partitioner.class_path: cannot import 'no.such.Partitioner'"),
+        (
+            {"class_path": "rslp.no_such.Partitioner"},
+            "partitioner.class_path: cannot import 'rslp.no_such.Partitioner'",
+        ),
+        (
+            {"class_path": "rslp.pipeline.config.Hardware"},
+            "partitioner.class_path: rslp.pipeline.config.Hardware is not a Partitioner",
+        ),
         (
             {"class_path": "collections.OrderedDict"},
-            "partitioner.class_path: collections.OrderedDict is not a Partitioner",
+            "partitioner.class_path: collections.OrderedDict is not under a module prefix this worker allows",
         ),
         (
             {"class_path": "rslp.pipeline.partition.GridPartitioner", "init_args": {"cell_size": -4}},
@@ -114,6 +121,37 @@ def test_pluggable_part_errors_point_at_class_path_or_init_args(
     with pytest.raises(ConfigError) as e:
         config.check()
     assert expected in one_line(e)
+
+
+def test_a_class_path_outside_the_operators_prefixes_is_never_imported(
+    demo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing runs a module's code: a config in a job root must not choose what is imported (issue 25.10)."""
+    ran = tmp_path / "imported"
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "planted.py").write_text(f"open({str(ran)!r}, 'w').close()\nclass Part: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
+    monkeypatch.delenv("RSLP_CLASS_PREFIXES", raising=False)
+    edit_yaml(demo_copy / "pipeline.yaml", partitioner={"class_path": "planted.Part"})
+    config = load_pipeline_config(demo_copy / "pipeline.yaml")
+    with pytest.raises(ConfigError, match=r"partitioner.class_path: planted.Part is not under a module prefix"):
+        config.build_partitioner()
+    dataset = json.loads((demo_copy / "dataset.json").read_text())
+    dataset["layers"]["image"]["data_source"]["class_path"] = "planted.Part"
+    (demo_copy / "dataset.json").write_text(json.dumps(dataset))
+    with pytest.raises(ConfigError, match=r"dataset.json: layers.image.data_source.class_path: planted.Part is not"):
+        config.load_dataset_config()
+    model = yaml.safe_load((demo_copy / "model.yaml").read_text())
+    model["model"]["init_args"]["model"]["class_path"] = "planted.Part"
+    (demo_copy / "model.yaml").write_text(yaml.safe_dump(model))
+    with pytest.raises(ConfigError, match=r"model.yaml: model.init_args.model.class_path: planted.Part is not"):
+        config.load_model_config()
+    assert not ran.exists()
+
+    monkeypatch.setenv("RSLP_CLASS_PREFIXES", "planted")  # the operator allows it: imported, then type-checked
+    with pytest.raises(ConfigError, match=r"planted\.Part is not a Partitioner"):
+        config.build_partitioner()
+    assert ran.exists()
 
 
 def test_broken_dataset_json_is_one_line_naming_file_and_field(demo_copy: Path) -> None:

@@ -11,7 +11,7 @@ import shapely
 from rslearn.utils.geometry import STGeometry
 from rslearn.utils.get_utm_ups_crs import get_utm_ups_crs
 
-from rslp.pipeline.config import ClassSpec
+from rslp.pipeline.config import ClassSpec, ConfigError
 from rslp.pipeline.demo import DEMO_DIR
 from rslp.pipeline.partition import (
     FixedWindowPartitioner,
@@ -156,8 +156,12 @@ def test_noop_partitioner_is_the_whole_request() -> None:
     assert part.shp.equals(demo_request()[0].shp)
 
 
-def test_user_partitioner_from_pythonpath_by_class_path() -> None:
+def test_user_partitioner_from_pythonpath_by_class_path(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = ClassSpec(class_path=f"{__name__}.HalvesPartitioner")
+    monkeypatch.delenv("RSLP_CLASS_PREFIXES", raising=False)
+    with pytest.raises(ConfigError, match="not under a module prefix"):  # the operator has not allowed it
+        spec.build(Partitioner, "pipeline.yaml", "partitioner")
+    monkeypatch.setenv("RSLP_CLASS_PREFIXES", "tests.unit")
     partitioner = spec.build(Partitioner, "pipeline.yaml", "partitioner")
     assert len(partitioner.partition(demo_request())) == 2
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from rslp import trust
 from rslp.pipeline import predict
 from rslp.pipeline.config import ConfigError, load_pipeline_config
 
@@ -84,17 +85,38 @@ class _Payload:
         return (os.makedirs, (self.path,))
 
 
-def test_a_checkpoint_is_loaded_as_weights_only_unless_the_config_trusts_it(demo_copy: Path, tmp_path: Path) -> None:
+def test_a_checkpoint_is_loaded_as_weights_only_unless_the_operator_trusts_its_location(
+    demo_copy: Path, tmp_path: Path
+) -> None:
     import torch
 
     ran = tmp_path / "payload-ran"
     state = torch.load(demo_copy / "checkpoint.ckpt", map_location="cpu", weights_only=True)
     state["payload"] = _Payload(str(ran))
     torch.save(state, demo_copy / "checkpoint.ckpt")
-    with pytest.raises(ConfigError, match=r"holds more than weights and was not loaded.*trust_checkpoint: true"):
+    with pytest.raises(ConfigError, match=r"holds more than weights and was not loaded.*--trusted_checkpoints"):
         load(demo_copy)
     assert not ran.exists()
 
-    (demo_copy / "pipeline.yaml").write_text((demo_copy / "pipeline.yaml").read_text() + "\ntrust_checkpoint: true\n")
-    assert load(demo_copy) is not None  # the author opted in: full unpickling, with a warning
-    assert ran.exists()
+    # A config cannot trust its own checkpoint: the field is refused, naming the operator's flag.
+    pipeline = demo_copy / "pipeline.yaml"
+    pipeline.write_text(pipeline.read_text() + "\ntrust_checkpoint: true\n")
+    with pytest.raises(ConfigError, match=r"trust_checkpoint is not read from a config.*--trusted_checkpoints"):
+        load(demo_copy)
+    pipeline.write_text(pipeline.read_text().replace("\ntrust_checkpoint: true\n", ""))
+
+    # A trusted location elsewhere, or one reached through a symlink out of it, is not this file's.
+    (tmp_path / "trusted").mkdir()
+    trust.configure(trust.Trust(checkpoints=(str(tmp_path / "trusted"),)))
+    try:
+        (tmp_path / "trusted" / "escape").symlink_to(demo_copy)
+        escaped = str(tmp_path / "trusted" / "escape" / "checkpoint.ckpt")
+        pipeline.write_text(pipeline.read_text().replace("checkpoint.ckpt", escaped))
+        with pytest.raises(ConfigError, match="holds more than weights"):
+            load(demo_copy)
+        assert not ran.exists()
+        trust.configure(trust.Trust(checkpoints=(str(demo_copy),)))
+        assert load(demo_copy) is not None  # the operator trusts the location: full unpickling, with a warning
+        assert ran.exists()
+    finally:
+        trust.configure(None)

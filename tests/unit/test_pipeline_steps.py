@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -152,6 +154,35 @@ def test_request_outside_the_imagery_fails_permanently_at_prepare(tmp_path: Path
     message = str(e.value)
     assert message.startswith(f"{tmp_path}/outside.geojson: partition {partition}: none of its")
     assert "layers.image: rslp.pipeline.dated_files.DatedLocalFiles" in message and "\n" not in message
+
+
+def test_a_resolved_rslp_variable_never_shows_in_a_fresh_workers_prepare_error(
+    demo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 25.10: rslearn resolves ${RSLP_*} itself, so prepare's reason once printed the value (init_args)."""
+    secret = str(DEMO_DIR / "data" / "images")  # stands in for a bucket path or a token-bearing URL
+    monkeypatch.setenv("RSLP_TEST_IMAGERY", secret)
+    dataset = json.loads((demo_copy / "dataset.json").read_text())
+    dataset["layers"]["image"]["data_source"]["init_args"]["src_dir"] = "${RSLP_TEST_IMAGERY}"
+    (demo_copy / "dataset.json").write_text(json.dumps(dataset))
+    request = json.loads((DEMO_DIR / "request.geojson").read_text())
+    for feature in request["features"]:
+        feature["geometry"]["coordinates"] = [[[x + 0.2, y] for x, y in r] for r in feature["geometry"]["coordinates"]]
+    (tmp_path / "outside.geojson").write_text(json.dumps(request))
+    job_root = str(tmp_path / "job")
+    write_jobs(str(demo_copy / "pipeline.yaml"), str(tmp_path / "outside.geojson"), job_root)
+    partition = next(Ledger(job_root).read_manifest().partition_ids())
+    run_step("create_windows", job_root, partition)
+    fresh = (  # a new process: nothing in it has loaded dataset.json, as in a worker that only prepares
+        "from rslp import registry; from rslp.text import clip\n"
+        "try:\n"
+        f"    registry.get('pipeline', 'prepare').run(['--job_root', {job_root!r}, '--partition', {partition!r}])\n"
+        "except Exception as e:\n"
+        "    print(clip(str(e)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", fresh], capture_output=True, text=True, timeout=300, check=True)
+    assert "none of its" in done.stdout and "layers.image: rslp.pipeline.dated_files.DatedLocalFiles" in done.stdout
+    assert secret not in done.stdout + done.stderr
 
 
 def test_a_step_for_an_unknown_partition_or_job_root_is_permanent(
