@@ -17,19 +17,17 @@ This module only reads.
 from __future__ import annotations
 
 import json
-import os
-import stat
 from typing import Any
 
 from upath import UPath
 
 from rslp.errors import PermanentError
-from rslp.ledger import JobManifest, Ledger, is_local
-from rslp.pipeline.job import JOB_PARTITION
+from rslp.jobfile import MARKER_LIMIT, JobFileError, read_bytes
+from rslp.ledger import JOB_PARTITION, JobManifest, Ledger
 from rslp.task import task_id_for
 
 #: The largest marker (or observe.json) a status reader parses; the worker's are a few KB.
-MAX_MARKER_BYTES = 1 << 20
+MAX_MARKER_BYTES = MARKER_LIMIT
 #: The most partitions a job may have for ``rslp status`` and fleet sizing to read it: each
 #: partition costs about 0.35 KB of memory per read (measured: 342 MB at 1M partitions and
 #: six steps); twice the pipeline's default ``max_partitions``.
@@ -42,12 +40,10 @@ class UnreadableFile(ValueError):
 
 def read_json_object(path: UPath) -> dict[str, Any]:
     """The JSON object in ``path``; FileNotFoundError if there is none, :class:`UnreadableFile` if it is bad."""
-    if is_local(path) and not stat.S_ISREG(os.stat(path.path).st_mode):
-        raise UnreadableFile(f"{path}: not a regular file")
-    with path.open("rb") as f:
-        data = f.read(MAX_MARKER_BYTES + 1)
-    if len(data) > MAX_MARKER_BYTES:
-        raise UnreadableFile(f"{path}: larger than {MAX_MARKER_BYTES:,} bytes")
+    try:
+        data = read_bytes(path, MAX_MARKER_BYTES)
+    except JobFileError as e:
+        raise UnreadableFile(str(e)) from None
     try:
         value = json.loads(data)
     except RecursionError:
