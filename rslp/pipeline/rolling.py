@@ -192,7 +192,8 @@ def rolling(
         else:
             kind = "new"
         try:
-            _, sent, _, _ = enqueue(config, request, str(job_root), queue_url, period.span)
+            # A stalled period's tasks were published and then went nowhere: send them again.
+            _, sent, _, _ = enqueue(config, request, str(job_root), queue_url, period.span, republish=kind == "resumed")
         except NoImageryError as e:
             logger.info("no imagery in period", period=period.name, reason=str(e))
             outcome["without imagery"].append(period.name)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from rslp.errors import PermanentError
 from rslp.launch import FleetError, commands
 from rslp.launch.autoscale import Autoscaler
 from rslp.launch.sizing import DEFAULT_GUESS, DEFAULT_MAX_WORKERS, parse_duration, size_pools
@@ -239,19 +240,18 @@ def test_the_total_is_printed_before_more_than_a_handful_are_launched(
 def test_escape_sequences_in_a_job_header_reach_no_sizing_or_autoscale_line_raw(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A header whose combine topic carries an OSC 52 clipboard write and a cursor move: printed escaped
-    (and refused as a pool's fleet name before anything is launched)."""
+    """A header whose combine topic carries an OSC 52 clipboard write and a cursor move is refused in one
+    line (topics are Pub/Sub topic ids) before anything is sized, launched or printed raw."""
     make_job(tmp_path, 10, queue="pubsub://my-project")
     manifest = Ledger(tmp_path).manifest_path
     header = json.loads(manifest.read_text())
     evil = "st-combine\x1b]52;c;ZWNobyBodA==\x07\x1b[2A"
     header["topics"]["combine"] = evil
     manifest.write_text(json.dumps(header))
-    with pytest.raises(FleetError, match="fleet name"):
+    with pytest.raises(PermanentError, match=r"topics\.combine: String should match pattern") as refused:
         commands.launch(fleet="demo", image="i", clusters=["c"], job_root=str(tmp_path), deadline="10m", dry_run=True)
-    scaler(tmp_path, FakeFleetClient()).run(interval=0, max_checks=1)
+    assert "\n" not in str(refused.value)
+    with pytest.raises(PermanentError, match=r"topics\.combine"):
+        scaler(tmp_path, FakeFleetClient()).run(interval=0, max_checks=1)
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
-    shown = "st-combine\\x1b]52;c;ZWNobyBodA==\\x07\\x1b[2A"
-    assert f"{shown}: 1 tasks left" in out  # the sizing line
-    assert f"{shown}: 0 workers, target 0: hold" in out  # the autoscale line
