@@ -20,6 +20,7 @@ the machine is shared. Goal (issue 22): new/old >= 3x at both sizes.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import statistics
 import subprocess
@@ -79,7 +80,17 @@ def rate(queue: str, subscription: str, scratch: Path, code: Path, left: int, wi
     in_window = [t for t in done if t <= opened + window]
     drained = len(done) >= left and bool(done) and done[-1] < opened + window
     tasks = len(in_window) / (done[-1] - opened) * window if drained else float(len(in_window))
-    return {"tasks": round(tasks), "done": len(done), "extrapolated": drained, "load": f"{before} / {loadavg()}"}
+    # The worker's own account: its task process's time per task, and done to done (the rest is the worker's).
+    durations = [float(e["duration"]) for e in worker.events if e.get("event") == "done" and e.get("step") == STEP]
+    gaps = [b - a for a, b in itertools.pairwise(in_window)]
+    return {
+        "tasks": round(tasks),
+        "done": len(done),
+        "extrapolated": drained,
+        "load": f"{before} / {loadavg()}",
+        "task_process_ms": round(statistics.median(durations) * 1000, 1) if durations else None,
+        "done_to_done_ms": round(statistics.median(gaps) * 1000, 1) if gaps else None,
+    }
 
 
 def measure(n: int, repeats: int, window: float, base: Path, scratch: Path) -> dict[str, Any]:
@@ -103,8 +114,15 @@ def measure(n: int, repeats: int, window: float, base: Path, scratch: Path) -> d
             print(f"   worker_rate: N={partitions} {name} run {r + 1}: {run}", file=sys.stderr, flush=True)
     old = statistics.median(x["tasks"] for x in runs["old"])
     new = statistics.median(x["tasks"] for x in runs["new"])
+    split = {
+        f"{name}_{key}": statistics.median(x[key] for x in runs[name] if x.get(key) is not None)
+        for name in runs
+        for key in ("task_process_ms", "done_to_done_ms")
+        if any(x.get(key) is not None for x in runs[name])
+    }
     return {
         "partitions": partitions,
+        **split,
         "old_tasks": old,
         "new_tasks": new,
         "ratio": round(new / old, 2) if old else None,
@@ -135,5 +153,32 @@ def run(sizes: tuple[int, ...] = SIZES, repeats: int = 3, window: float = WINDOW
     }
 
 
+def markdown(result: dict[str, Any]) -> list[str]:
+    """The figures as a table: one row per size, every run's count and load beside the medians."""
+    lines = [
+        f"| partitions | old ({result['baseline']}) tasks in {result['window_s']:g} s | new tasks | new / old "
+        "| old ms/task | new ms/task | old runs | new runs | load before / after each run (old; new) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, r in result.items():
+        if not key.startswith("n_"):
+            continue
+        runs = {
+            name: ", ".join(f"{x['tasks']}{'*' if x['extrapolated'] else ''}" for x in r["runs"][name])
+            for name in r["runs"]
+        }
+        loads = "; ".join(" · ".join(x["load"] for x in r["runs"][name]) for name in ("old", "new"))
+        lines.append(
+            f"| {r['partitions']} | {r['old_tasks']:g} | {r['new_tasks']:g} | {r['ratio']} | {r['old_ms_per_task']} "
+            f"| {r['new_ms_per_task']} | {runs['old']} | {runs['new']} | {loads} |"
+        )
+    lines += ["", "\\* extrapolated: the worker drained every create_windows task before the window closed."]
+    return lines
+
+
+TITLE = "14. Worker rate: demo create_windows tasks one worker finishes in 45 s, new vs 175f73b"
+
 if __name__ == "__main__":
-    print_result("worker_rate", run())
+    from bench import sections
+
+    print_result("worker_rate", sections.main(TITLE, "worker_rate"))
