@@ -126,6 +126,8 @@ def measure(n: int, repeats: int, window: float, base: Path, scratch: Path) -> d
         "old_tasks": old,
         "new_tasks": new,
         "ratio": round(new / old, 2) if old else None,
+        # Each run's new/old against the run of the other code beside it: the load drifts less within a pair.
+        "pair_ratios": [round(n["tasks"] / o["tasks"], 2) for o, n in zip(runs["old"], runs["new"], strict=True)],
         "new_ms_per_task": round(window / new * 1000, 1) if new else None,
         "old_ms_per_task": round(window / old * 1000, 1) if old else None,
         "runs": runs,
@@ -157,8 +159,9 @@ def markdown(result: dict[str, Any]) -> list[str]:
     """The figures as a table: one row per size, every run's count and load beside the medians."""
     lines = [
         f"| partitions | old ({result['baseline']}) tasks in {result['window_s']:g} s | new tasks | new / old "
-        "| old ms/task | new ms/task | old runs | new runs | load before / after each run (old; new) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| old ms/task | new ms/task | old runs | new runs | new / old by pair "
+        "| load before / after each run (old; new) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in result.items():
         if not key.startswith("n_"):
@@ -170,7 +173,8 @@ def markdown(result: dict[str, Any]) -> list[str]:
         loads = "; ".join(" · ".join(x["load"] for x in r["runs"][name]) for name in ("old", "new"))
         lines.append(
             f"| {r['partitions']} | {r['old_tasks']:g} | {r['new_tasks']:g} | {r['ratio']} | {r['old_ms_per_task']} "
-            f"| {r['new_ms_per_task']} | {runs['old']} | {runs['new']} | {loads} |"
+            f"| {r['new_ms_per_task']} | {runs['old']} | {runs['new']} | {', '.join(map(str, r['pair_ratios']))} "
+            f"| {loads} |"
         )
     lines += ["", "\\* extrapolated: the worker drained every create_windows task before the window closed."]
     return lines
