@@ -23,8 +23,10 @@ the work's input, not the fleet's):
   bypasses Python and is not in these counts; on GCS the same reads go through fsspec
   and are.
 
-``python -m bench.roundtrips`` prints the table (steps x counts) for each code and
-storage; the totals per task are in ``summary``.
+Goal: on local disk, where the counts are exact, no step's worker or task part makes
+more round trips than the baseline did (GCS counts move by a few between runs of the
+same code: gcsfs answers some stats from its listing cache). ``ROUNDTRIPS_TRACE=1``
+makes each child print every GCS request it counts.
 """
 
 from __future__ import annotations
