@@ -177,6 +177,14 @@ def markdown(result: dict[str, Any]) -> list[str]:
             f"| {loads} |"
         )
     lines += ["", "\\* extrapolated: the worker drained every create_windows task before the window closed."]
+    split = [
+        f"{r['partitions']} partitions: task process {r['old_task_process_ms']:g} → {r['new_task_process_ms']:g} ms, "
+        f"done to done {r['old_done_to_done_ms']:g} → {r['new_done_to_done_ms']:g} ms"
+        for key, r in result.items()
+        if key.startswith("n_") and {"old_done_to_done_ms", "new_done_to_done_ms"} <= set(r)
+    ]
+    if split:
+        lines += ["", "Median per task in the worker's own account, old → new: " + "; ".join(split) + "."]
     return lines
 
 
