@@ -3,6 +3,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export WANDB_MODE := disabled
+# `make emulator` serves here; another: `make emulator EMULATOR_PORT=8086`.
+EMULATOR_PORT ?= 8085
 
 .PHONY: install test lint demo bench emulator clean
 
@@ -31,7 +33,7 @@ bench: $(STAMP)
 	$(PY) -m bench.run_all
 
 emulator: $(STAMP)
-	$(PY) -m rslp.testing.emulator 8085
+	$(PY) -m rslp.testing.emulator $(EMULATOR_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
