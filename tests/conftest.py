@@ -18,9 +18,26 @@ from rslp.testing.emulator import EmulatorUnavailable, running_emulator
 from rslp.testing.gcs_emulator import BUCKET, running_gcs_emulator
 
 os.environ.setdefault("WANDB_MODE", "disabled")
-# Default embedded queues (on local disk, under ~/.cache) go to a scratch folder in tests.
-os.environ.setdefault("RSLP_QUEUE_DIR", tempfile.mkdtemp(prefix="rslp-test-queues-"))
+# Default embedded queues (on local disk, under ~/.cache) go to a scratch folder of this test process
+# (`make test` runs several: pytest-xdist's workers, each importing this module).
+os.environ["RSLP_QUEUE_DIR"] = tempfile.mkdtemp(prefix="rslp-test-queues-")
 PROJECT = "rslp-test"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep the tests of a module that share a module-scoped fixture (a whole demo run) on one xdist worker.
+
+    With ``--dist loadgroup`` every other test goes to whichever worker is free, so
+    the slow ones spread out; a module's shared fixture would otherwise be built
+    once on every worker that runs one of its tests.
+    """
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures is None:
+            continue
+        scopes = {defs[-1].scope for defs in fixtures.name2fixturedefs.values() if defs}
+        if scopes & {"module", "class", "package"}:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")
