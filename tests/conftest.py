@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,8 +109,6 @@ def pull_until(
     q: Queue, subscription: str, lease: float, timeout: float, want: Callable[[Received], bool] = lambda m: True
 ) -> Received | None:
     """Pull repeatedly until a wanted message arrives or ``timeout`` passes."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for m in q.pull(subscription, lease):
@@ -129,8 +131,6 @@ def pull_until_canary(q: Queue, subscription: str, lease: float, timeout: float 
     so what was published before it had its chance to show up. The topic and the
     subscription share a name in these tests (``setup(topic, topic)``; dead letters too).
     """
-    import time
-
     canary = f"canary-{uuid.uuid4().hex}".encode()
     q.publish(subscription, [Outgoing(canary)])
     seen: list[Received] = []
@@ -143,3 +143,32 @@ def pull_until_canary(q: Queue, subscription: str, lease: float, timeout: float 
             seen.append(m)
         time.sleep(0.05)
     raise AssertionError(f"the canary published to {subscription} did not arrive within {timeout:.0f} s")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.2) -> float:
+    """Poll ``predicate`` until true; returns the seconds it took (fails naming ``what`` after ``timeout``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def stop_when_finished(job_roots: list[str], workers: list[subprocess.Popen[Any]], timeout: float) -> None:
+    """Once every job has nothing left to run, stop its workers as a fleet stop does (SIGTERM); each must exit 0.
+
+    A worker left to exit by itself waits out its whole idle timeout after the last
+    task, and that timeout must be long enough to cover any gap in a job's work.
+    """
+    from rslp.status.report import collect
+
+    try:
+        # Once a second: a status read opens the queue and lists every step.
+        wait_until(lambda: all(collect(r).finished for r in job_roots), timeout, f"{job_roots} finished", every=1.0)
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(timeout=60) for proc in workers]
+    assert codes == [0] * len(workers), codes
