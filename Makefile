@@ -9,7 +9,7 @@ EMULATOR_PORT ?= 8085
 # The suite in 4 processes (pytest-xdist), each with its own emulators on free ports; most of
 # its time is spent waiting on leases and workers, not on the CPU. A module's tests that share
 # a module-scoped fixture stay together (tests/conftest.py), everything else spreads out.
-PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n 4 --dist loadgroup
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n 4
 
 .PHONY: install test check lint demo bench emulator clean
 

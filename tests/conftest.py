@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,20 +29,50 @@ os.environ["RSLP_QUEUE_DIR"] = tempfile.mkdtemp(prefix="rslp-test-queues-")
 PROJECT = "rslp-test"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep the tests of a module that share a module-scoped fixture (a whole demo run) on one xdist worker.
+#: Test modules whose tests share a module-scoped fixture (a whole demo run). `make test` runs the
+#: suite in pytest-xdist processes: each of these goes whole to one of them, so its fixture is built
+#: once; every other test goes to whichever process is free, so the slow ones spread out.
+SHARED_FIXTURE_MODULES = frozenset(
+    {
+        "tests/e2e/test_demo_pipeline.py",
+        "tests/e2e/test_demo_on_object_storage.py",
+        "tests/unit/test_pipeline_steps.py",
+    }
+)
 
-    With ``--dist loadgroup`` every other test goes to whichever worker is free, so
-    the slow ones spread out; a module's shared fixture would otherwise be built
-    once on every worker that runs one of its tests.
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's scope scheduling, with a scope per test except in :data:`SHARED_FIXTURE_MODULES`.
+
+    (Its ``--dist loadgroup`` would do this with marks, but pytest-xdist 3.8 cannot
+    rename test ids on pytest 9.2, so its groups are silently ignored.)
     """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return module if module in SHARED_FIXTURE_MODULES else nodeid
+
+    return SharedFixtureScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Say so when a module with a module-scoped fixture is missing from :data:`SHARED_FIXTURE_MODULES`."""
+    missing = set()
     for item in items:
-        fixtures = getattr(item, "_fixtureinfo", None)
-        if fixtures is None:
-            continue
-        scopes = {defs[-1].scope for defs in fixtures.name2fixturedefs.values() if defs}
-        if scopes & {"module", "class", "package"}:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+        fixtures = getattr(item, "_fixtureinfo", None)  # pytest's own record of the fixtures a test uses
+        scopes = {defs[-1].scope for defs in fixtures.name2fixturedefs.values() if defs} if fixtures else set()
+        module = item.nodeid.split("::")[0]
+        if "module" in scopes and module not in SHARED_FIXTURE_MODULES:
+            missing.add(module)
+    for module in sorted(missing):
+        warnings.warn(
+            f"{module} has a module-scoped fixture: add it to SHARED_FIXTURE_MODULES in tests/conftest.py,"
+            " or parallel runs build it once per test process",
+            stacklevel=1,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -161,11 +192,20 @@ def stop_when_finished(job_roots: list[str], workers: list[subprocess.Popen[Any]
     A worker left to exit by itself waits out its whole idle timeout after the last
     task, and that timeout must be long enough to cover any gap in a job's work.
     """
+    from upath import UPath
+
     from rslp.status.report import collect
+
+    def finished() -> bool:
+        for root in job_roots:
+            UPath(root).fs.invalidate_cache()  # fsspec keeps a gs:// listing, and this process lists again and again
+            if not collect(root).finished:
+                return False
+        return True
 
     try:
         # Once a second: a status read opens the queue and lists every step.
-        wait_until(lambda: all(collect(r).finished for r in job_roots), timeout, f"{job_roots} finished", every=1.0)
+        wait_until(finished, timeout, f"{job_roots} finished", every=1.0)
     finally:
         for proc in workers:
             if proc.poll() is None:
