@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import tempfile
+import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,9 +23,56 @@ from rslp.testing.emulator import EmulatorUnavailable, running_emulator
 from rslp.testing.gcs_emulator import BUCKET, running_gcs_emulator
 
 os.environ.setdefault("WANDB_MODE", "disabled")
-# Default embedded queues (on local disk, under ~/.cache) go to a scratch folder in tests.
-os.environ.setdefault("RSLP_QUEUE_DIR", tempfile.mkdtemp(prefix="rslp-test-queues-"))
+# Default embedded queues (on local disk, under ~/.cache) go to a scratch folder of this test process
+# (`make test` runs several: pytest-xdist's workers, each importing this module).
+os.environ["RSLP_QUEUE_DIR"] = tempfile.mkdtemp(prefix="rslp-test-queues-")
 PROJECT = "rslp-test"
+
+
+#: Test modules whose tests share a module-scoped fixture (a whole demo run). `make test` runs the
+#: suite in pytest-xdist processes: each of these goes whole to one of them, so its fixture is built
+#: once; every other test goes to whichever process is free, so the slow ones spread out.
+SHARED_FIXTURE_MODULES = frozenset(
+    {
+        "tests/e2e/test_demo_pipeline.py",
+        "tests/e2e/test_demo_on_object_storage.py",
+        "tests/unit/test_pipeline_steps.py",
+    }
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's scope scheduling, with a scope per test except in :data:`SHARED_FIXTURE_MODULES`.
+
+    (Its ``--dist loadgroup`` would do this with marks, but pytest-xdist 3.8 cannot
+    rename test ids on pytest 9.2, so its groups are silently ignored.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return module if module in SHARED_FIXTURE_MODULES else nodeid
+
+    return SharedFixtureScheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Say so when a module with a module-scoped fixture is missing from :data:`SHARED_FIXTURE_MODULES`."""
+    missing = set()
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)  # pytest's own record of the fixtures a test uses
+        scopes = {defs[-1].scope for defs in fixtures.name2fixturedefs.values() if defs} if fixtures else set()
+        module = item.nodeid.split("::")[0]
+        if "module" in scopes and module not in SHARED_FIXTURE_MODULES:
+            missing.add(module)
+    for module in sorted(missing):
+        warnings.warn(
+            f"{module} has a module-scoped fixture: add it to SHARED_FIXTURE_MODULES in tests/conftest.py,"
+            " or parallel runs build it once per test process",
+            stacklevel=1,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -88,8 +140,6 @@ def pull_until(
     q: Queue, subscription: str, lease: float, timeout: float, want: Callable[[Received], bool] = lambda m: True
 ) -> Received | None:
     """Pull repeatedly until a wanted message arrives or ``timeout`` passes."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for m in q.pull(subscription, lease):
@@ -112,8 +162,6 @@ def pull_until_canary(q: Queue, subscription: str, lease: float, timeout: float 
     so what was published before it had its chance to show up. The topic and the
     subscription share a name in these tests (``setup(topic, topic)``; dead letters too).
     """
-    import time
-
     canary = f"canary-{uuid.uuid4().hex}".encode()
     q.publish(subscription, [Outgoing(canary)])
     seen: list[Received] = []
@@ -126,3 +174,41 @@ def pull_until_canary(q: Queue, subscription: str, lease: float, timeout: float 
             seen.append(m)
         time.sleep(0.05)
     raise AssertionError(f"the canary published to {subscription} did not arrive within {timeout:.0f} s")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.2) -> float:
+    """Poll ``predicate`` until true; returns the seconds it took (fails naming ``what`` after ``timeout``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def stop_when_finished(job_roots: list[str], workers: list[subprocess.Popen[Any]], timeout: float) -> None:
+    """Once every job has nothing left to run, stop its workers as a fleet stop does (SIGTERM); each must exit 0.
+
+    A worker left to exit by itself waits out its whole idle timeout after the last
+    task, and that timeout must be long enough to cover any gap in a job's work.
+    """
+    from upath import UPath
+
+    from rslp.status.report import collect
+
+    def finished() -> bool:
+        for root in job_roots:
+            UPath(root).fs.invalidate_cache()  # fsspec keeps a gs:// listing, and this process lists again and again
+            if not collect(root).finished:
+                return False
+        return True
+
+    try:
+        # Once a second: a status read opens the queue and lists every step.
+        wait_until(finished, timeout, f"{job_roots} finished", every=1.0)
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(timeout=60) for proc in workers]
+    assert codes == [0] * len(workers), codes

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -29,9 +28,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
-from rslp.testing.emulator import EmulatorUnavailable, _stop_group, free_port
+from rslp.testing.emulator import EmulatorUnavailable, _stop_group, serve_until_stopped, start_server
 
 #: The bucket created in every emulator this module starts.
 BUCKET = "rslp-test"
@@ -55,14 +54,19 @@ def _wait_bucket(url: str, bucket: str, timeout: float, proc: subprocess.Popen[b
 
 @contextmanager
 def running_gcs_emulator(bucket: str = BUCKET, port: int | None = None, timeout: float = 60.0) -> Iterator[str]:
-    """Run a GCS emulator holding ``bucket`` for the block; yields its URL ``http://127.0.0.1:PORT``."""
-    port = port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "rslp.testing.gcs_emulator", "--serve", str(port), bucket]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    """Run a GCS emulator holding ``bucket`` for the block; yields its URL ``http://127.0.0.1:PORT``.
+
+    With no ``port``, a free one is picked; a given ``port`` already in use raises
+    :class:`EmulatorUnavailable` at once.
+    """
+    proc, chosen = start_server(
+        lambda p: [sys.executable, "-m", "rslp.testing.gcs_emulator", "--serve", str(p), bucket],
+        lambda p, proc: _wait_bucket(f"http://127.0.0.1:{p}", bucket, timeout, proc),
+        port,
+    )
+    url = f"http://127.0.0.1:{chosen}"
     saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT")}
     try:
-        _wait_bucket(url, bucket, timeout, proc)
         os.environ["STORAGE_EMULATOR_HOST"] = url
         os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
         yield url
@@ -105,11 +109,13 @@ def main() -> None:
         serve(int(sys.argv[2]), sys.argv[3])
         return
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 9023
-    with running_gcs_emulator(port=port) as url:
-        print(f"export STORAGE_EMULATOR_HOST={url} GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false", flush=True)
-        print(f"bucket: gs://{BUCKET}", flush=True)
-        with suppress(KeyboardInterrupt):
-            signal.pause()
+    serve_until_stopped(
+        "gcs emulator",
+        running_gcs_emulator(port=port),
+        lambda url: (
+            f"export STORAGE_EMULATOR_HOST={url} GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false\nbucket: gs://{BUCKET}"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from rslp.pipeline.job import Job
 from rslp.pipeline.run import run, worker_command
 from rslp.pipeline.write_jobs import subscriptions, write_jobs
 from rslp.queue.placement import default_queue_url
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, stop_when_finished
 from tests.e2e.test_demo_pipeline import CONFIG, REQUEST, demo_job  # noqa: F401 - the local reference run
 
 pytestmark = [pytest.mark.slow, pytest.mark.emulator]
@@ -41,15 +41,14 @@ def gs_job(gcs_bucket: str, emulator_host: str) -> str:
     write_jobs(CONFIG, REQUEST, job_root, queue=queue)
     manifest = Ledger(job_root).read_manifest()
     subs = subscriptions(manifest.steps + manifest.job_steps, manifest.topics)
-    # Idle long enough to see the combine and observe tasks that the last postprocess publishes.
-    command = worker_command(queue, subs, idle_timeout=20, lease_seconds=15, job_root=job_root)  # --job_roots
+    # Stopped once the job is finished (combine and observe included), not by their idle timeout.
+    command = worker_command(queue, subs, idle_timeout=300, lease_seconds=15, job_root=job_root)  # --job_roots
     env = {**os.environ, "WANDB_MODE": "disabled"}
     workers = [
         subprocess.Popen(command, env={**env, "RSLP_WORKER_NAME": f"gs{i}"}, start_new_session=True) for i in range(2)
     ]
     try:
-        for proc in workers:
-            assert proc.wait(timeout=420) == 0
+        stop_when_finished([job_root], workers, timeout=420)
     finally:
         for proc in workers:
             if proc.poll() is None:

@@ -20,6 +20,7 @@ import pytest
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene, score
 from rslp.pipeline.job import Job
 from rslp.pipeline.run import worker_command
+from tests.conftest import stop_when_finished
 
 pytestmark = pytest.mark.slow
 
@@ -45,12 +46,11 @@ def roll(root: Path, queue: str, until: str) -> subprocess.CompletedProcess[str]
     return rslp("rolling", *args, "--since", "2026-01", "--until", until, "--queue", queue)
 
 
-def run_workers(queue: str, lease_seconds: float, count: int = 2) -> None:
-    """Worker processes until the queue is drained (each exits when idle)."""
-    command = worker_command(queue, SUBSCRIPTIONS, idle_timeout=12, lease_seconds=lease_seconds)
+def run_workers(queue: str, lease_seconds: float, job_roots: list[Path], count: int = 2) -> None:
+    """Worker processes until every period's job is finished (then stopped, as a fleet stop does)."""
+    command = worker_command(queue, SUBSCRIPTIONS, idle_timeout=300, lease_seconds=lease_seconds)
     procs = [subprocess.Popen(command, env={**os.environ, **ENV}) for _ in range(count)]
-    for proc in procs:
-        assert proc.wait(timeout=600) == 0
+    stop_when_finished([str(root) for root in job_roots], procs, timeout=600)
 
 
 @pytest.mark.timeout(900)  # two whole jobs with real workers: about 2 min here, more on a loaded machine
@@ -60,7 +60,7 @@ def test_two_monthly_periods_on_the_embedded_queue(tmp_path: Path) -> None:
     first = roll(root, queue, until="2026-03-01")
     assert first.returncode == 0, first.stderr[-2000:]
     assert "2 periods (2 new," in first.stdout and "8 tasks published" in first.stdout
-    run_workers(queue, lease_seconds=30)
+    run_workers(queue, lease_seconds=30, job_roots=[root / "2026-01", root / "2026-02"])
 
     catalog = json.loads((root / "catalog.json").read_text())
     jan, feb = catalog["periods"]
@@ -97,7 +97,7 @@ def test_a_monthly_period_on_the_pubsub_emulator(emulator_host: str, tmp_path: P
     assert "1 periods (1 new," in first.stdout and "4 tasks published on pubsub://rslp-rolling" in first.stdout
     again = roll(root, queue, until="2026-02-01")  # in flight: nothing published twice
     assert again.returncode == 0 and "1 moving" in again.stdout and "; 0 tasks published" in again.stdout
-    run_workers(queue, lease_seconds=10)
+    run_workers(queue, lease_seconds=10, job_roots=[root / "2026-01"])
     (period,) = json.loads((root / "catalog.json").read_text())["periods"]
     assert period["status"] == "done"
     assert score(period["outputs"]["prediction"]) > ACCURACY_THRESHOLD

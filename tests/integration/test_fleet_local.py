@@ -18,17 +18,8 @@ from rslp.queue.local import LocalQueue
 from rslp.status.liveness import running_tasks
 from rslp.status.report import scan_markers
 from rslp.task import Task
+from tests.conftest import wait_until
 from tests.integration.workers import WorkerProc, publish_tasks, write_job
-
-
-def wait_until(predicate: object, timeout: float, what: str) -> float:
-    """Poll ``predicate`` until true; returns the seconds it took (fails naming ``what`` after ``timeout``)."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():  # type: ignore[operator]
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout}s")
 
 
 @pytest.fixture

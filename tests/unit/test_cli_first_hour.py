@@ -110,6 +110,7 @@ def finished_job(demo: Path, job_root: Path) -> subprocess.CompletedProcess[str]
     return result
 
 
+@pytest.mark.slow  # runs every printed command, a whole job included
 def test_every_command_write_jobs_prints_runs_as_printed(demo_copy: Path, tmp_path: Path) -> None:
     printed = finished_job(demo_copy, tmp_path / "job").stdout
     commands = re.findall(r"^  [a-z ]+: (rslp .*)$", printed, flags=re.MULTILINE)

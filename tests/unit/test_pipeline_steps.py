@@ -25,6 +25,9 @@ from rslp.pipeline.write_jobs import write_jobs
 from rslp.queue import open_queue
 from rslp.task import Downstream, decode_task
 
+# The whole demo job, step by step in this process: tens of seconds of CPU.
+pytestmark = pytest.mark.slow
+
 #: Measured 0.978 on the demo request (model trained on another synthetic scene).
 ACCURACY_THRESHOLD = 0.95
 

@@ -58,6 +58,7 @@ def _finish_in_process(job_root: str, partitions: list[str], steps: list[str]) -
             run_step(step, job_root, partition)
 
 
+@pytest.mark.slow  # the demo's steps for several partitions at once
 def test_each_scene_is_fetched_once_by_concurrent_partitions_and_the_merged_output_is_unchanged(
     tmp_path: Path,
 ) -> None:
