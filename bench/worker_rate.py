@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import BASELINE, baseline_tree, short
-from bench.harness import REPO, WorkerProc, child_env, print_result, scratch_dir
+from bench.harness import REPO, child_env, print_result, scratch_dir
 from bench.scale import request_for
-from rslp.testing.workers import epoch
+from rslp.testing.workers import WorkerProc, epoch
 
 CONFIG = REPO / "tasks" / "demo" / "pipeline.yaml"
 STEP = "create_windows"
@@ -64,7 +64,9 @@ def rate(queue: str, subscription: str, scratch: Path, code: Path, left: int, wi
     """One worker running ``code``'s rslp: STEP tasks done in ``window`` seconds from its first task."""
     before = loadavg()
     scratch.mkdir(parents=True)
-    worker = WorkerProc(queue, subscription, scratch, env={"PYTHONPATH": str(code)})
+    # Pipeline tasks only: no --allow_diagnostics, a flag the old code does not know.
+    env = {**child_env(), "PYTHONPATH": str(code)}
+    worker = WorkerProc(queue, subscription, cwd=scratch, env=env, scratch_root=str(scratch / "worker-scratch"))
     try:
         opened = epoch(worker.wait_for("started", timeout=180))
         while time.time() < opened + window and worker.proc.poll() is None:
