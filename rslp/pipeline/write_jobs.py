@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 from tqdm import tqdm
 from upath import UPath
 
-from rslp import log
+from rslp import hints, log
 from rslp.errors import PermanentError
 from rslp.ledger import JobManifest, Ledger
 from rslp.pipeline import timerange
@@ -299,14 +299,21 @@ def write_jobs(
     """
     flags = timerange.from_flags(start, end)
     manifest, published, first_steps, queue_url = enqueue(config, request, job_root, queue, flags, max_partitions)
-    skipped = manifest.partition_count - first_steps
-    subs = ",".join(subscriptions(manifest.steps + manifest.job_steps, manifest.topics))
+    subs = subscriptions(manifest.steps + manifest.job_steps, manifest.topics)
     print(
+        summary(manifest, published, first_steps, queue_url)
+        + f"\n  run workers: {hints.worker(queue_url, subs, manifest.job_root)}"
+    )
+
+
+def summary(manifest: JobManifest, published: int, first_steps: int, queue_url: str) -> str:
+    """What was published, where, and the command that watches the job (each runs as printed)."""
+    skipped = manifest.partition_count - first_steps
+    return (
         f"job {manifest.job_id}: {manifest.partition_count} partitions, {published} tasks published "
         f"({skipped} partitions already done) on {queue_url}\n"
         f"{LOCAL_DISK_NOTE if queue_url == default_queue_url(manifest.job_root) else ''}"
-        f"  watch it: rslp status --job_root {manifest.job_root} --watch\n"
-        f"  run workers: rslp worker --queue {queue_url} --subscription {subs}"
+        f"  watch it: {hints.status(manifest.job_root, '--watch')}"
     )
 
 

@@ -237,6 +237,8 @@ def _listing(base: UPath) -> Iterator[tuple[str, Callable[[], float | None]]]:
         except FileNotFoundError:
             return
         return
+    # fsspec caches listings per process: without this, `status --watch` on gs:// redraws its first view forever.
+    base.fs.invalidate_cache(base.path)
     try:
         entries = base.fs.ls(base.path, detail=True)
     except FileNotFoundError:

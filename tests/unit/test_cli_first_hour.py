@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +21,7 @@ from rslp.queue.pubsub import PubSubQueue
 from rslp.status.dlq import dlq_show
 from rslp.status.report import status
 from rslp.task import decode_task
+from tests.shell import hints, run_printed, shell_env
 
 REPO = Path(__file__).resolve().parents[2]
 #: Generous: a CLI start-up is about a second here, several on a loaded machine.
@@ -112,13 +111,12 @@ def finished_job(demo: Path, job_root: Path) -> subprocess.CompletedProcess[str]
 
 def test_every_command_write_jobs_prints_runs_as_printed(demo_copy: Path, tmp_path: Path) -> None:
     printed = finished_job(demo_copy, tmp_path / "job").stdout
-    commands = re.findall(r"^  [a-z ]+: (rslp .*)$", printed, flags=re.MULTILINE)
-    assert len(commands) == 2, printed  # watch it, run workers
-    for command in commands:
+    found = hints(printed)
+    assert set(found) == {"watch it", "run workers"}, printed
+    assert "--job_roots" not in found["run workers"]  # a worker accepts local job roots as it is
+    for command in found.values():
         # The worker drains the (already done) tasks and exits when idle; watch ends on a finished job.
-        result = subprocess.run(
-            rslp_argv(shlex.split(command)), capture_output=True, text=True, env=env(), timeout=CEILING
-        )
+        result = run_printed(command, shell_env(), CEILING)
         assert result.returncode == 0, f"{command}\n{result.stderr}"
 
 
