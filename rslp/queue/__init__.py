@@ -15,12 +15,15 @@ if TYPE_CHECKING:
     from rslp.weather import Weather
 
 
-def open_queue(url: str, weather: Weather | None = None, create: bool = False) -> Queue:
+def open_queue(url: str, weather: Weather | None = None, create: bool = False, readonly: bool = False) -> Queue:
     """Open the queue named by ``url``; raises ValueError naming the accepted forms.
 
     ``weather``: how long a cloud backend rides out transient errors (default 300 s).
     ``create``: make a missing embedded queue file. Only write-jobs, setup and run
     create queues; anything else that meets a typo'd path says "no such queue".
+    ``readonly``: for commands that only look (status, dlq list and show): an embedded
+    queue's file is opened with SQLite's ``mode=ro``, so whatever file a job's manifest
+    names is never given tables or switched to WAL.
     """
     if url.startswith("pubsub://") and len(url) > len("pubsub://"):
         from rslp.queue.pubsub import PubSubQueue
@@ -29,7 +32,7 @@ def open_queue(url: str, weather: Weather | None = None, create: bool = False) -
     if url.startswith("local://") or url.endswith(".db"):
         from rslp.queue.local import LocalQueue
 
-        return LocalQueue(url.removeprefix("local://"), create=create)
+        return LocalQueue(url.removeprefix("local://"), create=create, readonly=readonly)
     raise ValueError(f"queue {url!r} is not pubsub://PROJECT_ID or local://PATH/queue.db")
 
 

@@ -25,11 +25,25 @@ DEAD_LETTER_REASON = "rslp_dead_letter_reason"
 DEAD_LETTER_SOURCE = "rslp_dead_letter_source"
 #: Attribute the backends set when a message was moved for too many deliveries.
 MAX_DELIVERIES_REASON = "delivered too many times without an ack (the worker running it died?)"
+#: How long a peek holds what it has read, so that one message is not read twice; handed back at once after.
+PEEK_LEASE = 30.0
 
 
 def dead_letter_name(subscription: str) -> str:
     """The dead-letter topic and subscription of ``subscription``."""
     return f"{subscription}-dead-letter"
+
+
+def dead_letter_reason(message: Received) -> str:
+    """Why ``message`` was dead-lettered: the worker's reason, else the queue's (too many deliveries)."""
+    return message.attributes.get(DEAD_LETTER_REASON) or MAX_DELIVERIES_REASON
+
+
+def dead_letter_kind(message: Received) -> str:
+    """The worker's failure kind; ``max_deliveries`` when the queue moved it (its worker died)."""
+    if kind := message.attributes.get("rslp_kind"):
+        return kind
+    return "max_deliveries" if dead_letter_reason(message) == MAX_DELIVERIES_REASON else "?"
 
 
 def setup_command(url: str, subscription: str) -> str:
@@ -132,6 +146,24 @@ class Queue(abc.ABC):
             if messages:
                 return messages[0]
         return None
+
+    def peek(self, subscription: str, max_messages: int = 1000) -> list[Received]:
+        """Up to ``max_messages`` of ``subscription``'s messages, left where they are (what status and dlq list read).
+
+        Pub/Sub has no peek, so this default pulls them under a short lease (so that
+        one is not pulled twice) and hands every one back before it returns; a
+        backend that can read without taking overrides it.
+        """
+        pulled: list[Received] = []
+        try:
+            while len(pulled) < max_messages and (
+                batch := self.pull(subscription, PEEK_LEASE, max_messages=min(100, max_messages - len(pulled)), wait=1)
+            ):
+                pulled += batch
+        finally:
+            for m in pulled:
+                self.nack(m)
+        return pulled
 
     @abc.abstractmethod
     def extend(self, message: Received, lease_seconds: float) -> None:
