@@ -98,7 +98,8 @@ def launch(
     Args:
         fleet: fleet name, the prefix of every worker's experiment name.
         image: Beaker image with rslp installed (see worker.Dockerfile); not needed with --backend local.
-        queue: queue URL, e.g. pubsub://PROJECT (default with --job_root: the job's queue).
+        queue: queue URL, e.g. pubsub://PROJECT (with --job_root, needed unless the job's queue is its
+            own embedded queue on this machine: a manifest never chooses where workers pull).
         subscription: the subscription workers pull from (with --deadline: each topic's own).
         num_workers: how many workers to start (or give --job_root and --deadline).
         clusters: Beaker clusters a worker may run on, e.g. '["ai2/jupiter"]'; not needed with --backend local.
@@ -150,7 +151,7 @@ def launch(
         time_left = parse_duration(deadline)
     except ValueError as e:
         raise FleetError(f"--deadline: {e}") from None
-    settings["queue"] = queue or _job_queue(job_root)
+    settings["queue"] = _job_queue(job_root, queue)
     settings["job_roots"] = job_roots or job_root  # a fleet started for a job serves that job only
     names: list[str] = []
     for pool in size_pools(job_root, time_left, max_workers, step_seconds):
@@ -161,12 +162,16 @@ def launch(
     return names
 
 
-def _job_queue(job_root: str) -> str:
+def _job_queue(job_root: str, given: str | None) -> str:
+    """The queue the job's workers pull: ``--queue``, or the job's own embedded queue (:mod:`rslp.queue.choice`)."""
     from rslp.ledger import Ledger
+    from rslp.queue.choice import UnnamedQueueError, queue_to_act_on
 
-    queue = Ledger(job_root).read_manifest().queue
-    if not queue:
-        raise FleetError(f"{job_root}: the job's manifest names no queue; pass --queue")
+    try:
+        queue = queue_to_act_on(job_root, Ledger(job_root).read_manifest().queue, given, "rslp launch --job_root")
+    except UnnamedQueueError as e:
+        raise FleetError(str(e)) from None
+    print(f"queue {queue}")
     return queue
 
 
@@ -369,7 +374,7 @@ def autoscale(
         cooldown: checks in a row below a pool's size before it shrinks.
         step_seconds: guessed seconds per task of a step while none is done, e.g. '{"predict": 30}'.
         image: Beaker image with rslp installed; not needed with --backend local.
-        queue: queue URL (default: the job's queue).
+        queue: queue URL (needed unless the job's queue is its own embedded queue on this machine).
         clusters: Beaker clusters; not needed with --backend local.
         workspace: Beaker workspace.
         budget: Beaker budget.
@@ -410,7 +415,7 @@ def autoscale(
     except ValueError as e:
         raise FleetError(f"--deadline: {e}") from None
     settings = pool_settings(locals())
-    settings["queue"] = queue or _job_queue(job_root)
+    settings["queue"] = _job_queue(job_root, queue)
     settings["job_roots"] = job_roots or job_root  # a fleet started for a job serves that job only
     build_config(pool_fleet(fleet, "check"), "check", **settings)  # bad flags fail now, not at the first scale-up
     scaler = Autoscaler(

@@ -34,6 +34,7 @@ from rslp.errors import QueueResourceError
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, Received, dead_letter_name, open_queue
 from rslp.queue.base import dead_letter_kind, dead_letter_reason
+from rslp.queue.choice import queue_to_act_on
 from rslp.status.report import duration, table
 from rslp.task import Task, TaskDecodeError, decode_task
 from rslp.text import printable
@@ -79,12 +80,18 @@ class DeadLetter:
         )
 
 
-def _target(job_root: str | None, queue: str | None, subscription: str | None) -> tuple[str, list[str]]:
-    """The queue URL and source subscriptions: from the flags, else from the job's manifest."""
+def _target(
+    job_root: str | None, queue: str | None, subscription: str | None, acting: str | None = None
+) -> tuple[str, list[str]]:
+    """The queue URL and source subscriptions: from the flags, else from the job's manifest.
+
+    ``acting``: the command, when it changes the queue: then a queue only the manifest
+    names must be named with --queue (:mod:`rslp.queue.choice`).
+    """
     subs = [s for s in (subscription or "").split(",") if s]
     if job_root:
         manifest = Ledger(job_root).read_manifest()
-        queue = queue or manifest.queue
+        queue = queue_to_act_on(job_root, manifest.queue, queue, acting) if acting else queue or manifest.queue
         if not subs:
             subs = list(dict.fromkeys(manifest.topics[s] for s in manifest.steps + manifest.job_steps))
     if not queue or not subs:
@@ -290,9 +297,11 @@ def dlq_replay(
     only once that publish is confirmed.
 
     Args:
-        job_root: a job root; its manifest gives the queue and subscriptions, and only
-            its tasks' markers are cleared (a dead letter's own job_root is never trusted).
-        queue: pubsub://PROJECT_ID or local://PATH.db (default: the job's).
+        job_root: a job root; its manifest gives the subscriptions, and only its tasks'
+            markers are cleared (a dead letter's own job_root is never trusted).
+        queue: pubsub://PROJECT_ID or local://PATH.db; needed with --job_root unless the
+            job's queue is its own embedded queue on this machine (a manifest cannot choose
+            the queue a replay publishes to).
         subscription: source subscriptions, comma-separated (default: the job's topics).
         task_ids: comma-separated task ids (or their first characters) from rslp dlq list.
         reason: replay the dead letters whose reason contains this (case-insensitive).
@@ -304,7 +313,8 @@ def dlq_replay(
     """
     if not (task_ids or reason or all):
         raise ValueError("choose what to replay: --task_ids, --reason or --all")
-    url, subs = _target(job_root, queue, subscription)
+    url, subs = _target(job_root, queue, subscription, acting="rslp dlq replay")
+    print(f"queue {url}")
     with open_queue(url) as q, _Peek(q, subs) as peek:
         letters = peek.letters
         chosen = _select(letters, task_ids, reason, everything=all)
