@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
+from rslp import hints
 from rslp.launch import FleetError
 from rslp.launch.autoscale import pool_fleet
 from rslp.launch.beaker import (
@@ -42,6 +43,28 @@ LOCAL_CLUSTER = "local"
 def connect() -> FleetClient:
     """The Beaker client the commands use (tests replace this function)."""
     return BeakerFleetClient.from_env()
+
+
+def backend_of(fleet: str, backend: Backend | None) -> Backend:
+    """``backend`` as given; else local where ``fleet`` was launched on this machine, else beaker."""
+    if backend is not None:
+        return backend
+    from rslp.launch.local import has_fleet
+
+    return "local" if has_fleet(fleet) else "beaker"
+
+
+def check_queue(config: LaunchConfig) -> None:
+    """The queue and each subscription the workers will pull exist (one line naming the fix if not), as a worker checks.
+
+    Run before a local launch starts anything: workers that cannot pull would only exit
+    within a second, each after a "launched" line.
+    """
+    from rslp.queue import open_queue
+
+    with open_queue(config.worker.queue) as q:
+        for subscription in config.worker.subscription.split(","):
+            q.topic_of(subscription)
 
 
 def client_for(backend: Backend) -> FleetClient:
@@ -270,15 +293,18 @@ def launch_config(
         where = "nothing was sent to Beaker" if backend == "beaker" else "nothing was started"
         print(f"dry run: {_workers(len(names))} of fleet {config.fleet}; {where}")
         return names
+    if backend == "local":
+        check_queue(config)
     names = launch_fleet(client_for(backend), config, num_workers)
     for name in names:
         print(f"launched {summary(config, name)}")
-    print(f"{_workers(len(names))} of fleet {config.fleet}: `rslp fleet status {config.fleet}` to watch them")
+    watch = hints.command("fleet", "status", config.fleet)
+    print(f"{_workers(len(names))} of fleet {config.fleet}:\n  watch them: {watch}")
     return names
 
 
 def status(
-    fleet: str, workspace: str | None = None, active_only: bool = False, backend: Backend = "beaker"
+    fleet: str, workspace: str | None = None, active_only: bool = False, backend: Backend | None = None
 ) -> list[WorkerStatus]:
     """Print a table of fleet FLEET's workers (its autoscaled pools' too) and their latest job's status.
 
@@ -286,9 +312,9 @@ def status(
         fleet: the fleet name given at launch.
         workspace: Beaker workspace (default: the Beaker config's default workspace).
         active_only: leave out workers that have finished (succeeded, failed or cancelled).
-        backend: beaker, or local for a fleet launched with --backend local.
+        backend: beaker or local (default: local if the fleet was launched on this machine).
     """
-    workers = fleet_status(client_for(backend), workspace, fleet, active_only)
+    workers = fleet_status(client_for(backend_of(fleet, backend)), workspace, fleet, active_only)
     if not workers:
         print(f"no workers of fleet {fleet}")
         return workers
@@ -300,7 +326,7 @@ def status(
     return workers
 
 
-def stop(fleet: str, workspace: str | None = None, backend: Backend = "beaker") -> list[str]:
+def stop(fleet: str, workspace: str | None = None, backend: Backend | None = None) -> list[str]:
     """Cancel every running or queued worker of fleet FLEET (and of its pools), and nothing else.
 
     Tasks in flight are handed back to the queue by the workers as they stop, so no
@@ -309,9 +335,9 @@ def stop(fleet: str, workspace: str | None = None, backend: Backend = "beaker") 
     Args:
         fleet: the fleet name given at launch.
         workspace: Beaker workspace (default: the Beaker config's default workspace).
-        backend: beaker, or local for a fleet launched with --backend local.
+        backend: beaker or local (default: local if the fleet was launched on this machine).
     """
-    cancelled = stop_fleet(client_for(backend), workspace, fleet)
+    cancelled = stop_fleet(client_for(backend_of(fleet, backend)), workspace, fleet)
     for name in cancelled:
         print(f"cancelled {name}")
     print(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 from upath import UPath
@@ -58,3 +60,52 @@ def test_write_jobs_on_a_gs_job_root_prints_commands_that_finish_the_job(gcs_buc
     out = watch_and_work(found, env)
     assert "finished: every task is done" in out
     assert all(UPath(p).exists() for p in Job.load(job_root).output_paths())
+
+
+def readme_block(after: str) -> list[str]:
+    """The indented ``rslp`` lines of the README's first code block after the heading ``after``."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index(after) :]
+    lines = [line.strip() for line in section.splitlines() if line.startswith("    rslp ")]
+    return [line.split("  #")[0].strip() for line in lines[:4]]
+
+
+def test_the_readmes_local_fleet_example_runs_as_written(tmp_path: Path) -> None:
+    env = {**shell_env(), "RSLP_FLEET_DIR": str(tmp_path / "fleets")}
+    queue = tmp_path / "q.db"  # the README's /tmp/q.db, private to this test
+    commands = [c.replace("/tmp/q.db", str(queue)) for c in readme_block("### A local backend")]
+    assert [" ".join(c.split()[:2]) for c in commands] == ["rslp setup", "rslp launch", "rslp fleet", "rslp fleet"]
+    for command in commands:
+        done = run_printed(command, env, 120)
+        assert done.returncode == 0, f"{command}\n{done.stdout}{done.stderr}"
+        if command.startswith("rslp launch"):
+            assert hints(done.stdout) == {"watch them": "rslp fleet status dev"}
+        if command.startswith("rslp fleet status"):
+            assert "failed" not in done.stdout and "2 workers" in done.stdout, done.stdout
+
+
+def test_launch_backend_locals_hint_runs_as_printed_and_its_workers_finish_the_job(tmp_path: Path) -> None:
+    env = {**shell_env(), "RSLP_FLEET_DIR": str(tmp_path / "fleets")}
+    job_root, queue = tmp_path / "job", f"local://{tmp_path / 'q.db'}"
+    written = run_printed(
+        f"rslp write-jobs --config {CONFIG} --request {REQUEST} --job-root {job_root} --queue {queue}", env, 120
+    )
+    assert written.returncode == 0, written.stderr[-3000:]
+    subs = shlex.split(hints(written.stdout)["run workers"])[-1]
+    launched = run_printed(
+        f"rslp launch --backend local --fleet job --queue {queue} --subscription {subs} --num_workers 2"
+        " --idle_timeout 10",
+        env,
+        120,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    watch = hints(launched.stdout)["watch them"]
+    deadline = time.monotonic() + JOB_CEILING
+    while True:
+        shown = run_printed(watch, env, 120)
+        assert shown.returncode == 0, shown.stderr[-3000:]
+        if "2 workers: 2 succeeded" in shown.stdout:
+            break
+        assert "failed" not in shown.stdout and time.monotonic() < deadline, shown.stdout
+        time.sleep(2)
+    assert all(p.exists() for p in Job.load(str(job_root)).output_paths())
