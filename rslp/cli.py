@@ -19,7 +19,7 @@ from typing import Any
 
 from rslp import log
 from rslp.argv import bare_booleans, unknown_command
-from rslp.errors import ExitCode, PermanentError, QueueResourceError
+from rslp.errors import ExitCode, Interrupted, PermanentError, QueueResourceError
 from rslp.launch import FleetError
 from rslp.weather import CloudError
 
@@ -112,6 +112,15 @@ def main(argv: list[str] | None = None) -> int:
             return ExitCode.USAGE
         print(_usage(group))
         return ExitCode.OK
+    try:
+        return _run(name, rest)
+    except KeyboardInterrupt:  # Ctrl-C anywhere else: a line, not a traceback
+        print(f"rslp {name}: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
+def _run(name: str, rest: list[str]) -> int:
+    """Parse ``rest`` for subcommand ``name`` and run it; each error a user can act on is one line."""
     log.setup()
     parser, fn = build_parser(name)
     namespace = parser.parse_args(bare_booleans(fn, _normalize_flags(rest)))
@@ -128,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     except CloudError as e:  # a queue or storage call that retries could not get past
         print(f"rslp {name}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return int(e.exit_code)
+    except Interrupted as e:  # Ctrl-C where the command knows what it had done
+        print(f"rslp {name}: {' '.join(str(e).split())}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:
         # The reader has what it wanted; point stdout at /dev/null so the exit flush is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from upath import UPath
 
 from rslp import hints, log
-from rslp.errors import PermanentError
+from rslp.errors import Interrupted, PermanentError
 from rslp.ledger import JobManifest, Ledger
 from rslp.pipeline import timerange
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
@@ -239,6 +239,34 @@ def enqueue(
 
     Returns its header, the tasks published, how many of them are partitions' tasks, and the queue URL.
     """
+    try:
+        return _enqueue(config, request, job_root, queue, flags, max_partitions)
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted(job_root)) from None
+
+
+def _interrupted(job_root: str) -> str:
+    """What a Ctrl-C left of the job, in one line, and that rerunning the same command finishes it."""
+    ledger = Ledger(_absolute(job_root))
+    if not ledger.manifest_path.exists():
+        return (
+            "interrupted before the job's header was written (records written so far are planned again); "
+            "rerun the same command to write and publish the job"
+        )
+    return (
+        f"interrupted after writing job {ledger.read_manifest().job_id}, while publishing its tasks; rerun the "
+        "same command to publish what is missing (duplicates are skipped by their done markers)"
+    )
+
+
+def _enqueue(
+    config: str,
+    request: str,
+    job_root: str,
+    queue: str | None,
+    flags: TimeRange | None,
+    max_partitions: int | None,
+) -> tuple[JobManifest, int, int, str]:
     pipeline = load_pipeline_config(config)
     job_root = _absolute(job_root)
     queue_url = queue or _recorded_queue(job_root) or default_queue_url(job_root)

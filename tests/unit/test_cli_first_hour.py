@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,51 @@ def test_no_google_credentials_says_both_ways_out(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
     with pytest.raises(QueueResourceError, match=r"application-default login.*export PUBSUB_EMULATOR_HOST=127"):
         PubSubQueue("a-project").subscriber  # noqa: B018 - creating the client is what fails
+
+
+def write_jobs_args(demo: Path, job_root: Path) -> list[str]:
+    return [
+        *("write-jobs", "--config", str(demo / "pipeline.yaml"), "--request", str(demo / "request.geojson")),
+        *("--job_root", str(job_root)),
+    ]
+
+
+def test_ctrl_c_while_write_jobs_publishes_is_one_line_and_a_rerun_finishes(
+    demo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rslp.pipeline import write_jobs as module
+
+    def ctrl_c(*args: object) -> int:
+        raise KeyboardInterrupt
+
+    job_root = tmp_path / "job"
+    with monkeypatch.context() as m:
+        m.setattr(module, "_publish", ctrl_c)
+        assert cli.main(write_jobs_args(demo_copy, job_root)) == ExitCode.INTERRUPTED
+    job_id = Ledger(job_root).read_manifest().job_id
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"rslp write-jobs: interrupted after writing job {job_id}, while publishing its tasks;")
+    assert "rerun the same command" in err
+    assert cli.main(write_jobs_args(demo_copy, job_root)) == ExitCode.OK
+    assert f"job {job_id}: 4 partitions, 4 tasks published" in capsys.readouterr().out
+
+
+def test_ctrl_c_in_write_jobs_prints_no_traceback(demo_copy: Path, tmp_path: Path) -> None:
+    # About 10,000 partitions: writing and publishing them takes seconds after the "planned" log line.
+    square = [[-122.9, 37.3], [-122.4, 37.3], [-122.4, 37.8], [-122.9, 37.8], [-122.9, 37.3]]
+    feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [square]}}
+    (demo_copy / "request.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    proc = subprocess.Popen(
+        rslp_argv(["rslp", *write_jobs_args(demo_copy, tmp_path / "job")]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    assert proc.stderr is not None
+    assert '"event": "planned"' in proc.stderr.readline()  # records and header being written, then publishing
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=CEILING)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("rslp write-jobs: interrupted"), err
