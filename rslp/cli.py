@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rslp import log
-from rslp.argv import bare_booleans, unknown_command
+from rslp.argv import bare_booleans, flag_problem, unknown_command
 from rslp.errors import ExitCode, Interrupted, PermanentError, QueueResourceError
 from rslp.launch import FleetError
 from rslp.weather import CloudError
@@ -123,7 +123,11 @@ def _run(name: str, rest: list[str]) -> int:
     """Parse ``rest`` for subcommand ``name`` and run it; each error a user can act on is one line."""
     log.setup()
     parser, fn = build_parser(name)
-    namespace = parser.parse_args(bare_booleans(fn, _normalize_flags(rest)))
+    args = _normalize_flags(rest)
+    if problem := flag_problem(fn, args, COMMANDS[name][2]):
+        print(f"rslp {name}: {problem}", file=sys.stderr)
+        return ExitCode.USAGE
+    namespace = parser.parse_args(bare_booleans(fn, args))
     kwargs = {k: v for k, v in namespace.as_dict().items() if k != "__path__"}
     try:
         result = fn(**kwargs)

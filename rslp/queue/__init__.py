@@ -3,6 +3,8 @@
 - ``pubsub://PROJECT_ID``: Google Cloud Pub/Sub (the emulator when
   ``PUBSUB_EMULATOR_HOST`` is set).
 - ``local://PATH`` (or a bare path ending in ``.db``): the embedded SQLite queue.
+
+Anything else (``sqlite:///x.db``, ``gs://b/q.db``) is one line naming these forms.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from rslp.queue.base import LeaseLostError, Outgoing, Queue, QueueCounts, Receiv
 
 if TYPE_CHECKING:
     from rslp.weather import Weather
+
+
+def is_embedded(url: str) -> bool:
+    """Whether ``url`` names an embedded queue: ``local://PATH`` or a bare path ending in ``.db``."""
+    return url.startswith("local://") or (url.endswith(".db") and "://" not in url)
 
 
 def open_queue(url: str, weather: Weather | None = None, create: bool = False, readonly: bool = False) -> Queue:
@@ -29,11 +36,20 @@ def open_queue(url: str, weather: Weather | None = None, create: bool = False, r
         from rslp.queue.pubsub import PubSubQueue
 
         return PubSubQueue(url.removeprefix("pubsub://"), weather=weather)
-    if url.startswith("local://") or url.endswith(".db"):
+    if is_embedded(url):
         from rslp.queue.local import LocalQueue
 
         return LocalQueue(url.removeprefix("local://"), create=create, readonly=readonly)
     raise ValueError(f"queue {url!r} is not pubsub://PROJECT_ID or local://PATH/queue.db")
 
 
-__all__ = ["LeaseLostError", "Outgoing", "Queue", "QueueCounts", "Received", "dead_letter_name", "open_queue"]
+__all__ = [
+    "LeaseLostError",
+    "Outgoing",
+    "Queue",
+    "QueueCounts",
+    "Received",
+    "dead_letter_name",
+    "is_embedded",
+    "open_queue",
+]

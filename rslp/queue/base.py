@@ -16,7 +16,8 @@ outright), and the worker moves poison messages there itself with a reason.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -49,6 +50,19 @@ def dead_letter_kind(message: Received) -> str:
 def setup_command(url: str, subscription: str) -> str:
     """The command that creates ``subscription`` (or the source a dead-letter subscription belongs to)."""
     return f"rslp setup --queue {url} --topics {subscription.removesuffix(dead_letter_name(''))}"
+
+
+def missing_subscription_hint(url: str, subscription: str, existing: Iterable[str]) -> str:
+    """What to do about a missing ``subscription``: the close one that exists, else the command that creates it.
+
+    A typo (``demo-cpuu``) must not be answered with a setup command that would make a
+    wrong topic; the subscriptions that do exist are named either way (at most 20).
+    """
+    names = sorted(n for n in existing if not n.endswith(dead_letter_name("")))
+    there = f"subscriptions there: {', '.join(names[:20]) or 'none'}{', ...' if len(names) > 20 else ''}"
+    if close := difflib.get_close_matches(subscription, names, n=1, cutoff=0.8):
+        return f"did you mean {close[0]!r}? ({there})"
+    return f"{there}; create it with: {setup_command(url, subscription)}"
 
 
 class LeaseLostError(RuntimeError):

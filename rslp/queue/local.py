@@ -41,7 +41,7 @@ from rslp.queue.base import (
     QueueCounts,
     Received,
     dead_letter_name,
-    setup_command,
+    missing_subscription_hint,
 )
 from rslp.queue.placement import warn_if_network
 
@@ -161,9 +161,10 @@ class LocalQueue(Queue):
         return str(row[0])
 
     def _no_subscription(self, subscription: str) -> QueueResourceError:
+        existing = [r[0] for r in self._db().execute("SELECT name FROM subscriptions")]
         return QueueResourceError(
             f"no subscription {subscription!r} in {self.path}; "
-            f"create it with: {setup_command(f'local://{self.path}', subscription)}"
+            + missing_subscription_hint(f"local://{self.path}", subscription, existing)
         )
 
     def publish(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:

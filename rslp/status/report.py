@@ -663,6 +663,9 @@ def status(
     if root is not None:
         from rslp.status.history import history
 
+        if not UPath(root).exists():
+            raise FileNotFoundError(f"rolling root {root} does not exist (rslp rolling --root makes one)")
+
         return history(root, plot)
     assert job_root is not None
     while True:

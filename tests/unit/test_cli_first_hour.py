@@ -196,3 +196,43 @@ def test_ctrl_c_in_write_jobs_prints_no_traceback(demo_copy: Path, tmp_path: Pat
     assert proc.returncode == ExitCode.INTERRUPTED, err
     assert "Traceback" not in err, err
     assert err.strip().splitlines()[-1].startswith("rslp write-jobs: interrupted"), err
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["worker", "--queue", "local:///x.db", "--subscriptions", "s"],
+            "unknown flag --subscriptions; did you mean --subscription?",
+        ),
+        (
+            ["write-jobs", "--config", "c", "--requst", "r", "--job_root", "j"],
+            "unknown flag --requst; did you mean --request?",
+        ),
+        (["write-jobs", "--config", "c", "--request", "r"], "--job_root is required"),
+    ],
+)
+def test_a_flag_mistake_is_one_line_naming_the_flag_as_typed(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(argv) == ExitCode.USAGE
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1 and line in out.err, out.err
+
+
+def test_a_queue_url_of_another_scheme_names_the_accepted_forms(
+    demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [*write_jobs_args(demo_copy, tmp_path / "job"), "--queue", f"sqlite:///{tmp_path}/q.db"]
+    assert cli.main(argv) == ExitCode.USAGE
+    assert "is not pubsub://PROJECT_ID or local://PATH/queue.db" in capsys.readouterr().err
+
+
+def test_status_of_a_rolling_root_that_does_not_exist_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["status", "--root", str(tmp_path / "nope")]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert (
+        err == f"rslp status: error: rolling root {tmp_path / 'nope'} does not exist (rslp rolling --root makes one)\n"
+    )
