@@ -35,7 +35,8 @@ def program() -> str:
         return "rslp"
     here = Path.cwd()
     absolute = script.absolute()
-    return str(absolute.relative_to(here)) if absolute.is_relative_to(here) else str(absolute)
+    under = absolute.is_relative_to(here) and here != Path(here.anchor)
+    return str(absolute.relative_to(here)) if under else str(absolute)
 
 
 def command(*words: str) -> str:

@@ -57,7 +57,9 @@ def test_write_jobs_on_a_gs_job_root_prints_commands_that_finish_the_job(gcs_buc
     found = hints(written.stdout)
     assert set(found) == {"watch it", "run workers"}, written.stdout
     assert f"--job_roots {gcs_bucket}/jobs" in found["run workers"]  # what the worker needs for this root
+    assert "metadata server" not in written.stderr  # google.auth's probe: noise on every gs:// command
     out = watch_and_work(found, env)
+    assert "metadata server" not in out
     assert "finished: every task is done" in out
     assert all(UPath(p).exists() for p in Job.load(job_root).output_paths())
 
@@ -109,3 +111,15 @@ def test_launch_backend_locals_hint_runs_as_printed_and_its_workers_finish_the_j
         assert "failed" not in shown.stdout and time.monotonic() < deadline, shown.stdout
         time.sleep(2)
     assert all(p.exists() for p in Job.load(str(job_root)).output_paths())
+
+
+def test_the_demos_hints_run_as_printed_before_the_venv_is_activated(tmp_path: Path) -> None:
+    """`make demo` leaves the venv unactivated: its status hint names the venv's rslp, and it has no worker hint."""
+    env = shell_env(activated=False)
+    done = run_printed(f".venv/bin/rslp demo --job_root {tmp_path / 'job'}", env, JOB_CEILING)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = hints(done.stdout)
+    assert set(found) == {"watch it"}, done.stdout
+    assert found["watch it"].split()[0].endswith(".venv/bin/rslp")  # relative to the current folder when under it
+    shown = run_printed(found["watch it"], env, 120)
+    assert shown.returncode == 0 and "finished: every task is done" in shown.stdout, shown.stderr[-3000:]
