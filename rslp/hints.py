@@ -64,3 +64,8 @@ def worker(queue: str, subscriptions: list[str], job_root: str) -> str:
 def status(job_root: str, *flags: str) -> str:
     """``rslp status --job_root JOB_ROOT [FLAGS]``."""
     return command("status", "--job_root", job_root, *flags)
+
+
+def status_root(root: str) -> str:
+    """``rslp status --root ROOT``: a rolling root's periods."""
+    return command("status", "--root", root)
