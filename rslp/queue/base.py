@@ -55,14 +55,16 @@ def setup_command(url: str, subscription: str) -> str:
 def missing_subscription_hint(url: str, subscription: str, existing: Iterable[str]) -> str:
     """What to do about a missing ``subscription``: the close one that exists, else the command that creates it.
 
-    A typo (``demo-cpuu``) must not be answered with a setup command that would make a
-    wrong topic; the subscriptions that do exist are named either way (at most 20).
+    A typo (``demo-cpuu``) must not be answered only with a setup command that would make
+    a wrong topic: the close name comes first, and the subscriptions that do exist are
+    named either way (at most 20); the setup command is offered for a name meant to be new.
     """
     names = sorted(n for n in existing if not n.endswith(dead_letter_name("")))
     there = f"subscriptions there: {', '.join(names[:20]) or 'none'}{', ...' if len(names) > 20 else ''}"
+    create = setup_command(url, subscription)
     if close := difflib.get_close_matches(subscription, names, n=1, cutoff=0.8):
-        return f"did you mean {close[0]!r}? ({there})"
-    return f"{there}; create it with: {setup_command(url, subscription)}"
+        return f"did you mean {close[0]!r}? ({there}; if {subscription!r} is meant to be new: {create})"
+    return f"{there}; create it with: {create}"
 
 
 class LeaseLostError(RuntimeError):
