@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from rslp import log
-from rslp.argv import bare_booleans, unknown_command
-from rslp.errors import ExitCode, PermanentError, QueueResourceError
+from rslp.argv import bare_booleans, flag_problem, unknown_command
+from rslp.errors import ExitCode, Interrupted, PermanentError, QueueResourceError
 from rslp.launch import FleetError
 from rslp.text import terminal_line
 from rslp.weather import CloudError
@@ -118,9 +118,22 @@ def main(argv: list[str] | None = None) -> int:
             return ExitCode.USAGE
         print(_usage(group))
         return ExitCode.OK
+    try:
+        return _run(name, rest)
+    except KeyboardInterrupt:  # Ctrl-C anywhere else: a line, not a traceback
+        print(f"rslp {name}: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
+def _run(name: str, rest: list[str]) -> int:
+    """Parse ``rest`` for subcommand ``name`` and run it; each error a user can act on is one line."""
     log.setup()
     parser, fn = build_parser(name)
-    namespace = parser.parse_args(bare_booleans(fn, _normalize_flags(rest)))
+    args = _normalize_flags(rest)
+    if problem := flag_problem(fn, args, COMMANDS[name][2]):
+        print(f"rslp {name}: {problem}", file=sys.stderr)
+        return ExitCode.USAGE
+    namespace = parser.parse_args(bare_booleans(fn, args))
     kwargs = {k: v for k, v in namespace.as_dict().items() if k != "__path__"}
     try:
         result = fn(**kwargs)
@@ -134,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     except CloudError as e:  # a queue or storage call that retries could not get past
         print(f"rslp {name}: error: {terminal_line(str(e))}", file=sys.stderr)
         return int(e.exit_code)
+    except Interrupted as e:  # Ctrl-C where the command knows what it had done
+        print(f"rslp {name}: {' '.join(str(e).split())}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:
         # The reader has what it wanted; point stdout at /dev/null so the exit flush is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

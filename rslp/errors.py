@@ -30,6 +30,10 @@ class QueueResourceError(Exception):
     """
 
 
+class Interrupted(Exception):
+    """A command stopped by Ctrl-C; the message says what was done and how to finish (one line)."""
+
+
 class ExitCode(IntEnum):
     """How a worker (and every ``rslp`` command) ends; Beaker shows it as the job's exit code.
 
@@ -45,3 +49,4 @@ class ExitCode(IntEnum):
     TOO_MANY_FAILURES = 3
     PERMANENT_QUEUE_ERROR = 4  #: a topic, subscription or bucket is missing or forbidden (NOT_FOUND, PERMISSION_DENIED)
     UNAVAILABLE = 5  #: the queue or storage kept failing with retryable errors past the retry window
+    INTERRUPTED = 130  #: a command stopped by Ctrl-C (the shell's code for SIGINT); rerunning it finishes it

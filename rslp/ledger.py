@@ -318,6 +318,7 @@ class Ledger:
         """``task_id -> state`` for every task of ``step`` that has a marker (one listing)."""
         out: dict[str, str] = {}
         base = self.root / "markers" / step
+        base.fs.invalidate_cache(base.path)  # fsspec keeps listings per process: a watcher must see new markers
         if not base.exists():
             return out
         for name in _names(base.iterdir()):

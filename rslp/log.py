@@ -4,7 +4,8 @@ JSON lines when stderr is not a terminal (Beaker, CI, log collectors), a readabl
 console format when it is. Context such as ``worker_id`` and the current task's ids
 is bound with :func:`bind` / structlog's contextvars and appears on every line.
 The ``google`` logger gets a handler too: creating a Pub/Sub client sets
-``propagate=False`` on it, which would otherwise swallow its warnings.
+``propagate=False`` on it, which would otherwise swallow its warnings; google.auth's "no metadata server" warnings
+are dropped (every gs:// command off GCP printed two).
 
 Lines go to whatever ``sys.stderr`` is when they are written, so ``rslp run`` can send
 a job's logs to a file with ``contextlib.redirect_stderr``. Third-party warnings that
@@ -87,6 +88,11 @@ def setup(level: str | None = None) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("google").addHandler(handler)
+    # google.auth warns twice per process that it probed the Compute Engine metadata server and found
+    # none (every gs:// command off GCP, and the GCS emulator, which needs no credentials): nothing a
+    # user can act on. A call that truly needs credentials fails with its own one-line error.
+    logging.getLogger("google.auth._default").setLevel(logging.ERROR)
+    logging.getLogger("google.auth.compute_engine._metadata").setLevel(logging.ERROR)
 
 
 def _printable_values(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:

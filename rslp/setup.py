@@ -17,7 +17,7 @@ from __future__ import annotations
 from rslp.errors import QueueResourceError
 from rslp.queue import dead_letter_name, open_queue
 from rslp.queue.base import MAX_DELIVERIES
-from rslp.queue.iam import grant_dead_letter_roles
+from rslp.queue.iam import EMULATOR_NOTE, grant_dead_letter_roles, on_emulator
 from rslp.queue.pubsub import PubSubQueue
 
 
@@ -69,9 +69,11 @@ def setup(
         for name in names:
             q.setup(name, name, max_deliveries=max_deliveries, ack_deadline=ack_deadline)
             print(f"{name}: topic, subscription and dead letters at {dead_letter_name(name)}")
-            if isinstance(q, PubSubQueue):
+            if isinstance(q, PubSubQueue) and not on_emulator():
                 commands += grant_dead_letter_roles(q, name, project_number)
-    if commands:
+    if isinstance(q, PubSubQueue) and on_emulator():
+        print(EMULATOR_NOTE)
+    elif commands:
         print(
             "dead lettering needs the Pub/Sub service agent to publish to each dead-letter topic and"
             " subscribe to each subscription; setup could not grant that here. Run:"

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
+from rslp import hints
 from rslp.launch import FleetError
 from rslp.launch.autoscale import pool_fleet
 from rslp.launch.beaker import (
@@ -43,6 +44,28 @@ LOCAL_CLUSTER = "local"
 def connect() -> FleetClient:
     """The Beaker client the commands use (tests replace this function)."""
     return BeakerFleetClient.from_env()
+
+
+def backend_of(fleet: str, backend: Backend | None) -> Backend:
+    """``backend`` as given; else local where ``fleet`` was launched on this machine, else beaker."""
+    if backend is not None:
+        return backend
+    from rslp.launch.local import has_fleet
+
+    return "local" if has_fleet(fleet) else "beaker"
+
+
+def check_queue(config: LaunchConfig) -> None:
+    """The queue and each subscription the workers will pull exist (one line naming the fix if not), as a worker checks.
+
+    Run before a local launch starts anything: workers that cannot pull would only exit
+    within a second, each after a "launched" line.
+    """
+    from rslp.queue import open_queue
+
+    with open_queue(config.worker.queue) as q:
+        for subscription in config.worker.subscription.split(","):
+            q.topic_of(subscription)
 
 
 def client_for(backend: Backend) -> FleetClient:
@@ -99,7 +122,8 @@ def launch(
     Args:
         fleet: fleet name, the prefix of every worker's experiment name.
         image: Beaker image with rslp installed (see worker.Dockerfile); not needed with --backend local.
-        queue: queue URL, e.g. pubsub://PROJECT (default with --job_root: the job's queue).
+        queue: queue URL, e.g. pubsub://PROJECT (with --job_root, needed unless the job's queue is its
+            own embedded queue on this machine: a manifest never chooses where workers pull).
         subscription: the subscription workers pull from (with --deadline: each topic's own).
         num_workers: how many workers to start (or give --job_root and --deadline).
         clusters: Beaker clusters a worker may run on, e.g. '["ai2/jupiter"]'; not needed with --backend local.
@@ -151,7 +175,7 @@ def launch(
         time_left = parse_duration(deadline)
     except ValueError as e:
         raise FleetError(f"--deadline: {e}") from None
-    settings["queue"] = queue or _job_queue(job_root)
+    settings["queue"] = _job_queue(job_root, queue)
     settings["job_roots"] = job_roots or job_root  # a fleet started for a job serves that job only
     pools = size_pools(job_root, time_left, max_workers, step_seconds)
     for pool in pools:
@@ -166,12 +190,16 @@ def launch(
     return names
 
 
-def _job_queue(job_root: str) -> str:
+def _job_queue(job_root: str, given: str | None) -> str:
+    """The queue the job's workers pull: ``--queue``, or the job's own embedded queue (:mod:`rslp.queue.choice`)."""
     from rslp.ledger import Ledger
+    from rslp.queue.choice import UnnamedQueueError, queue_to_act_on
 
-    queue = Ledger(job_root).read_manifest().queue
-    if not queue:
-        raise FleetError(f"{job_root}: the job's manifest names no queue; pass --queue")
+    try:
+        queue = queue_to_act_on(job_root, Ledger(job_root).read_manifest().queue, given, "rslp launch --job_root")
+    except UnnamedQueueError as e:
+        raise FleetError(str(e)) from None
+    print(f"queue {queue}")
     return queue
 
 
@@ -278,17 +306,20 @@ def launch_config(
         where = "nothing was sent to Beaker" if backend == "beaker" else "nothing was started"
         print(f"dry run: {_workers(len(names))} of fleet {config.fleet}; {where}")
         return names
+    if backend == "local":
+        check_queue(config)
     if num_workers > HANDFUL and not announced:
         print(f"launching {_workers(num_workers)} of fleet {config.fleet}", flush=True)
     names = launch_fleet(client_for(backend), config, num_workers)
     for name in names:
         print(f"launched {summary(config, name)}")
-    print(f"{_workers(len(names))} of fleet {config.fleet}: `rslp fleet status {config.fleet}` to watch them")
+    watch = hints.command("fleet", "status", config.fleet)
+    print(f"{_workers(len(names))} of fleet {config.fleet}:\n  watch them: {watch}")
     return names
 
 
 def status(
-    fleet: str, workspace: str | None = None, active_only: bool = False, backend: Backend = "beaker"
+    fleet: str, workspace: str | None = None, active_only: bool = False, backend: Backend | None = None
 ) -> list[WorkerStatus]:
     """Print a table of fleet FLEET's workers (its autoscaled pools' too) and their latest job's status.
 
@@ -296,9 +327,9 @@ def status(
         fleet: the fleet name given at launch.
         workspace: Beaker workspace (default: the Beaker config's default workspace).
         active_only: leave out workers that have finished (succeeded, failed or cancelled).
-        backend: beaker, or local for a fleet launched with --backend local.
+        backend: beaker or local (default: local if the fleet was launched on this machine).
     """
-    workers = fleet_status(client_for(backend), workspace, fleet, active_only)
+    workers = fleet_status(client_for(backend_of(fleet, backend)), workspace, fleet, active_only)
     if not workers:
         print(f"no workers of fleet {fleet}")
         return workers
@@ -310,7 +341,7 @@ def status(
     return workers
 
 
-def stop(fleet: str, workspace: str | None = None, backend: Backend = "beaker") -> list[str]:
+def stop(fleet: str, workspace: str | None = None, backend: Backend | None = None) -> list[str]:
     """Cancel every running or queued worker of fleet FLEET (and of its pools), and nothing else.
 
     Tasks in flight are handed back to the queue by the workers as they stop, so no
@@ -319,9 +350,9 @@ def stop(fleet: str, workspace: str | None = None, backend: Backend = "beaker") 
     Args:
         fleet: the fleet name given at launch.
         workspace: Beaker workspace (default: the Beaker config's default workspace).
-        backend: beaker, or local for a fleet launched with --backend local.
+        backend: beaker or local (default: local if the fleet was launched on this machine).
     """
-    cancelled = stop_fleet(client_for(backend), workspace, fleet)
+    cancelled = stop_fleet(client_for(backend_of(fleet, backend)), workspace, fleet)
     for name in cancelled:
         print(f"cancelled {name}")
     print(
@@ -384,7 +415,7 @@ def autoscale(
         cooldown: checks in a row below a pool's size before it shrinks.
         step_seconds: guessed seconds per task of a step while none is done, e.g. '{"predict": 30}'.
         image: Beaker image with rslp installed; not needed with --backend local.
-        queue: queue URL (default: the job's queue).
+        queue: queue URL (needed unless the job's queue is its own embedded queue on this machine).
         clusters: Beaker clusters; not needed with --backend local.
         workspace: Beaker workspace.
         budget: Beaker budget.
@@ -425,7 +456,7 @@ def autoscale(
     except ValueError as e:
         raise FleetError(f"--deadline: {e}") from None
     settings = pool_settings(locals())
-    settings["queue"] = queue or _job_queue(job_root)
+    settings["queue"] = _job_queue(job_root, queue)
     settings["job_roots"] = job_roots or job_root  # a fleet started for a job serves that job only
     build_config(pool_fleet(fleet, "check"), "check", **settings)  # bad flags fail now, not at the first scale-up
     scaler = Autoscaler(

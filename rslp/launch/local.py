@@ -111,10 +111,11 @@ class LocalFleetClient:
     def latest_job(self, workload_id: str) -> JobState | None:
         """The worker's process: running, or finished with its exit code; the log is the detail."""
         record = self._record(workload_id)
-        pid = record.get("pid", "?")
-        return JobState(
-            job_id=f"pid {pid}", status=_status(record), exit_code=record.get("exit_code"), detail=record["log"]
-        )
+        pid, status = record.get("pid", "?"), _status(record)
+        detail = record["log"]
+        if status == "failed" and (line := last_line(Path(record["log"]))):
+            detail = f"{line}  (log: {detail})"  # why it failed, where a user looks first
+        return JobState(job_id=f"pid {pid}", status=status, exit_code=record.get("exit_code"), detail=detail)
 
     def cancel(self, workload_ids: list[str]) -> list[str]:
         """SIGTERM each running worker (its preemption path hands its task back); returns those signalled."""
@@ -145,6 +146,30 @@ class LocalFleetClient:
             return json.loads(path.read_text())  # type: ignore[no-any-return]
         except FileNotFoundError:
             raise FleetError(f"no local worker {workload_id} (state files live in {self.root})") from None
+
+
+#: How much of a failed worker's log is read for its last line.
+LOG_TAIL_BYTES = 8192
+
+
+def last_line(log: Path) -> str:
+    """The last non-empty line of ``log`` (a worker's one-line error is its last word), control characters escaped."""
+    from rslp.text import printable
+
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    return next((printable(line.strip())[:300] for line in reversed(lines) if line.strip()), "")
+
+
+def has_fleet(fleet: str) -> bool:
+    """Whether ``fleet`` has workers launched on this machine (so its commands need no ``--backend local``)."""
+    from rslp.launch.beaker import fleet_workloads
+
+    return bool(fleet_workloads(LocalFleetClient(), None, fleet, active_only=False))
 
 
 def _status(record: dict[str, Any]) -> str:

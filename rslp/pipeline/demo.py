@@ -62,6 +62,8 @@ class SceneSpec:
 #: The scene the demo request covers; training uses a different seed and place.
 DEMO_SCENE = SceneSpec()
 TRAIN_SCENE = SceneSpec(seed=1, origin=(550400.0, 4200960.0), acquisitions=(("2025-12-15", 0.0),))
+#: What the demo's classes (tasks/demo/pipeline.yaml's observe.class_names) stand for: label 1 where a > b.
+CLASS_MEANINGS = {"b_brighter": "band 2 brighter than band 1", "a_brighter": "band 1 brighter than band 2"}
 #: Normalisation constants shared by the generator and tasks/demo/model.yaml.
 BASE, SIGNAL, NOISE = 2000.0, 600.0, 150.0
 
@@ -189,12 +191,15 @@ def demo(workers: int = 2, job_root: str | None = None, verbose: bool = False) -
     root = job_root or str(DEMO_DIR / "jobs" / time.strftime("%Y%m%d-%H%M%S"))
     config = DEMO_DIR / "pipeline.yaml"
     outputs = run(str(config), str(DEMO_DIR / "request.geojson"), root, workers=workers, verbose=verbose)
-    observe = load_pipeline_config(config).observe
+    pipeline = load_pipeline_config(config)
+    observe, period = pipeline.observe, pipeline.default_time_range()
     picture = write_prediction_picture(
         outputs[0],
-        sorted((DEMO_DIR / "data" / "images").rglob("*.tif")),
+        sorted((DEMO_DIR / "data" / "images").glob(f"*_{DEMO_SCENE.acquisitions[0][0]}.tif")),  # January's
         (observe.class_names if observe else None) or [],
         Path(outputs[0]).with_suffix(".png"),
+        period=f"{period.start:%Y-%m-%d} to {period.end:%Y-%m-%d}" if period else None,
+        meanings=CLASS_MEANINGS,
     )
     print(f"demo finished in {time.monotonic() - started:.0f} s; merged output: {outputs[0]}")
     print(f"pixel accuracy against the synthetic labels: {score(outputs[0]):.3f}")

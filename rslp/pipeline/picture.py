@@ -8,28 +8,57 @@ bounds, so one glance says whether the classes follow what is on the ground.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Class colours (colour-blind safe, Okabe-Ito), then grey for "no prediction".
 PALETTE = ("#E69F00", "#0072B2", "#009E73", "#F0E442", "#56B4E9", "#D55E00", "#CC79A7", "#000000")
 NODATA_COLOUR = "#BBBBBB"
 
 
-def write_prediction_picture(
-    prediction: str | Path, imagery: Sequence[str | Path], class_names: Sequence[str], out: str | Path
-) -> Path:
-    """Draw ``prediction`` (class indices) beside ``imagery`` (GeoTIFFs; bands 1-3 as RGB) into ``out``."""
-    import matplotlib
+def class_colour(index: int) -> str:
+    """Class ``index``'s colour in every picture (prediction.png, history.png), so one class reads the same."""
+    return PALETTE[index % len(PALETTE)]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def write_prediction_picture(
+    prediction: str | Path,
+    imagery: Sequence[str | Path],
+    class_names: Sequence[str],
+    out: str | Path,
+    period: str | None = None,
+    meanings: Mapping[str, str] | None = None,
+) -> Path:
+    """Draw ``prediction`` (class indices) beside ``imagery`` (GeoTIFFs; bands 1-3 as RGB) into ``out``.
+
+    ``period``: the imagery's time range, in the title; ``meanings``: class name -> what
+    it stands for, in the legend.
+    """
+    fig = draw_prediction(prediction, imagery, class_names, period, meanings)
+    out = Path(out)
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def draw_prediction(
+    prediction: str | Path,
+    imagery: Sequence[str | Path],
+    class_names: Sequence[str],
+    period: str | None = None,
+    meanings: Mapping[str, str] | None = None,
+) -> Figure:
+    """The figure of :func:`write_prediction_picture` (drawn on Agg, never through pyplot)."""
     import rasterio
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
     from rasterio.merge import merge
 
@@ -44,9 +73,11 @@ def write_prediction_picture(
     extent = (bounds.left, bounds.right, bounds.bottom, bounds.top)
     valid = classes[classes != nodata] if nodata is not None else classes
     class_names = list(class_names) or [str(i) for i in range(int(valid.max(initial=0)) + 1)]
-    colours = [PALETTE[i % len(PALETTE)] for i in range(len(class_names))]
+    colours = [class_colour(i) for i in range(len(class_names))]
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.6), constrained_layout=True)
+    fig = Figure(figsize=(11, 5.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
     left.imshow(stretch(mosaic).transpose(1, 2, 0), extent=extent, interpolation="nearest")
     left.set_title("input imagery (bands 1, 2, 3 as RGB)")
     right.set_facecolor(NODATA_COLOUR)
@@ -59,8 +90,10 @@ def write_prediction_picture(
         interpolation="nearest",
     )
     right.set_title("predicted classes")
+    meanings = meanings or {}
     handles = [
-        Patch(color=c, label=f"{i}: {name}") for i, (name, c) in enumerate(zip(class_names, colours, strict=True))
+        Patch(color=c, label=f"{i}: {name}" + (f" ({meanings[name]})" if name in meanings else ""))
+        for i, (name, c) in enumerate(zip(class_names, colours, strict=True))
     ]
     if nodata is not None and (classes == nodata).any():
         handles.append(Patch(color=NODATA_COLOUR, label="no prediction"))
@@ -71,11 +104,9 @@ def write_prediction_picture(
         ax.set_xticks([])
         ax.set_yticks([])
     unit = "m" if crs.is_projected else "degrees"
-    fig.suptitle(f"{Path(prediction).name} ({crs.to_string()}, {res[0]:g} {unit} pixels)")
-    out = Path(out)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    when = f", imagery of {period}" if period else ""
+    fig.suptitle(f"{Path(prediction).name} ({crs.to_string()}, {res[0]:g} {unit} pixels{when})", parse_math=False)
+    return fig
 
 
 def stretch(bands: npt.NDArray[Any]) -> npt.NDArray[np.float64]:

@@ -39,11 +39,10 @@ def check_queue(url: str, topics: list[str]) -> None:
     if url.startswith("pubsub://"):
         _probe_pubsub(url.removeprefix("pubsub://"), topics[0])
     else:
-        from rslp.queue import open_queue
+        from rslp.queue import is_embedded, open_queue
 
-        # open_queue's own URL check, without opening (which would create the file).
-        if not (url.startswith("local://") or url.endswith(".db")):
-            open_queue(url)
+        if not is_embedded(url):
+            open_queue(url)  # not a queue URL: the one line naming the accepted forms
         path = UPath(url.removeprefix("local://"))
         if not _is_local(str(path)):
             raise PermanentError(f"queue {url}: the embedded queue needs a local file")

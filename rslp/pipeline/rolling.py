@@ -30,13 +30,13 @@ from typing import Literal
 
 from upath import UPath
 
-from rslp import log
+from rslp import hints, log
 from rslp.errors import PermanentError
 from rslp.ledger import Ledger, write_json_atomic
 from rslp.pipeline.catalog import CATALOG_FILE, ROLLING_FILE, build_catalog, write_catalog
 from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.timerange import NoImageryError, TimeRange, TimeRangeError, parse_time
-from rslp.pipeline.write_jobs import _absolute, enqueue, pending_tasks
+from rslp.pipeline.write_jobs import _absolute, enqueue, pending_tasks, subscriptions
 from rslp.queue.placement import default_queue_url
 from rslp.status.bounded import UnreadableFile, read_json_object
 
@@ -195,7 +195,7 @@ def rolling(
             # A stalled period's tasks were published and then went nowhere: send them again.
             _, sent, _, _ = enqueue(config, request, str(job_root), queue_url, period.span, republish=kind == "resumed")
         except NoImageryError as e:
-            logger.info("no imagery in period", period=period.name, reason=str(e))
+            logger.debug("no imagery in period", period=period.name, reason=str(e))  # named in the summary
             outcome["without imagery"].append(period.name)
             continue
         write_json_atomic(job_root / ENQUEUED_FILE, {"time": time.time(), "tasks": sent, "queue": queue_url})
@@ -204,8 +204,16 @@ def rolling(
     catalog = write_catalog(root_path)
     done = sum(p["status"] == "done" for p in catalog["periods"])
     counts = ", ".join(f"{len(names)} {kind}" for kind, names in outcome.items())
-    print(
+    lines = [
         f"rolling {root_path} every {every}: {len(todo)} periods ({counts}); {published} tasks published "
         f"on {queue_url}; {done} periods finished, see {root_path / CATALOG_FILE}"
-    )
+    ]
+    if skipped := outcome["without imagery"]:
+        named = ", ".join(skipped) if len(skipped) <= 4 else f"{skipped[0]}, {skipped[1]}, ..., {skipped[-1]}"
+        lines.append(f"  without imagery (tried again next run): {named}")
+    lines.append(f"  watch it: {hints.status_root(str(root_path))}")
+    if published:
+        subs = subscriptions(pipeline.partition_steps + pipeline.job_steps, pipeline.topics)
+        lines.append(f"  run workers: {hints.worker(queue_url, subs, str(root_path / todo[0].name))}")
+    print("\n".join(lines))
     return published

@@ -27,10 +27,11 @@ from upath import UPath
 from rslp import log
 from rslp.errors import PermanentError
 from rslp.ledger import Ledger
+from rslp.pipeline import timerange
 from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.job import Job
 from rslp.pipeline.progress import StepProgress
-from rslp.pipeline.write_jobs import subscriptions, write_jobs
+from rslp.pipeline.write_jobs import enqueue, subscriptions, summary
 from rslp.queue import open_queue
 from rslp.queue.placement import default_queue_url
 from rslp.worker.lease import DEFAULT_LEASE_SECONDS
@@ -163,7 +164,8 @@ def run(
         # Workers start while write_jobs runs: their start-up (imports) overlaps the enqueue.
         procs = start_workers()
         try:
-            write_jobs(config, request, root, queue=queue, start=start, end=end)
+            # The workers are this command's own: the user needs no worker command, only the watch one.
+            print(summary(*enqueue(config, request, root, queue, timerange.from_flags(start, end))))
         except BaseException:
             for proc in procs:
                 proc.terminate()

@@ -28,8 +28,8 @@ from typing import IO, TYPE_CHECKING, Any
 from tqdm import tqdm
 from upath import UPath
 
-from rslp import log
-from rslp.errors import PermanentError
+from rslp import hints, log
+from rslp.errors import Interrupted, PermanentError
 from rslp.ledger import JobManifest, Ledger, partition_index
 from rslp.pipeline import timerange
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
@@ -244,6 +244,35 @@ def enqueue(
     (:mod:`~rslp.pipeline.publish_log`) unless ``republish``. Returns its header, the
     tasks published, how many partitions are not done, and the queue URL.
     """
+    try:
+        return _enqueue(config, request, job_root, queue, flags, max_partitions, republish)
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted(job_root)) from None
+
+
+def _interrupted(job_root: str) -> str:
+    """What a Ctrl-C left of the job, in one line, and that rerunning the same command finishes it."""
+    ledger = Ledger(_absolute(job_root))
+    if not ledger.manifest_path.exists():
+        return (
+            "interrupted before the job's header was written (records written so far are planned again); "
+            "rerun the same command to write and publish the job"
+        )
+    return (
+        f"interrupted after writing job {ledger.read_manifest().job_id}, while publishing its tasks; rerun the "
+        "same command to publish what is missing (what the queue confirmed is not sent again)"
+    )
+
+
+def _enqueue(
+    config: str,
+    request: str,
+    job_root: str,
+    queue: str | None,
+    flags: TimeRange | None,
+    max_partitions: int | None,
+    republish: bool,
+) -> tuple[JobManifest, int, int, str]:
     pipeline = load_pipeline_config(config)
     job_root = _absolute(job_root)
     queue_url = queue or _recorded_queue(job_root) or default_queue_url(job_root)
@@ -314,16 +343,23 @@ def write_jobs(
     manifest, published, first_steps, queue_url = enqueue(
         config, request, job_root, queue, flags, max_partitions, republish
     )
+    subs = subscriptions(manifest.steps + manifest.job_steps, manifest.topics)
+    print(
+        summary(manifest, published, first_steps, queue_url)
+        + f"\n  run workers: {hints.worker(queue_url, subs, manifest.job_root)}"
+    )
+
+
+def summary(manifest: JobManifest, published: int, first_steps: int, queue_url: str) -> str:
+    """What was published, where, and the command that watches the job (each runs as printed)."""
     skipped = manifest.partition_count - first_steps
     earlier = first_steps - min(published, first_steps)
-    subs = ",".join(subscriptions(manifest.steps + manifest.job_steps, manifest.topics))
-    print(
+    return (
         f"job {manifest.job_id}: {manifest.partition_count} partitions, {published} tasks published "
         f"({skipped} partitions already done"
         f"{f', {earlier} already published by an earlier run' if earlier else ''}) on {queue_url}\n"
         f"{LOCAL_DISK_NOTE if queue_url == default_queue_url(manifest.job_root) else ''}"
-        f"  watch it: rslp status --job_root {manifest.job_root} --watch\n"
-        f"  run workers: rslp worker --queue {queue_url} --subscription {subs}"
+        f"  watch it: {hints.status(manifest.job_root, '--watch')}"
     )
 
 

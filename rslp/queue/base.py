@@ -16,7 +16,8 @@ outright), and the worker moves poison messages there itself with a reason.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -33,6 +34,8 @@ DEAD_LETTER_REASON = "rslp_dead_letter_reason"
 DEAD_LETTER_SOURCE = "rslp_dead_letter_source"
 #: Attribute the backends set when a message was moved for too many deliveries.
 MAX_DELIVERIES_REASON = "delivered too many times without an ack (the worker running it died?)"
+#: How long a peek holds what it has read, so that one message is not read twice; handed back at once after.
+PEEK_LEASE = 30.0
 
 
 def dead_letter_name(subscription: str) -> str:
@@ -40,9 +43,36 @@ def dead_letter_name(subscription: str) -> str:
     return f"{subscription}-dead-letter"
 
 
+def dead_letter_reason(message: Received) -> str:
+    """Why ``message`` was dead-lettered: the worker's reason, else the queue's (too many deliveries)."""
+    return message.attributes.get(DEAD_LETTER_REASON) or MAX_DELIVERIES_REASON
+
+
+def dead_letter_kind(message: Received) -> str:
+    """The worker's failure kind; ``max_deliveries`` when the queue moved it (its worker died)."""
+    if kind := message.attributes.get("rslp_kind"):
+        return kind
+    return "max_deliveries" if dead_letter_reason(message) == MAX_DELIVERIES_REASON else "?"
+
+
 def setup_command(url: str, subscription: str) -> str:
     """The command that creates ``subscription`` (or the source a dead-letter subscription belongs to)."""
     return f"rslp setup --queue {url} --topics {subscription.removesuffix(dead_letter_name(''))}"
+
+
+def missing_subscription_hint(url: str, subscription: str, existing: Iterable[str]) -> str:
+    """What to do about a missing ``subscription``: the close one that exists, else the command that creates it.
+
+    A typo (``demo-cpuu``) must not be answered only with a setup command that would make
+    a wrong topic: the close name comes first, and the subscriptions that do exist are
+    named either way (at most 20); the setup command is offered for a name meant to be new.
+    """
+    names = sorted(n for n in existing if not n.endswith(dead_letter_name("")))
+    there = f"subscriptions there: {', '.join(names[:20]) or 'none'}{', ...' if len(names) > 20 else ''}"
+    create = setup_command(url, subscription)
+    if close := difflib.get_close_matches(subscription, names, n=1, cutoff=0.8):
+        return f"did you mean {close[0]!r}? ({there}; if {subscription!r} is meant to be new: {create})"
+    return f"{there}; create it with: {create}"
 
 
 class LeaseLostError(RuntimeError):
@@ -142,6 +172,24 @@ class Queue(abc.ABC):
             if messages:
                 return messages[0]
         return None
+
+    def peek(self, subscription: str, max_messages: int = 1000) -> list[Received]:
+        """Up to ``max_messages`` of ``subscription``'s messages, left where they are (what status and dlq list read).
+
+        Pub/Sub has no peek, so this default pulls them under a short lease (so that
+        one is not pulled twice) and hands every one back before it returns; a
+        backend that can read without taking overrides it.
+        """
+        pulled: list[Received] = []
+        try:
+            while len(pulled) < max_messages and (
+                batch := self.pull(subscription, PEEK_LEASE, max_messages=min(100, max_messages - len(pulled)), wait=1)
+            ):
+                pulled += batch
+        finally:
+            for m in pulled:
+                self.nack(m)
+        return pulled
 
     @abc.abstractmethod
     def extend(self, message: Received, lease_seconds: float) -> None:

@@ -6,12 +6,14 @@ worker: it must hold ``roles/pubsub.publisher`` on the dead-letter topic and
 ``roles/pubsub.subscriber`` on the subscription, or messages that exhaust their
 deliveries are silently never moved. ``rslp setup`` adds both bindings with
 ``get_iam_policy`` / ``set_iam_policy`` when it can (this needs ``roles/pubsub.admin``
-and the project number); where it cannot (no number given, no permission, or the
-emulator, which does not implement IAM) it prints the exact ``gcloud`` commands.
+and the project number); where it cannot (no number given, no permission) it prints
+the exact ``gcloud`` commands. The emulator has no IAM and moves dead letters without
+any binding, so there it says so in one line instead of printing commands that fail.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,16 @@ from rslp.queue.pubsub import PubSubQueue
 from rslp.weather import PUBLISHER, SUBSCRIBER, CloudRefusedError
 
 ADMIN = "roles/pubsub.admin"
+#: Said by ``rslp setup`` on the emulator, in place of grants and commands that cannot work there.
+EMULATOR_NOTE = (
+    "the Pub/Sub emulator has no IAM and moves dead letters without it: nothing to grant "
+    "(on Pub/Sub, setup grants the service agent its dead-letter roles or prints the gcloud commands)"
+)
+
+
+def on_emulator() -> bool:
+    """Whether Pub/Sub calls go to the emulator (``PUBSUB_EMULATOR_HOST`` is set)."""
+    return bool(os.environ.get("PUBSUB_EMULATOR_HOST"))
 
 
 def service_agent(project_number: int | str) -> str:

@@ -21,10 +21,12 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from upath import UPath
 
@@ -40,7 +42,7 @@ from rslp.queue.base import (
     QueueCounts,
     Received,
     dead_letter_name,
-    setup_command,
+    missing_subscription_hint,
 )
 from rslp.queue.placement import warn_if_network
 
@@ -70,25 +72,30 @@ CREATE INDEX IF NOT EXISTS messages_spent ON messages (subscription, deliveries,
 
 
 _DLQ_SUFFIX = dead_letter_name("")
+T = TypeVar("T")
 
 
 class LocalQueue(Queue):
     """An embedded, persistent queue in the SQLite file at ``path``."""
 
-    def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], create: bool = True, readonly: bool = False) -> None:
         self.path = UPath(path)
+        self.readonly = readonly
         if self.path.protocol not in ("", "file", "local"):
             raise ValueError(f"the embedded queue needs a local file, not {path}")
-        if not create and not self.path.exists():
+        if (readonly or not create) and not self.path.exists():
             raise QueueResourceError(
                 f"no such queue: {self.path} (check the path; only write-jobs and setup create queues)"
             )
+        self._local = threading.local()
+        if readonly:  # status and dlq list: the file is read as it is, whatever it holds
+            self._read(lambda db: db.execute("SELECT 1 FROM subscriptions LIMIT 1").fetchall())
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Messages are tasks: only their owner may read or inject them. SQLite gives its
         # -wal and -shm files the database file's mode, so creating it 0600 covers all three.
         os.close(os.open(self.path.path, os.O_CREAT | os.O_RDWR, 0o600))
         warn_if_network(Path(self.path.path))
-        self._local = threading.local()
         self._db().executescript(_SCHEMA)  # executescript manages its own transaction
 
     def _db(self) -> sqlite3.Connection:
@@ -96,11 +103,24 @@ class LocalQueue(Queue):
         # cross threads, and must never be inherited across fork.
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None or getattr(self._local, "pid", None) != os.getpid():
-            db = sqlite3.connect(self.path.path, timeout=60, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            if self.readonly:  # never creates a table nor changes the journal mode (SQLite's mode=ro)
+                uri = f"file:{urllib.parse.quote(self.path.path)}?mode=ro"
+                db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+            else:
+                db = sqlite3.connect(self.path.path, timeout=60, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
             self._local.db, self._local.pid = db, os.getpid()
         return db
+
+    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """``query`` on this thread's connection, outside any write transaction; a file that is no queue says so."""
+        try:
+            return query(self._db())
+        except sqlite3.DatabaseError as e:
+            if self.readonly:
+                raise QueueResourceError(f"{self.path} is not an rslp queue ({e})") from None
+            raise
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db())
@@ -129,12 +149,12 @@ class LocalQueue(Queue):
         return [f"subscription {dlq}"] if created else []
 
     def subscriptions_of(self, topic: str) -> list[str]:
-        with self._tx() as db:
-            return [r[0] for r in db.execute("SELECT name FROM subscriptions WHERE topic = ?", (topic,))]
+        return self._read(
+            lambda db: [r[0] for r in db.execute("SELECT name FROM subscriptions WHERE topic = ?", (topic,))]
+        )
 
     def topic_of(self, subscription: str) -> str:
-        with self._tx() as db:
-            return self._topic(db, subscription)
+        return self._read(lambda db: self._topic(db, subscription))
 
     def _topic(self, db: sqlite3.Connection, subscription: str) -> str:
         """The topic of ``subscription``, or a QueueResourceError with the command that creates it."""
@@ -144,9 +164,10 @@ class LocalQueue(Queue):
         return str(row[0])
 
     def _no_subscription(self, subscription: str) -> QueueResourceError:
+        existing = [r[0] for r in self._db().execute("SELECT name FROM subscriptions")]
         return QueueResourceError(
             f"no subscription {subscription!r} in {self.path}; "
-            f"create it with: {setup_command(f'local://{self.path}', subscription)}"
+            + missing_subscription_hint(f"local://{self.path}", subscription, existing)
         )
 
     def publish(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
@@ -235,18 +256,55 @@ class LocalQueue(Queue):
 
     def counts(self, subscription: str) -> QueueCounts:
         now = time.time()
-        with self._tx() as db:
-            total, leased, oldest = db.execute(
+        total, leased, oldest = self._read(
+            lambda db: db.execute(
                 "SELECT COUNT(*), SUM(lease IS NOT NULL AND visible_at > ?), MIN(published)"
                 " FROM messages WHERE subscription = ?",
                 (now, subscription),
             ).fetchone()
+        )
         leased = leased or 0
         return QueueCounts(
             backlog=total - leased,
             in_flight=leased,
             oldest_unacked_seconds=None if oldest is None else now - oldest,
         )
+
+    def peek(self, subscription: str, max_messages: int = 1000) -> list[Received]:
+        """Up to ``max_messages`` of ``subscription``'s messages, oldest first, read without changing the file.
+
+        A dead-letter subscription's also include what its source used up its deliveries
+        on and the next pull will move there (:meth:`_sweep`), as a pull would show them.
+        """
+        now = time.time()
+        query = "SELECT id, data, attributes, published, deliveries FROM messages WHERE subscription = ?"
+        rows = self._read(
+            lambda db: db.execute(f"{query} ORDER BY id LIMIT ?", (subscription, max_messages)).fetchall()
+        )
+        source = subscription.removesuffix(_DLQ_SUFFIX)
+        spent = []
+        if source != subscription and len(rows) < max_messages:
+            spent = self._read(
+                lambda db: db.execute(
+                    f"{query} AND visible_at <= ? AND deliveries >= "
+                    "(SELECT max_deliveries FROM subscriptions WHERE name = ?) ORDER BY id LIMIT ?",
+                    (source, now, source, max_messages - len(rows)),
+                ).fetchall()
+            )
+        moved = {DEAD_LETTER_REASON: MAX_DELIVERIES_REASON, DEAD_LETTER_SOURCE: source}
+        return [
+            Received(
+                subscription=subscription,
+                data=data,
+                lease_id="",
+                message_id=str(msg_id),
+                delivery_attempt=deliveries,
+                attributes={**json.loads(attributes), **extra},
+                publish_time=datetime.fromtimestamp(published, UTC),
+            )
+            for batch, extra in ((rows, {}), (spent, moved))
+            for msg_id, data, attributes, published, deliveries in batch
+        ]
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

@@ -44,6 +44,7 @@ from rslp.queue.base import (
     QueueCounts,
     Received,
     dead_letter_name,
+    missing_subscription_hint,
     setup_command,
 )
 from rslp.queue.preferred import PreferredPull
@@ -115,10 +116,29 @@ class PubSubQueue(Queue):
                 raise  # PERMISSION_DENIED and the rest already name the resource and the role
             path = self.topic_path(name) if kind == "topic" else self.subscription_path(name)
             needs = f"; using it needs {role}" if role else ""
-            raise CloudRefusedError(
-                f"no {kind} {name!r} in project {self.project_id} ({path}{needs}); "
-                f"create it with: {setup_command(f'pubsub://{self.project_id}', name)}"
-            ) from e.__cause__
+            url = f"pubsub://{self.project_id}"
+            fix = (
+                missing_subscription_hint(url, name, self._subscription_names())
+                if kind == "subscription"
+                else f"create it with: {setup_command(url, name)}"
+            )
+            raise CloudRefusedError(f"no {kind} {name!r} in project {self.project_id} ({path}{needs}); {fix}") from (
+                e.__cause__
+            )
+
+    def _subscription_names(self, limit: int = 1000) -> list[str]:
+        """Up to ``limit`` of the project's subscription names, to name them when one is missing ([] if not allowed)."""
+        import itertools
+
+        from google.api_core.exceptions import GoogleAPICallError
+
+        try:
+            listing = self.subscriber.list_subscriptions(
+                request={"project": f"projects/{self.project_id}"}, timeout=self.pull_timeout
+            )
+            return [s.name.rsplit("/", 1)[-1] for s in itertools.islice(listing, limit)]
+        except GoogleAPICallError:
+            return []
 
     def setup(
         self, topic: str, subscription: str, *, max_deliveries: int = MAX_DELIVERIES, ack_deadline: int = 60

@@ -1,8 +1,9 @@
 """``rslp dlq list|show|replay``: dead-lettered tasks, why they died, and replaying them after a fix.
 
 The dead letters of subscription ``S`` are on subscription ``S-dead-letter``. Listing
-and showing never remove anything: every dead letter is pulled under a short lease
-and handed back (nack) before the command returns.
+and showing never remove anything: they read the dead letters where they lie (the
+embedded queue's file opened read-only; on Pub/Sub each is pulled under a short lease
+and handed back before the command returns).
 
 Replay republishes the chosen tasks to ``S``'s topic with the same task id, ``attempt``
 reset to 0 and no ``not_before``, waits until the queue confirms the publish, removes
@@ -32,13 +33,16 @@ from typing import Any
 from rslp.errors import QueueResourceError
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, Received, dead_letter_name, open_queue
-from rslp.queue.base import DEAD_LETTER_REASON, MAX_DELIVERIES_REASON
+from rslp.queue.base import dead_letter_kind, dead_letter_reason
+from rslp.queue.choice import queue_to_act_on
 from rslp.status.report import duration, table
 from rslp.task import Task, TaskDecodeError, decode_task
 from rslp.text import printable
 
 #: How long listed dead letters stay invisible to others before they are handed back.
 PEEK_LEASE = 120.0
+#: At most this many dead letters a subscription are listed.
+MAX_LISTED = 10_000
 #: Markers a replayed task no longer has: it is neither dead nor running any more.
 STALE_MARKERS = ("dead", "running")
 
@@ -58,14 +62,11 @@ class DeadLetter:
 
     @property
     def reason(self) -> str:
-        return self.message.attributes.get(DEAD_LETTER_REASON) or MAX_DELIVERIES_REASON
+        return dead_letter_reason(self.message)
 
     @property
     def kind(self) -> str:
-        """The worker's failure kind; ``max_deliveries`` when the queue moved it (its worker died)."""
-        if kind := self.message.attributes.get("rslp_kind"):
-            return kind
-        return "max_deliveries" if self.reason == MAX_DELIVERIES_REASON else "?"
+        return dead_letter_kind(self.message)
 
     @property
     def attempts(self) -> str:
@@ -79,12 +80,18 @@ class DeadLetter:
         )
 
 
-def _target(job_root: str | None, queue: str | None, subscription: str | None) -> tuple[str, list[str]]:
-    """The queue URL and source subscriptions: from the flags, else from the job's manifest."""
+def _target(
+    job_root: str | None, queue: str | None, subscription: str | None, acting: str | None = None
+) -> tuple[str, list[str]]:
+    """The queue URL and source subscriptions: from the flags, else from the job's manifest.
+
+    ``acting``: the command, when it changes the queue: then a queue only the manifest
+    names must be named with --queue (:mod:`rslp.queue.choice`).
+    """
     subs = [s for s in (subscription or "").split(",") if s]
     if job_root:
         manifest = Ledger(job_root).read_manifest()
-        queue = queue or manifest.queue
+        queue = queue_to_act_on(job_root, manifest.queue, queue, acting) if acting else queue or manifest.queue
         if not subs:
             subs = list(dict.fromkeys(manifest.topics[s] for s in manifest.steps + manifest.job_steps))
     if not queue or not subs:
@@ -123,6 +130,17 @@ class _Peek:
         for m in self._pulled:
             if id(m) not in self._acked:
                 self.queue.nack(m)
+
+
+def _look(q: Queue, subscriptions: list[str]) -> list[DeadLetter]:
+    """Every dead letter of ``subscriptions``, read where it lies (list and show change nothing)."""
+    letters: list[DeadLetter] = []
+    for sub in subscriptions:
+        q.topic_of(sub)  # a missing subscription: one line naming the command that creates it
+        _has_dead_letters(q, sub)
+        # The source is the subscription being read: a sender can set any attribute.
+        letters += [DeadLetter(m, sub, _decode(m)) for m in q.peek(dead_letter_name(sub), MAX_LISTED)]
+    return letters
 
 
 def _has_dead_letters(q: Queue, subscription: str) -> None:
@@ -176,6 +194,11 @@ def _select(
     ]
 
 
+def _cut(d: DeadLetter, width: int) -> str:
+    """The reason, or its first ``width`` characters and "..." where it is longer (a cut never passes for whole)."""
+    return d.reason if len(d.reason) <= width else d.reason[: max(0, width - 3)] + "..."
+
+
 def _where(d: DeadLetter) -> str:
     if d.task is None:
         return "(not a task)"
@@ -194,7 +217,7 @@ def dlq_list(
     queue: str | None = None,
     subscription: str | None = None,
     reason: str | None = None,
-    width: int = 100,
+    width: int = 300,
 ) -> list[DeadLetter]:
     """List dead-lettered tasks with their reasons (nothing is removed).
 
@@ -203,14 +226,13 @@ def dlq_list(
         queue: pubsub://PROJECT_ID or local://PATH.db (default: the job's).
         subscription: source subscriptions, comma-separated (default: the job's topics).
         reason: only dead letters whose reason contains this (case-insensitive).
-        width: cut reasons to this many characters (rslp dlq show prints them whole).
+        width: cut longer reasons to this many characters, ending in "..." (rslp dlq show prints them whole).
     """
     url, subs = _target(job_root, queue, subscription)
-    with open_queue(url) as q, _Peek(q, subs) as peek:
-        letters = peek.letters
-        chosen = _select(letters, None, reason)
+    with open_queue(url, readonly=True) as q:
+        chosen = _select(_look(q, subs), None, reason)
         rows = [
-            [d.id, d.source, d.task.name if d.task else "-", _where(d), d.kind, d.attempts, _age(d), d.reason[:width]]
+            [d.id, d.source, d.task.name if d.task else "-", _where(d), d.kind, d.attempts, _age(d), _cut(d, width)]
             for d in chosen
         ]
         if not rows:
@@ -218,7 +240,7 @@ def dlq_list(
             return chosen
         headers = ["task id", "subscription", "workflow", "step / args", "kind", "attempts", "age", "reason"]
         print(table(headers, rows, "lllllrrl"))
-        by_reason = Counter(d.reason[:width] for d in chosen)
+        by_reason = Counter(_cut(d, width) for d in chosen)
         print(f"\n{len(chosen)} dead letters on {', '.join(subs)}; by reason:")
         print(table(["count", "reason"], [(n, r) for r, n in by_reason.most_common()], "rl"))
         return chosen
@@ -237,9 +259,8 @@ def dlq_show(
         subscription: source subscriptions, comma-separated (default: the job's topics).
     """
     url, subs = _target(job_root, queue, subscription)
-    with open_queue(url) as q, _Peek(q, subs) as peek:
-        letters = peek.letters
-        chosen = _select(letters, task_id, None)
+    with open_queue(url, readonly=True) as q:
+        chosen = _select(_look(q, subs), task_id, None)
         if not chosen:
             raise ValueError(f"no dead letter with task or message id {task_id!r} on {', '.join(subs)}")
         for d in chosen:
@@ -276,9 +297,11 @@ def dlq_replay(
     only once that publish is confirmed.
 
     Args:
-        job_root: a job root; its manifest gives the queue and subscriptions, and only
-            its tasks' markers are cleared (a dead letter's own job_root is never trusted).
-        queue: pubsub://PROJECT_ID or local://PATH.db (default: the job's).
+        job_root: a job root; its manifest gives the subscriptions, and only its tasks'
+            markers are cleared (a dead letter's own job_root is never trusted).
+        queue: pubsub://PROJECT_ID or local://PATH.db; needed with --job_root unless the
+            job's queue is its own embedded queue on this machine (a manifest cannot choose
+            the queue a replay publishes to).
         subscription: source subscriptions, comma-separated (default: the job's topics).
         task_ids: comma-separated task ids (or their first characters) from rslp dlq list.
         reason: replay the dead letters whose reason contains this (case-insensitive).
@@ -290,7 +313,8 @@ def dlq_replay(
     """
     if not (task_ids or reason or all):
         raise ValueError("choose what to replay: --task_ids, --reason or --all")
-    url, subs = _target(job_root, queue, subscription)
+    url, subs = _target(job_root, queue, subscription, acting="rslp dlq replay")
+    print(f"queue {url}")
     with open_queue(url) as q, _Peek(q, subs) as peek:
         letters = peek.letters
         chosen = _select(letters, task_ids, reason, everything=all)

@@ -21,6 +21,7 @@ from upath import UPath
 
 from rslp.ledger import Ledger
 from rslp.pipeline.catalog import build_catalog, period_root
+from rslp.pipeline.picture import class_colour
 from rslp.status.bounded import check_partition_count, planned_states
 from rslp.status.report import table
 
@@ -78,14 +79,15 @@ def draw_history(rows: list[PeriodRow]) -> Figure:
     periods = [r.period for r in rows]
     names = [p["id"] for p in periods]
     classes = list(dict.fromkeys(c for p in periods for c in (p["distribution"] or {})))
-    fig = Figure(figsize=(max(6, 1.2 * len(names) + 2), 7), dpi=100)
+    # Constrained layout keeps the axis labels inside the picture (fixed axes clipped them).
+    fig = Figure(figsize=(max(6, 1.2 * len(names) + 2), 7), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    top = fig.add_axes((0.1, 0.55, 0.85, 0.38))
+    top, low = fig.subplots(2, 1)
     x = np.arange(len(names))
     bottom = np.zeros(len(names))
-    for cls in classes:
+    for i, cls in enumerate(classes):  # class i has the colour it has in prediction.png
         values = np.array([(p["distribution"] or {}).get(cls, 0.0) for p in periods])
-        top.bar(x, values, 0.6, bottom=bottom, label=cls)
+        top.bar(x, values, 0.6, bottom=bottom, label=cls, color=class_colour(i))
         bottom += values
     top.set_xticks(x, names)
     top.set_ylim(0, 1.2)  # room for the legend above the bars
@@ -94,7 +96,6 @@ def draw_history(rows: list[PeriodRow]) -> Figure:
     top.set_title("class distribution per period")
     if classes:
         top.legend(loc="upper center", ncol=len(classes), frameon=False, fontsize="small")
-    low = fig.add_axes((0.1, 0.08, 0.85, 0.35))
     highest = 0.0
     for key, label in (("drift_reference", "vs reference"), ("drift_previous", "vs previous period")):
         drifts = [np.nan if p[key] is None else p[key] for p in periods]

@@ -54,9 +54,10 @@ def draw_map(manifest: JobManifest, states: dict[str, str], title: str | None = 
     The partition records are streamed from the job root a shard at a time; only the
     drawable paths are kept. The axes are in degrees, stretched by the latitude so that tiles keep their shape.
     """
-    fig = Figure(figsize=(9, 7), dpi=100)
+    # Constrained layout leaves room for the tick labels and the axis labels (fixed axes clipped "latitude").
+    fig = Figure(figsize=(9, 7), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.08, 0.08, 0.6, 0.84))
+    ax = fig.add_subplot()
     paths, colours = [], []
     counts = {s: 0 for s in STATE_COLOURS}
     for entry in Ledger(manifest.job_root).partitions(manifest):
@@ -78,7 +79,7 @@ def draw_map(manifest: JobManifest, states: dict[str, str], title: str | None = 
     handles = [
         Patch(facecolor=c, edgecolor="black", label=f"{LABELS[s]}: {counts[s]}") for s, c in STATE_COLOURS.items()
     ]
-    fig.legend(handles=handles, loc="center right", title="partitions", frameon=False)
+    fig.legend(handles=handles, loc="outside right center", title="partitions", frameon=False)
     # parse_math=False: a job id is text, and "$" would start mathtext (and crash on a lone one).
     ax.set_title(
         title or f"job {manifest.job_id}: {counts['done']}/{manifest.partition_count} partitions done",

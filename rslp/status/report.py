@@ -40,14 +40,17 @@ from typing import Any
 
 from upath import UPath
 
-from rslp.errors import PermanentError
+from rslp import hints
+from rslp.errors import PermanentError, QueueResourceError
 from rslp.ledger import STATES, JobManifest, Ledger, is_local
 from rslp.pipeline.job import JOB_PARTITION
-from rslp.queue import QueueCounts, dead_letter_name, open_queue
+from rslp.queue import Queue, QueueCounts, dead_letter_name, open_queue
+from rslp.queue.base import dead_letter_kind, dead_letter_reason
 from rslp.status.bounded import UnreadableFile, check_partition_count, read_json_object
 from rslp.status.liveness import RunningTask, running_tasks
-from rslp.task import task_id_for
+from rslp.task import TaskDecodeError, decode_task, task_id_for
 from rslp.text import printable
+from rslp.weather import CloudError
 
 #: Columns of the step table, in the order a task moves through them.
 TASK_STATES = ("waiting", "blocked", "queued", "running", "stalled", "failed", "dead", "done")
@@ -59,6 +62,8 @@ RATE_WINDOW = 600.0
 RATE_SAMPLE = 5000
 #: At most this many failed/dead markers are read for failure reasons.
 MAX_REASON_READS = 1000
+#: At most this many dead letters a topic are read to find the job's dead-lettered tasks.
+MAX_DEAD_LETTER_READS = 1000
 PUBSUB_BACKLOG_NOTE = "backlog n/a (Pub/Sub counts come from Cloud Monitoring)"
 _RANK = {state: i for i, state in enumerate(STATES)}
 _CLEAR = "\x1b[H\x1b[2J"
@@ -104,6 +109,25 @@ class Backlog:
 
 
 @dataclass
+class QueueView:
+    """What the job's queue says: per-topic backlogs, and the job's tasks found among the dead letters.
+
+    A task whose message was dead-lettered is dead whether or not a worker could write
+    its dead marker (a worker that refuses a job root writes nothing under it), so the
+    dead letters count as much as the markers do.
+    """
+
+    backlog: list[Backlog] = field(default_factory=list)
+    note: str = ""
+    #: task id -> (kind, reason) of this job's dead-lettered tasks.
+    letters: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: per topic, dead letters that are not this job's tasks.
+    foreign: Counter[str] = field(default_factory=Counter)
+    #: False when a topic had more dead letters than status reads.
+    complete: bool = True
+
+
+@dataclass
 class FailureGroup:
     """Failed or dead tasks of one step whose reasons differ only in numbers."""
 
@@ -132,6 +156,8 @@ class JobStatus:
     observe: dict[str, Any] | None = None
     partitions: dict[str, str] = field(default_factory=dict)
     running: list[RunningTask] = field(default_factory=list)
+    foreign_dead_letters: Counter[str] = field(default_factory=Counter)
+    dead_letters_complete: bool = True
 
     def workers(self) -> dict[str, set[str]]:
         """Per topic, the workers whose tasks are alive (a heartbeat within two leases)."""
@@ -241,6 +267,8 @@ def _listing(base: UPath) -> Iterator[tuple[str, Callable[[], float | None]]]:
         except FileNotFoundError:
             return
         return
+    # fsspec caches listings per process: without this, `status --watch` on gs:// redraws its first view forever.
+    base.fs.invalidate_cache(base.path)
     try:
         entries = base.fs.ls(base.path, detail=True)
     except FileNotFoundError:
@@ -309,6 +337,8 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
     running: list[RunningTask] = []
     before: dict[str, str] | None = None  # the previous step's states, by partition
     check_partition_count(manifest, job_root)
+    view = _queue_view(manifest)
+    letter_failures: list[tuple[str, str, str, str]] = []  # (step, kind, reason, partition)
     pids = list(manifest.partition_ids())
     plan = [(step, pids) for step in manifest.steps] + [(step, [JOB_PARTITION]) for step in manifest.job_steps]
     for step, partitions in plan:
@@ -323,7 +353,10 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
         for pid in partitions:
             task_id = task_id_for(job_id, pid, step)
             state = marked.get(task_id)
-            if state is None:
+            if state not in ("done", "dead") and (letter := view.letters.get(task_id)) is not None:
+                state = "dead"  # its message is in the dead letters, with or without a marker
+                letter_failures.append((step, *letter, pid))
+            elif state is None:
                 state = _unmarked(None if before is None else before[pid])
             elif state in ("failed", "dead"):
                 reason_paths.append((state, step, ledger.marker_path(step, task_id, state)))
@@ -344,7 +377,6 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
         )
         for step, _ in plan
     ]
-    backlog, note = _backlog(manifest)
     # An even spread over steps and partitions, so one step's failures cannot hide another's.
     sample = reason_paths[:: max(1, math.ceil(len(reason_paths) / MAX_REASON_READS))]
     return JobStatus(
@@ -352,14 +384,16 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
         time=now,
         steps=steps,
         tasks=tasks,
-        backlog=backlog,
-        queue_note=note,
-        failures=_failures(sample, top),
-        failures_read=len(sample),
-        failures_total=len(reason_paths),
+        backlog=view.backlog,
+        queue_note=view.note,
+        failures=_failures(sample, letter_failures, top),
+        failures_read=len(sample) + len(letter_failures),
+        failures_total=len(reason_paths) + len(letter_failures),
         observe=_observe(ledger.root / "output" / "observe.json"),
         partitions={pid: partition_state([tasks[step][pid] for step in manifest.steps]) for pid in pids},
         running=running,
+        foreign_dead_letters=view.foreign,
+        dead_letters_complete=view.complete,
     )
 
 
@@ -368,32 +402,81 @@ def _count(states: Iterable[str]) -> list[int]:
     return [counter.get(s, 0) for s in TASK_STATES]
 
 
-def _backlog(manifest: JobManifest) -> tuple[list[Backlog], str]:
-    """Per topic: what the queue says (the embedded queue knows; Pub/Sub does not say)."""
+def _queue_view(manifest: JobManifest) -> QueueView:
+    """Per topic: what the queue says (the embedded queue knows; Pub/Sub does not say), and the job's dead letters.
+
+    The queue is opened read-only: a manifest may name any file, and looking never
+    changes it (an embedded queue is read with SQLite's ``mode=ro``; on Pub/Sub the
+    dead letters read are handed back at once).
+    """
     topics: dict[str, list[str]] = {}
     for step in manifest.steps + manifest.job_steps:
         topics.setdefault(manifest.topics.get(step, "?"), []).append(step)
     url = manifest.queue
     if not url:
-        return [], "the manifest names no queue"
-    if url.startswith("local://") or url.endswith(".db"):
-        path = url.removeprefix("local://")
-        if not os.path.exists(path):
-            return [], f"queue file {path} does not exist"
-    out = []
-    with open_queue(url) as q:
-        for topic, steps in topics.items():
-            counts = q.counts(topic)
-            dead = q.counts(dead_letter_name(topic))
-            out.append(Backlog(topic, steps, counts, None if dead is None else dead.backlog + (dead.in_flight or 0)))
-        why = q.counts_note
-    note = f"{PUBSUB_BACKLOG_NOTE}: {why}" if any(b.counts is None for b in out) else ""
-    return out, note
+        return QueueView(note="the manifest names no queue")
+    view, notes = QueueView(), []
+    try:
+        with open_queue(url, readonly=True) as q:
+            for topic, steps in topics.items():
+                counts = q.counts(topic)
+                dead = q.counts(dead_letter_name(topic))
+                view.backlog.append(
+                    Backlog(topic, steps, counts, None if dead is None else dead.backlog + (dead.in_flight or 0))
+                )
+            if any(b.counts is None for b in view.backlog):
+                notes.append(f"{PUBSUB_BACKLOG_NOTE}: {q.counts_note}")
+            try:
+                for b in view.backlog:
+                    if b.dead_letters != 0:
+                        _read_dead_letters(q, b.topic, manifest, view)
+            except (QueueResourceError, CloudError) as e:
+                notes.append(f"dead letters not read: {' '.join(str(e).split())}")
+    except (QueueResourceError, ValueError) as e:
+        notes.append(f"queue {url}: {' '.join(str(e).split())}")
+    view.note = "; ".join(notes)
+    return view
 
 
-def _failures(paths: list[tuple[str, str, UPath]], top: int) -> list[FailureGroup]:
-    """Group failed/dead markers by state, step, kind and reason (numbers ignored)."""
+def _read_dead_letters(q: Queue, topic: str, manifest: JobManifest, view: QueueView) -> None:
+    """Add ``topic``'s dead letters to ``view``: this job's tasks by id, the rest counted as foreign.
+
+    A dead letter is whatever someone published: it counts as this job's task only if
+    it decodes, names this job and step, and carries the id that job, partition and step
+    hash to (a partition the job does not have never matches one of the job's tasks).
+    """
+    steps = set(manifest.steps + manifest.job_steps)
+    letters = q.peek(dead_letter_name(topic), MAX_DEAD_LETTER_READS)
+    view.complete &= len(letters) < MAX_DEAD_LETTER_READS
+    for m in letters:
+        try:
+            task = decode_task(m.data)
+        except (TaskDecodeError, RecursionError, ValueError, TypeError):
+            task = None
+        if (
+            task is None
+            or task.job_id != manifest.job_id
+            or task.step not in steps
+            or task.task_id != task_id_for(manifest.job_id, task.partition or "", task.step or "")
+        ):
+            view.foreign[topic] += 1
+            continue
+        view.letters[task.task_id] = (dead_letter_kind(m), " ".join(dead_letter_reason(m).split()))
+
+
+def _failures(
+    paths: list[tuple[str, str, UPath]], letters: list[tuple[str, str, str, str]], top: int
+) -> list[FailureGroup]:
+    """Group failed/dead markers and dead letters by state, step, kind and reason (numbers ignored)."""
     groups: dict[tuple[str, str, str, str], FailureGroup] = {}
+
+    def add(state: str, step: str, kind: str, reason: str, partition: str) -> None:
+        key = (state, step, kind, re.sub(r"\d+", "N", reason))
+        if key in groups:
+            groups[key].count += 1
+        else:
+            groups[key] = FailureGroup(1, state, step, kind, reason, partition)
+
     for state, step, path in paths:
         try:
             marker = read_json_object(path)
@@ -402,13 +485,9 @@ def _failures(paths: list[tuple[str, str, UPath]], top: int) -> list[FailureGrou
         except (OSError, UnreadableFile) as e:  # counted, with why it could not be read
             marker = {"error": f"(marker unreadable: {e})", "kind": "?"}
         reason = " ".join(str(marker.get("error") or "no reason recorded").split())
-        kind = str(marker.get("kind") or "?")
-        key = (state, step, kind, re.sub(r"\d+", "N", reason))
-        if key in groups:
-            groups[key].count += 1
-        else:
-            partition = str((marker.get("task") or {}).get("partition") or "")
-            groups[key] = FailureGroup(1, state, step, kind, reason, partition)
+        add(state, step, str(marker.get("kind") or "?"), reason, str((marker.get("task") or {}).get("partition") or ""))
+    for step, kind, reason, partition in letters:
+        add("dead", step, kind, reason, partition)
     return sorted(groups.values(), key=lambda g: (-g.count, g.step, g.reason))[:top]
 
 
@@ -499,15 +578,10 @@ def render(job: JobStatus, top_stalled: int = 10) -> str:
         )
     if job.queue_note:
         lines.append(f"  {job.queue_note}")
-    dead_tasks = Counter[str]()
-    for s in job.steps:
-        dead_tasks[s.topic] += s.counts["dead"]
-    for b in job.backlog:
-        if b.dead_letters is not None and b.dead_letters > dead_tasks[b.topic]:
-            lines.append(
-                f"  {b.topic}: {b.dead_letters - dead_tasks[b.topic]} dead letters without a dead marker: their "
-                "worker died (the task shows as running) or they are not this job's; see rslp dlq list"
-            )
+    for topic, n in sorted(job.foreign_dead_letters.items()):
+        lines.append(f"  {topic}: {n} dead letters that are not this job's tasks (rslp dlq list --queue ...)")
+    if not job.dead_letters_complete:
+        lines.append(f"  dead letters: the first {MAX_DEAD_LETTER_READS} of a topic read; rslp dlq list shows all")
     if lost := job.lost():
         lines.append(
             f"  {lost} queued tasks but the queue is empty: their messages are lost; "
@@ -519,9 +593,19 @@ def render(job: JobStatus, top_stalled: int = 10) -> str:
         lines += ["", f"top failure reasons, of {job.failures_total} failed or dead tasks{sampled}"]
         rows = [[g.count, g.state, g.step, g.kind, f"{g.reason}  (e.g. {g.example})"] for g in job.failures]
         lines.append(table(["count", "state", "step", "kind", "reason"], rows, "rllll"))
+    if dead := sum(s.counts["dead"] for s in job.steps):
+        lines += ["", f"{dead} dead tasks run again only when replayed: fix what their reasons say, then", "  "]
+        lines[-1] += replay_command(job.manifest)
     if job.observe is not None:
         lines += ["", _observe_line(job.observe)]
     return "\n".join(lines)
+
+
+def replay_command(manifest: JobManifest) -> str:
+    """The command that replays every dead-lettered task of the job, on the queue status read."""
+    return hints.command(
+        "dlq", "replay", "--job_root", manifest.job_root, "--queue", manifest.queue or "QUEUE", "--all"
+    )
 
 
 def _rate(rate: float | None) -> str:
@@ -537,7 +621,7 @@ def _eta_line(job: JobStatus) -> str:
         dead = sum(s.counts["dead"] + s.counts["blocked"] for s in job.steps)
         if not dead:
             return "finished: every task is done"
-        return f"nothing left to run: {dead} tasks dead or blocked behind a dead one (rslp dlq list, then replay)"
+        return f"nothing left to run: {dead} tasks dead or blocked behind a dead one (replay below)"
     eta, unknown = job.eta()
     if eta is None:
         return "eta: unknown (nothing finished in the last " + duration(RATE_WINDOW) + ")"
@@ -587,6 +671,9 @@ def status(
         raise PermanentError("give --job_root (one job) or --root (a rolling root's periods), not both or neither")
     if root is not None:
         from rslp.status.history import history
+
+        if not UPath(root).exists():
+            raise FileNotFoundError(f"rolling root {root} does not exist (rslp rolling --root makes one)")
 
         return history(root, plot)
     assert job_root is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -89,10 +90,16 @@ def test_rslp_run_on_a_gs_job_root_keeps_its_embedded_queue_on_local_disk(
     demo_job: Path,  # noqa: F811
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("RSLP_QUEUE_DIR", str(tmp_path / "queues"))  # where default embedded queues go
     job_root = f"{gcs_bucket}/jobs/run-{uuid.uuid4().hex[:8]}"
     (output,) = run(CONFIG, REQUEST, job_root, workers=2, idle_timeout=3)
+    printed = capsys.readouterr().out
+    manifest = Ledger(job_root).read_manifest()
+    for step in manifest.steps + manifest.job_steps:  # each step's progress line (it once showed 2 of 8 on gs://)
+        assert re.search(rf"^  {step} +\d+/\d+ done", printed, flags=re.MULTILINE), printed
+    assert "run workers:" not in printed  # rslp run starts its own
     (reference,) = Job.load(str(demo_job)).output_paths()
     assert UPath(output).read_bytes() == reference.read_bytes()
     queue = default_queue_url(job_root).removeprefix("local://")

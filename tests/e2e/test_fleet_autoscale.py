@@ -29,6 +29,7 @@ def test_autoscaler_scales_up_for_the_demo_backlog_and_ends_at_zero(
     checks = commands.autoscale(
         "auto",
         job_root=str(job_root),
+        queue=queue,
         backend="local",
         deadline="10m",
         max_workers=1,

@@ -58,7 +58,7 @@ def test_fix_the_cause_replay_and_the_job_completes(backend: Backend, topic: str
     assert {d.attempts for d in letters} == {"2"}
 
     out.mkdir(parents=True)  # the fix
-    replayed = dlq_replay(job_root=str(root), reason="FileNotFoundError")
+    replayed = dlq_replay(job_root=str(root), queue=backend.url, reason="FileNotFoundError")
     assert sorted(replayed) == sorted(t.task_id for t in tasks)
     # Replayed, not yet run: no longer dead; shown as failed (earlier attempts failed), ready to retry.
     assert collect(str(root)).steps[0].counts["failed"] == len(PARTITIONS)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rslp.errors import QueueResourceError
 from rslp.launch import commands
 from rslp.launch.local import FLEET_DIR_ENV
 from rslp.ledger import Ledger
@@ -91,3 +92,30 @@ def test_sigkilled_workers_task_shows_as_stalled_within_two_leases(tmp_path: Pat
     worker.kill()
     took = wait_until(lambda: running()[0].stalled, 6 * lease, "the killed task shown as stalled")  # type: ignore[attr-defined]
     assert took <= 2 * lease + 2  # two leases after the last beat, at most half a lease before the kill
+
+
+def test_local_launch_on_a_queue_nothing_created_starts_no_worker(tmp_path: Path, fleet_dir: Path) -> None:
+    """The README's old example named a queue file nothing had made: two "launched" lines, two exits 4."""
+    missing = f"local://{tmp_path / 'q.db'}"
+    with pytest.raises(QueueResourceError, match="no such queue"):
+        commands.launch(fleet="dev", backend="local", queue=missing, subscription="demo-cpu", num_workers=2)
+    q = LocalQueue(str(tmp_path / "q.db"))
+    q.setup("demo-cpu", "demo-cpu")
+    with pytest.raises(QueueResourceError, match=r"no subscription 'demo-gpu'.*rslp setup"):
+        commands.launch(fleet="dev", backend="local", queue=missing, subscription="demo-cpu,demo-gpu", num_workers=2)
+    assert commands.status("dev", backend="local") == [] and not list(fleet_dir.glob("local-*.json"))
+
+
+def test_fleet_status_finds_a_local_fleet_and_shows_why_a_worker_failed(
+    tmp_path: Path, fleet_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"local://{tmp_path / 'queue.db'}"
+    LocalQueue(str(tmp_path / "queue.db")).setup("lf", "lf")
+    commands.launch(
+        fleet="bad", backend="local", queue=url, subscription="lf", num_workers=1, worker_args=["--lease_seconds", "0"]
+    )
+    wait_until(lambda: {w.status for w in commands.status("bad")} == {"failed"}, 60, "the worker refuses its flags")
+    capsys.readouterr()
+    [worker] = commands.status("bad")  # no --backend local: the fleet was launched here
+    assert worker.exit_code == 2
+    assert "rslp worker: error: 1 validation error for WorkerSettings lease_seconds" in capsys.readouterr().out

@@ -110,3 +110,12 @@ def test_write_jobs_names_an_emulator_that_does_not_answer_and_writes_nothing(tm
     assert result.returncode == ExitCode.PERMANENT_QUEUE_ERROR
     assert "queue pubsub://nowhere: the emulator at 127.0.0.1:" in error_line(result)
     assert not job_root.exists()
+
+
+def test_a_mistyped_subscription_is_answered_with_the_one_that_exists(backend: Backend, topic: str) -> None:
+    """Not with a setup command that would make a wrong topic (`rslp setup --topics demo-cpuu`)."""
+    with backend.open() as q:
+        q.setup(topic, topic)
+        with pytest.raises(QueueResourceError, match=rf"no subscription '{topic}x'.*did you mean '{topic}'\?") as e:
+            q.topic_of(f"{topic}x")
+    assert str(e.value).index("did you mean") < str(e.value).index("rslp setup")  # the setup only for a new name

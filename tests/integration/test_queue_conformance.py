@@ -175,3 +175,15 @@ def test_counts_report_backlog_where_the_backend_can(queue: Queue, topic: str, b
     assert m is not None
     counts = queue.counts(topic)
     assert counts is not None and counts.backlog == 1 and counts.in_flight == 1
+
+
+def test_peek_reads_messages_and_leaves_them_for_a_worker(queue: Queue, topic: str, backend: Backend) -> None:
+    queue.setup(topic, topic)
+    queue.publish(topic, [Outgoing(f"m{i}".encode(), {"k": str(i)}) for i in range(3)])
+    seen: list[bytes] = []
+    deadline = time.monotonic() + ARRIVAL_CEILING
+    while len(seen) < 3 and time.monotonic() < deadline:  # Pub/Sub may hand out fewer than are there
+        seen = sorted(m.data for m in queue.peek(topic))
+    assert seen == [b"m0", b"m1", b"m2"]
+    m = pull_until(queue, topic, backend.min_lease, ARRIVAL_CEILING)  # handed back at once, not leased
+    assert m is not None and m.data in seen

@@ -8,7 +8,7 @@ import pytest
 from google.api_core import exceptions as api
 from google.iam.v1 import policy_pb2
 
-from rslp.queue.iam import grant_dead_letter_roles, service_agent
+from rslp.queue.iam import EMULATOR_NOTE, gcloud_commands, grant_dead_letter_roles, service_agent
 from rslp.queue.pubsub import PubSubQueue
 from rslp.setup import setup
 from tests.conftest import PROJECT
@@ -16,30 +16,27 @@ from tests.conftest import PROJECT
 AGENT = "serviceAccount:service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"
 
 
-def test_setup_on_the_emulator_prints_the_exact_gcloud_commands(
+def test_setup_on_the_emulator_says_in_one_line_that_there_is_no_iam(
     emulator_host: str, topic: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The emulator does not implement IAM: setup still creates everything and says what to run."""
+    """It once printed gcloud commands that fail against the emulator, two per topic."""
     setup(f"pubsub://{PROJECT}", topics=topic, project_number=123456789)
     out = capsys.readouterr().out
-    assert (
-        f"gcloud pubsub topics add-iam-policy-binding {topic}-dead-letter --project={PROJECT}"
-        f" --member={AGENT} --role=roles/pubsub.publisher"
-    ) in out
-    assert (
-        f"gcloud pubsub subscriptions add-iam-policy-binding {topic} --project={PROJECT}"
-        f" --member={AGENT} --role=roles/pubsub.subscriber"
-    ) in out
+    assert "add-iam-policy-binding" not in out and out.splitlines()[-1] == EMULATOR_NOTE
     assert PubSubQueue(PROJECT).topic_of(topic) == topic  # created all the same
 
 
-def test_setup_without_a_project_number_prints_how_to_find_it(
-    emulator_host: str, topic: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    setup(f"pubsub://{PROJECT}", topics=topic)
-    out = capsys.readouterr().out
+def test_the_gcloud_commands_are_exact_and_say_how_to_find_the_project_number() -> None:
+    assert gcloud_commands(PROJECT, "t-sub", 123456789) == [
+        f"gcloud pubsub topics add-iam-policy-binding t-sub-dead-letter --project={PROJECT}"
+        f" --member={AGENT} --role=roles/pubsub.publisher",
+        f"gcloud pubsub subscriptions add-iam-policy-binding t-sub --project={PROJECT}"
+        f" --member={AGENT} --role=roles/pubsub.subscriber",
+    ]
     number = f"$(gcloud projects describe {PROJECT} --format='value(projectNumber)')"
-    assert f"--member=serviceAccount:service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com" in out
+    assert f"--member=serviceAccount:service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com" in " ".join(
+        gcloud_commands(PROJECT, "t-sub", None)
+    )
 
 
 class FakeIam:

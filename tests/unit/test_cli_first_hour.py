@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from rslp.queue.pubsub import PubSubQueue
 from rslp.status.dlq import dlq_show
 from rslp.status.report import status
 from rslp.task import decode_task
+from tests.shell import hints, run_printed, shell_env
 
 REPO = Path(__file__).resolve().parents[2]
 #: Generous: a CLI start-up is about a second here, several on a loaded machine.
@@ -113,13 +113,12 @@ def finished_job(demo: Path, job_root: Path) -> subprocess.CompletedProcess[str]
 @pytest.mark.slow  # runs every printed command, a whole job included
 def test_every_command_write_jobs_prints_runs_as_printed(demo_copy: Path, tmp_path: Path) -> None:
     printed = finished_job(demo_copy, tmp_path / "job").stdout
-    commands = re.findall(r"^  [a-z ]+: (rslp .*)$", printed, flags=re.MULTILINE)
-    assert len(commands) == 2, printed  # watch it, run workers
-    for command in commands:
+    found = hints(printed)
+    assert set(found) == {"watch it", "run workers"}, printed
+    assert "--job_roots" not in found["run workers"]  # a worker accepts local job roots as it is
+    for command in found.values():
         # The worker drains the (already done) tasks and exits when idle; watch ends on a finished job.
-        result = subprocess.run(
-            rslp_argv(shlex.split(command)), capture_output=True, text=True, env=env(), timeout=CEILING
-        )
+        result = run_printed(command, shell_env(), CEILING)
         assert result.returncode == 0, f"{command}\n{result.stderr}"
 
 
@@ -150,3 +149,91 @@ def test_no_google_credentials_says_both_ways_out(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
     with pytest.raises(QueueResourceError, match=r"application-default login.*export PUBSUB_EMULATOR_HOST=127"):
         PubSubQueue("a-project").subscriber  # noqa: B018 - creating the client is what fails
+
+
+def write_jobs_args(demo: Path, job_root: Path) -> list[str]:
+    return [
+        *("write-jobs", "--config", str(demo / "pipeline.yaml"), "--request", str(demo / "request.geojson")),
+        *("--job_root", str(job_root)),
+    ]
+
+
+def test_ctrl_c_while_write_jobs_publishes_is_one_line_and_a_rerun_finishes(
+    demo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rslp.pipeline import write_jobs as module
+
+    def ctrl_c(*args: object) -> int:
+        raise KeyboardInterrupt
+
+    job_root = tmp_path / "job"
+    with monkeypatch.context() as m:
+        m.setattr(module, "_publish", ctrl_c)
+        assert cli.main(write_jobs_args(demo_copy, job_root)) == ExitCode.INTERRUPTED
+    job_id = Ledger(job_root).read_manifest().job_id
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"rslp write-jobs: interrupted after writing job {job_id}, while publishing its tasks;")
+    assert "rerun the same command" in err
+    assert cli.main(write_jobs_args(demo_copy, job_root)) == ExitCode.OK
+    assert f"job {job_id}: 4 partitions, 4 tasks published" in capsys.readouterr().out
+
+
+def test_ctrl_c_in_write_jobs_prints_no_traceback(demo_copy: Path, tmp_path: Path) -> None:
+    # About 10,000 partitions: writing and publishing them takes seconds after the "planned" log line.
+    square = [[-122.9, 37.3], [-122.4, 37.3], [-122.4, 37.8], [-122.9, 37.8], [-122.9, 37.3]]
+    feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [square]}}
+    (demo_copy / "request.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    proc = subprocess.Popen(
+        rslp_argv(["rslp", *write_jobs_args(demo_copy, tmp_path / "job")]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    assert proc.stderr is not None
+    assert '"event": "planned"' in proc.stderr.readline()  # records and header being written, then publishing
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=CEILING)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("rslp write-jobs: interrupted"), err
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["worker", "--queue", "local:///x.db", "--subscriptions", "s"],
+            "unknown flag --subscriptions; did you mean --subscription?",
+        ),
+        (
+            ["write-jobs", "--config", "c", "--requst", "r", "--job_root", "j"],
+            "unknown flag --requst; did you mean --request?",
+        ),
+        (["write-jobs", "--config", "c", "--request", "r"], "--job_root is required"),
+    ],
+)
+def test_a_flag_mistake_is_one_line_naming_the_flag_as_typed(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(argv) == ExitCode.USAGE
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1 and line in out.err, out.err
+
+
+def test_a_queue_url_of_another_scheme_names_the_accepted_forms(
+    demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [*write_jobs_args(demo_copy, tmp_path / "job"), "--queue", f"sqlite:///{tmp_path}/q.db"]
+    assert cli.main(argv) == ExitCode.USAGE
+    assert "is not pubsub://PROJECT_ID or local://PATH/queue.db" in capsys.readouterr().err
+
+
+def test_status_of_a_rolling_root_that_does_not_exist_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["status", "--root", str(tmp_path / "nope")]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert (
+        err == f"rslp status: error: rolling root {tmp_path / 'nope'} does not exist (rslp rolling --root makes one)\n"
+    )

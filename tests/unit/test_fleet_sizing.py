@@ -68,11 +68,13 @@ def test_launch_with_deadline_prints_the_arithmetic_and_one_pool_per_topic(
         image="someone/rslp-worker",
         clusters=["ai2/jupiter"],
         job_root=str(tmp_path),
+        queue="pubsub://my-project",
         deadline="10m",
         max_workers=3,
         dry_run=True,
     )
     out = capsys.readouterr().out
+    assert out.startswith("queue pubsub://my-project\n")  # the queue it acts on, first
     assert "st-cpu: 20 tasks left" in out and "st-gpu: 10 tasks left" in out
     assert "st-combine: 1 tasks left" in out
     assert {n.rsplit("-", 2)[0] for n in names} == {"demo.st-cpu", "demo.st-gpu", "demo.st-combine"}
@@ -255,3 +257,12 @@ def test_escape_sequences_in_a_job_header_reach_no_sizing_or_autoscale_line_raw(
         scaler(tmp_path, FakeFleetClient()).run(interval=0, max_checks=1)
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
+
+
+def test_launch_for_a_job_never_takes_a_queue_only_its_manifest_names(tmp_path: Path) -> None:
+    """A job-root writer could point the manifest at another project's queue: workers pull only a named one."""
+    make_job(tmp_path, 2, queue="pubsub://someone-elses-project")
+    with pytest.raises(FleetError, match=r"names the queue pubsub://someone-elses-project; .*add --queue"):
+        commands.launch(fleet="demo", image="i", clusters=["c"], job_root=str(tmp_path), deadline="1h", dry_run=True)
+    with pytest.raises(FleetError, match="add --queue"):
+        commands.autoscale("demo", job_root=str(tmp_path), image="i", clusters=["c"], max_checks=1)

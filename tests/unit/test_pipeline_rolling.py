@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -51,7 +52,7 @@ def test_rolling_makes_one_job_per_period_and_a_second_run_publishes_nothing(
     assert rolling(config, request, str(root), "month", since="2026-01", until="2026-03") == 8
     assert (
         capsys.readouterr()
-        .out.splitlines()[-1]
+        .out.splitlines()[0]
         .startswith(
             f"rolling {root} every month: 2 periods (2 new, 0 resumed, 0 moving, 0 done, 0 without imagery); "
             f"8 tasks published on {default_queue_url(str(root))}"
@@ -96,9 +97,16 @@ def test_a_period_without_imagery_is_skipped_and_tried_again_next_run(
     demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, request, root = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), tmp_path / "root"
-    assert rolling(config, request, str(root), "month", since="2025-12", until="2026-02") == 4
-    assert "(1 new, 0 resumed, 0 moving, 0 done, 1 without imagery)" in capsys.readouterr().out
+    assert rolling(config, request, str(root), "month", since="2025-04", until="2026-02") == 4
+    printed = capsys.readouterr()
+    assert "(1 new, 0 resumed, 0 moving, 0 done, 9 without imagery)" in printed.out
     assert not (root / "2025-12").exists() and (root / "2026-01" / "manifest.json").exists()
+    # One summary line for the empty months, not a long log line each; and the commands to go on with.
+    assert "no imagery in period" not in printed.err
+    assert "  without imagery (tried again next run): 2025-04, 2025-05, ..., 2025-12" in printed.out
+    found = dict(re.findall(r"^  ([a-z ]+): (\S*rslp .*)$", printed.out, flags=re.MULTILINE))
+    assert found["watch it"].endswith(f"status --root {root}")
+    assert found["run workers"].endswith(" --subscription demo-combine,demo-cpu,demo-gpu")  # local root: no pin
 
 
 def test_rolling_cli_fails_non_zero_in_one_line(demo_copy: Path, tmp_path: Path) -> None:

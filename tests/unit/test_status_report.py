@@ -180,7 +180,7 @@ def test_render_shows_each_step_row_and_the_queue(job: Path) -> None:
         assert cells[4] == 0, rows[step]  # stalled
         assert tuple(cells[:4] + cells[5:]) == counts, rows[step]
     assert "3  dead    create_windows  error  RuntimeError: no imagery for partition p00004  (e.g. p00004)" in text
-    assert "st-gpu: 1 dead letters without a dead marker" in text
+    assert "st-gpu: 1 dead letters that are not this job's tasks" in text  # "c" is no task
     assert "eta: 3m20s at least (no throughput yet in predict, postprocess)" in text
 
 
@@ -201,7 +201,9 @@ def test_pubsub_backlog_is_reported_unavailable(tmp_path: Path, monkeypatch: pyt
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
     result = collect(str(root), now=NOW)
-    assert result.queue_note == f"{PUBSUB_BACKLOG_NOTE}: no Google credentials for Cloud Monitoring"
+    backlog, dead_letters = result.queue_note.split("; ", 1)
+    assert backlog == f"{PUBSUB_BACKLOG_NOTE}: no Google credentials for Cloud Monitoring"
+    assert dead_letters.startswith("dead letters not read: no Google Cloud credentials")
     assert result.lost() == 0
     assert result.queue_note in render(result)
 
