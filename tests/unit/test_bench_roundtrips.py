@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import roundtrips, run_all
+
+#: Runs real workers or whole jobs: `make test` only, not `make check`.
+pytestmark = pytest.mark.slow
 
 
 def test_roundtrips_counts_each_steps_storage_calls_on_local_disk_and_gcs() -> None:

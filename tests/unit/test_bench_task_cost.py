@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import run_all, task_cost
+
+#: Runs real workers or whole jobs: `make test` only, not `make check`.
+pytestmark = pytest.mark.slow
 
 
 def test_task_cost_times_every_part_of_a_task_for_the_old_and_the_new_code() -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import run_all, worker_rate
+
+#: Runs real workers or whole jobs: `make test` only, not `make check`.
+pytestmark = pytest.mark.slow
 
 
 def test_worker_rate_benchmark_counts_tasks_of_the_old_and_the_new_worker() -> None:
