@@ -174,7 +174,13 @@ def test_launch_with_a_deadline_and_no_max_workers_stops_at_the_default_ceiling(
 ) -> None:
     make_job(tmp_path, 400, queue="pubsub://my-project")
     names = commands.launch(
-        fleet="demo", image="i", clusters=["c"], job_root=str(tmp_path), deadline="1m", dry_run=True
+        fleet="demo",
+        image="i",
+        clusters=["c"],
+        job_root=str(tmp_path),
+        queue="pubsub://my-project",
+        deadline="1m",
+        dry_run=True,
     )
     assert sum(n.startswith("demo.st-gpu-") for n in names) == DEFAULT_MAX_WORKERS
     assert f"= 20 workers, capped at {DEFAULT_MAX_WORKERS} (the default; --max_workers N to change)" in (
@@ -222,7 +228,15 @@ def test_the_total_is_printed_before_more_than_a_handful_are_launched(
     make_job(tmp_path, 400, queue="pubsub://my-project")
     client = AnnouncingClient()
     monkeypatch.setattr(commands, "connect", lambda: client)
-    commands.launch(fleet="demo", image="i", clusters=["c"], job_root=str(tmp_path), deadline="1m", max_workers=3)
+    commands.launch(
+        fleet="demo",
+        image="i",
+        clusters=["c"],
+        job_root=str(tmp_path),
+        queue="pubsub://my-project",
+        deadline="1m",
+        max_workers=3,
+    )
     out = capsys.readouterr().out
     assert out.index("total: 7 workers in 3 pools of fleet demo") < out.index("FIRST WORKER CREATED")
 
