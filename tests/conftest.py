@@ -36,6 +36,7 @@ SHARED_FIXTURE_MODULES = frozenset(
     {
         "tests/e2e/test_demo_pipeline.py",
         "tests/e2e/test_demo_on_object_storage.py",
+        "tests/e2e/test_printed_commands.py",
         "tests/unit/test_pipeline_steps.py",
     }
 )
