@@ -36,7 +36,6 @@ SHARED_FIXTURE_MODULES = frozenset(
     {
         "tests/e2e/test_demo_pipeline.py",
         "tests/e2e/test_demo_on_object_storage.py",
-        "tests/e2e/test_printed_commands.py",
         "tests/unit/test_pipeline_steps.py",
     }
 )
