@@ -44,7 +44,7 @@ def watch_and_work(found: dict[str, str], env: dict[str, str]) -> str:
     return out
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(autouse=True)
 def demo_imagery() -> None:
     ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
 
