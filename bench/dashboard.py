@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -37,21 +36,12 @@ from typing import Any
 
 from bench.harness import REPO, child_env, print_result, scratch_dir
 from bench.scale import mark_every_task, request_for
+from rslp.testing.chromium import CHROMIUM, CHROMIUM_ARGS
 
 SIZES = (100, 10_000, 100_000)
 TITLE = "13. Dashboard: page load, refresh and server memory at 100 / 10k / 100k partitions"
 RESULTS = REPO / "bench" / "RESULTS.md"
 COMMAND = "python -m bench.dashboard"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: One poll of the page, timed inside it: what the page does every few seconds.
 REFRESH = """async () => {
   const started = performance.now();
@@ -177,10 +167,10 @@ def run(sizes: tuple[int, ...] = SIZES, repeats: int = 5, browser: Any = None) -
     if browser is None:
         from playwright.sync_api import sync_playwright
 
-        if not os.path.exists(CHROMIUM):
+        if not CHROMIUM.exists():
             raise RuntimeError(f"{CHROMIUM} is missing (apt-get install chromium)")
         with sync_playwright() as p:
-            chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
                 return run(sizes, repeats, chromium)
             finally:

@@ -16,17 +16,7 @@ import pytest
 
 from rslp.dashboard.server import DashboardServer
 from rslp.dashboard.snapshot import Snapshots
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from rslp.testing.chromium import CHROMIUM, CHROMIUM_ARGS
 
 
 def _unavailable(why: str) -> None:
