@@ -68,7 +68,8 @@ print(json.dumps({"seconds": time.perf_counter() - started, "cpu": time.process_
 _STATUS = """
 import json, sys, time
 from bench.harness import peak_rss_kb
-from rslp.status.report import collect, render
+from rslp.status.model import collect
+from rslp.status.render import render
 started, cpu = time.perf_counter(), time.process_time()
 text = render(collect(sys.argv[1]))
 print(json.dumps({"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,

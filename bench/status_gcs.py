@@ -4,7 +4,7 @@ A job of N partitions with a done marker for every partition step (N x 6 markers
 the worker writes them) on a bucket of the GCS emulator started here
 (``rslp.testing.gcs_emulator``). Timed: the ``rslp
 status --job_root gs://...`` command end to end in a fresh process (imports included),
-and :func:`rslp.status.report.collect` in this process (the listings and the rest).
+and :func:`rslp.status.model.collect` in this process (the listings and the rest).
 GCS lists 1,000 names a call, so the markers of a step cost N/1000 sequential calls;
 the emulator is one single-threaded HTTP server on this machine, so the figure is an
 order of magnitude, not a prediction for Cloud Storage. Goal: under 10 s at 2,000
@@ -69,7 +69,7 @@ def run(partitions: int = 2000, repeats: int = 3) -> dict[str, Any]:
     """Median time of ``rslp status`` and of collect() on a gs:// job of ``partitions`` partitions."""
     import fsspec
 
-    from rslp.status.report import collect
+    from rslp.status.model import collect
     from rslp.testing.gcs_emulator import BUCKET, running_gcs_emulator
 
     with running_gcs_emulator():

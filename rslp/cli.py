@@ -19,9 +19,9 @@ from typing import Any
 
 from rslp import log
 from rslp.argv import bare_booleans, flag_problem, unknown_command
+from rslp.console import terminal_line
 from rslp.errors import ExitCode, Interrupted, PermanentError, QueueResourceError
 from rslp.launch import FleetError
-from rslp.text import terminal_line
 from rslp.weather import CloudError
 
 #: name -> (target "module:function", one-line summary, required params positional?)
@@ -36,15 +36,15 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "demo": ("rslp.pipeline.demo:demo", "run the offline demo job end to end", False),
     "worker": ("rslp.common.worker:worker", "pull and run tasks until idle or preempted", False),
     "setup": ("rslp.setup:setup", "create topics, subscriptions and dead-letter topics (idempotent)", False),
-    "status": ("rslp.status.report:status", "where a job stands: per-step counts, failures, backlog", False),
+    "status": ("rslp.status.command:status", "where a job stands: per-step counts, failures, backlog", False),
     "dashboard": (
         "rslp.dashboard.server:dashboard",
         "a live, read-only page of a job in the browser (prints its URL)",
         False,
     ),
-    "dlq list": ("rslp.status.dlq:dlq_list", "list dead-lettered tasks with their reasons", False),
-    "dlq show": ("rslp.status.dlq:dlq_show", "show one dead-lettered task in full", True),
-    "dlq replay": ("rslp.status.dlq:dlq_replay", "republish dead-lettered tasks after a fix (ids kept)", False),
+    "dlq list": ("rslp.dlq:dlq_list", "list dead-lettered tasks with their reasons", False),
+    "dlq show": ("rslp.dlq:dlq_show", "show one dead-lettered task in full", True),
+    "dlq replay": ("rslp.dlq:dlq_replay", "republish dead-lettered tasks after a fix (ids kept)", False),
     "launch": ("rslp.launch.commands:launch", "start N workers on Beaker (--dry_run prints the specs)", False),
     "fleet status": ("rslp.launch.commands:status", "list a fleet's workers and their job status", True),
     "fleet stop": ("rslp.launch.commands:stop", "cancel a fleet's workers", True),

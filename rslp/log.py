@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from rslp.text import printable
+from rslp.console import printable
 
 _configured = False
 

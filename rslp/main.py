@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 
 from rslp import log, registry
+from rslp.console import terminal_line
 from rslp.errors import ExitCode, PermanentError, QueueResourceError
 from rslp.launch import FleetError
-from rslp.text import terminal_line
 from rslp.weather import CloudError
 
 HELP = ("-h", "--help")

@@ -1,14 +1,13 @@
-"""Text that comes from data (messages, job roots, configs) on its way to a reason, a log or a terminal.
+"""Text that comes from data (messages, job roots, configs) on its way to a reason or a log.
 
-Three rules, each in one place: a reason is one line of bounded size (:func:`clip`),
-a resolved secret never appears in one (:func:`keep_secret`, :func:`redact`), and
-nothing printed to a terminal carries control characters (:func:`printable`).
+Two rules, each in one place: a reason is one line of bounded size (:func:`clip`), and
+a resolved secret never appears in one (:func:`keep_secret`, :func:`redact`). What a
+terminal needs on top (no control characters) is :mod:`rslp.console`'s.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 
 #: Dead-letter reasons are at most this many characters: a reason is built from a
 #: message's content, and a 4 MB message must not become a 4 MB log line or attribute.
@@ -39,21 +38,3 @@ def clip(text: str, limit: int = REASON_LIMIT) -> str:
         return line
     kept = limit - 40  # room for the note, whose number has at most 20 digits
     return f"{line[:kept]}... ({len(line) - kept} more characters)"
-
-
-def terminal_line(text: str) -> str:
-    """An error or reason on its way to a terminal: :func:`clip`, then :func:`printable`.
-
-    Errors quote what they were given (paths, ids, a config's values), which may come
-    from a job root or a message.
-    """
-    return printable(clip(text))
-
-
-def printable(text: str) -> str:
-    r"""``text`` with every control and format character but newline escaped (``\x1b``, ``\u202e``).
-
-    Reasons, job ids and attributes come from messages and job roots: printed raw, an
-    escape sequence could move the cursor, fake a line, or write the clipboard (OSC 52).
-    """
-    return "".join(ch if ch == "\n" or not unicodedata.category(ch).startswith("C") else ascii(ch)[1:-1] for ch in text)

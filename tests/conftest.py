@@ -194,7 +194,7 @@ def stop_when_finished(job_roots: list[str], workers: list[subprocess.Popen[Any]
     """
     from upath import UPath
 
-    from rslp.status.report import collect
+    from rslp.status.model import collect
 
     def finished() -> bool:
         for root in job_roots:

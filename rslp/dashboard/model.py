@@ -1,6 +1,6 @@
 """The JSON the dashboard page shows, built from ``rslp status``'s read model.
 
-Everything comes from :func:`rslp.status.report.collect` (one listing per step) and
+Everything comes from :func:`rslp.status.model.collect` (one listing per step) and
 :func:`rslp.status.history.progress` for a rolling root; the only reads added here are
 bounded: the dead markers shown (at most :data:`MAX_DEAD_SHOWN`), the partition
 records once per server for the map (:func:`layout`), and the outputs' sizes once the
@@ -28,7 +28,7 @@ from rslp.ledger import JobManifest, Ledger
 from rslp.pipeline.catalog import build_catalog
 from rslp.status.history import PeriodRow, progress
 from rslp.status.map import LABELS, STATE_COLOURS
-from rslp.status.report import RATE_WINDOW, TASK_STATES, JobStatus, StepStatus
+from rslp.status.model import RATE_WINDOW, TASK_STATES, JobStatus, StepStatus
 from rslp.task import task_id_for
 
 #: Colours of a step's task states: the map's for the states they share, so both read alike.
@@ -42,7 +42,7 @@ TASK_COLOURS = {
     "dead": STATE_COLOURS["dead"],
     "done": STATE_COLOURS["done"],
 }
-#: A partition's map state (:func:`rslp.status.report.partition_state`) as one character.
+#: A partition's map state (:func:`rslp.status.model.partition_state`) as one character.
 PARTITION_CODES = {"queued": "q", "running": "r", "failed": "f", "dead": "x", "done": "d"}
 #: At most this many dead tasks are listed with their reasons (one marker read each).
 MAX_DEAD_SHOWN = 100

@@ -21,7 +21,7 @@ import structlog
 from upath import UPath
 
 from rslp.dashboard.model import job_view, layout, root_view
-from rslp.status.report import collect
+from rslp.status.model import collect
 from rslp.text import clip
 
 logger = structlog.get_logger(__name__)

@@ -30,10 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rslp import log
+from rslp.console import printable
 from rslp.launch.beaker import FleetClient, fleet_workloads, launch_fleet
 from rslp.launch.config import LaunchConfig
 from rslp.launch.sizing import HANDFUL, PoolSize, measure, workers_for
-from rslp.text import printable
 
 logger = log.get(__name__)
 

@@ -154,7 +154,7 @@ LOG_TAIL_BYTES = 8192
 
 def last_line(log: Path) -> str:
     """The last non-empty line of ``log`` (a worker's one-line error is its last word), control characters escaped."""
-    from rslp.text import printable
+    from rslp.console import printable
 
     try:
         with open(log, "rb") as f:

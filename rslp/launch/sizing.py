@@ -25,9 +25,9 @@ import random
 import statistics
 from dataclasses import dataclass, field
 
+from rslp.bounded import UnreadableFile, check_partition_count, planned_states, read_json_object
+from rslp.console import duration, printable
 from rslp.ledger import Ledger
-from rslp.status.bounded import UnreadableFile, check_partition_count, planned_states, read_json_object
-from rslp.text import printable
 
 #: Done markers read per step for its median duration.
 DURATION_SAMPLE = 25
@@ -89,8 +89,6 @@ class PoolSize:
 
     def line(self, time_left: float, max_workers: int | None) -> str:
         """``topic: 96 tasks left (predict 96 x 2.1s measured) = 3m22s of work / 6h00m left = 1 worker``."""
-        from rslp.status.report import duration
-
         parts = ", ".join(
             f"{s.step} {s.left} x {s.seconds:.1f}s {'measured' if s.measured else 'guessed'}"
             for s in self.steps

@@ -23,7 +23,7 @@ without an observe step.
 
 Each period's drift is given against the configured reference (from its observe step)
 and against the previous period that has a distribution (total variation distance, as
-in :mod:`rslp.status.observe`); either above the config's threshold gives a warning.
+in :mod:`rslp.pipeline.observe`); either above the config's threshold gives a warning.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from typing import Any
 
 from upath import UPath
 
+from rslp.bounded import UnreadableFile, read_json_object
 from rslp.ledger import write_json_atomic
-from rslp.status.bounded import UnreadableFile, read_json_object
-from rslp.status.observe import METRIC, total_variation
+from rslp.pipeline.observe import METRIC, total_variation
 
 #: The file that marks a folder as a rolling root, written by ``rslp rolling``.
 ROLLING_FILE = "rolling.json"

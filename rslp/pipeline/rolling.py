@@ -31,6 +31,7 @@ from typing import Literal
 from upath import UPath
 
 from rslp import hints, log
+from rslp.bounded import UnreadableFile, newest_marker, read_json_object
 from rslp.errors import PermanentError
 from rslp.ledger import Ledger, write_json_atomic
 from rslp.pipeline.catalog import CATALOG_FILE, ROLLING_FILE, build_catalog, write_catalog
@@ -38,7 +39,6 @@ from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.timerange import NoImageryError, TimeRange, TimeRangeError, parse_time
 from rslp.pipeline.write_jobs import _absolute, enqueue, pending_tasks, subscriptions
 from rslp.queue.placement import default_queue_url
-from rslp.status.bounded import UnreadableFile, read_json_object
 
 logger = log.get(__name__)
 
@@ -112,8 +112,6 @@ def _claim(root: UPath, config: str, request: str, every: Cadence) -> None:
 
 def last_activity(job_root: UPath) -> float:
     """When the period last moved: its newest marker, or its last enqueue by a rolling run (epoch seconds)."""
-    from rslp.status.report import newest_marker
-
     try:
         enqueued = read_json_object(job_root / ENQUEUED_FILE).get("time")
     except (OSError, UnreadableFile):

@@ -160,7 +160,7 @@ def observe(*, job_root: str, partition: str) -> list[Downstream]:
     period with the previous one (:mod:`~rslp.pipeline.catalog`).
     """
     from rslp.pipeline.catalog import rolling_root_of, write_catalog
-    from rslp.status.observe import observe as observe_output
+    from rslp.pipeline.observe import observe as observe_output
 
     if partition != JOB_PARTITION:
         raise PermanentError(f"observe is a per-job step: --partition must be {JOB_PARTITION!r}, not {partition!r}")

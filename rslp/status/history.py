@@ -19,11 +19,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from upath import UPath
 
+from rslp.bounded import check_partition_count, planned_states
+from rslp.console import table
 from rslp.ledger import Ledger
 from rslp.pipeline.catalog import build_catalog, period_root
 from rslp.pipeline.picture import class_colour
-from rslp.status.bounded import check_partition_count, planned_states
-from rslp.status.report import table
 
 
 @dataclass

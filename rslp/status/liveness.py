@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rslp.bounded import UnreadableFile, read_json_object
 from rslp.ledger import Ledger
-from rslp.status.bounded import UnreadableFile, read_json_object
 
 #: Lease assumed for markers that do not record one (written before heartbeats existed).
 DEFAULT_LEASE = 60.0

@@ -22,7 +22,7 @@ from upath import UPath
 
 from rslp.ledger import JobManifest, Ledger
 
-#: State -> fill colour; a partition's state is :func:`rslp.status.report.partition_state`.
+#: State -> fill colour; a partition's state is :func:`rslp.status.model.partition_state`.
 STATE_COLOURS = {
     "done": "#2ca02c",
     "running": "#1f77b4",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rslp.dlq import dlq_list, dlq_replay
 from rslp.ledger import JobManifest, Ledger
-from rslp.status.dlq import dlq_list, dlq_replay
-from rslp.status.report import collect
+from rslp.status.model import collect
 from rslp.task import Task
 from tests.conftest import Backend
 from tests.integration.workers import WorkerProc, publish_tasks

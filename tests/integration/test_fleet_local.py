@@ -17,7 +17,7 @@ from rslp.launch.local import FLEET_DIR_ENV
 from rslp.ledger import Ledger
 from rslp.queue.local import LocalQueue
 from rslp.status.liveness import running_tasks
-from rslp.status.report import scan_markers
+from rslp.status.model import scan_markers
 from rslp.task import Task
 from tests.conftest import wait_until
 from tests.integration.workers import WorkerProc, publish_tasks, write_job

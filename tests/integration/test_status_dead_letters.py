@@ -19,7 +19,8 @@ import pytest
 from rslp.ledger import Ledger
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
 from rslp.pipeline.write_jobs import subscriptions, write_jobs
-from rslp.status.report import collect, render, replay_command
+from rslp.status.model import collect
+from rslp.status.render import render, replay_command
 from tests.conftest import Backend
 from tests.shell import run_printed, shell_env
 

@@ -14,13 +14,13 @@ import pytest
 from rslp import cli
 from rslp import main as rslp_main
 from rslp.argv import bare_booleans
+from rslp.dlq import dlq_show
 from rslp.errors import ExitCode, QueueResourceError
 from rslp.ledger import Ledger
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.queue import Outgoing, open_queue
 from rslp.queue.pubsub import PubSubQueue
-from rslp.status.dlq import dlq_show
-from rslp.status.report import status
+from rslp.status.command import status
 from rslp.task import decode_task
 from tests.shell import hints, run_printed, shell_env
 

@@ -20,7 +20,7 @@ from rslp.dashboard.thumbnail import thumbnail_png
 from rslp.ledger import Ledger
 from rslp.pipeline.job import make_task
 from rslp.pipeline.rolling import rolling
-from rslp.status.report import TASK_STATES, collect
+from rslp.status.model import TASK_STATES, collect
 from tests.unit.test_status_report import EXPECTED, NOW, SCENARIO, make_job, mark, square
 
 

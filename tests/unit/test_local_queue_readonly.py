@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from rslp.dlq import dlq_replay
 from rslp.errors import QueueResourceError
 from rslp.queue import Outgoing, open_queue
 from rslp.queue.choice import UnnamedQueueError
 from rslp.queue.placement import QUEUE_DIR_ENV, default_queue_url
-from rslp.status.dlq import dlq_replay
-from rslp.status.report import collect
+from rslp.status.model import collect
 from tests.unit.test_status_report import make_job
 
 

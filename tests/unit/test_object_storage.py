@@ -10,10 +10,10 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 from upath import UPath
 
+from rslp.pipeline.observe import class_counts
 from rslp.pipeline.postprocess import RasterMerge
 from rslp.pipeline.rslearn_ops import create_windows
 from rslp.queue.placement import default_queue_url
-from rslp.status.observe import class_counts
 from rslp.testing.gcs_emulator import running_gcs_emulator
 from tests.unit.test_pipeline_postprocess import write_partition
 

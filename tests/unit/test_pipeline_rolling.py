@@ -165,7 +165,7 @@ def test_the_example_ci_workflow_is_scheduled_and_calls_rolling_with_valid_flags
 
 
 def test_status_takes_a_job_root_or_a_rolling_root_not_both(tmp_path: Path) -> None:
-    from rslp.status.report import status
+    from rslp.status.command import status
 
     with pytest.raises(PermanentError, match=r"give --job_root .* or --root"):
         status()
@@ -252,7 +252,7 @@ def test_a_forged_catalog_does_not_survive_a_rebuild_and_drift_comes_from_the_pe
 def test_status_root_ignores_a_forged_catalog_and_markers_outside_the_plan(
     demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from rslp.status.report import status
+    from rslp.status.command import status
 
     root = tmp_path / "root"
     rolling(
@@ -274,7 +274,7 @@ def test_status_root_ignores_a_forged_catalog_and_markers_outside_the_plan(
 def test_status_root_shows_one_row_per_period_with_progress_and_failures(
     demo_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from rslp.status.report import status
+    from rslp.status.command import status
 
     root = tmp_path / "root"
     rolling(

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from rslp.bounded import MAX_MARKER_BYTES, MAX_STATUS_PARTITIONS
 from rslp.errors import PermanentError
 from rslp.ledger import Ledger
-from rslp.status.bounded import MAX_MARKER_BYTES, MAX_STATUS_PARTITIONS
-from rslp.status.report import collect, render
+from rslp.status.model import collect
+from rslp.status.render import render
 from tests.unit.test_status_report import NOW, make_job, mark
 
 

@@ -11,8 +11,8 @@ from matplotlib.image import imread
 from shapely.geometry import shape
 
 from rslp.ledger import Ledger
+from rslp.status.command import status
 from rslp.status.map import STATE_COLOURS, draw_map, write_map
-from rslp.status.report import status
 from tests.unit.test_status_report import EXPECTED_PARTITIONS, build_scenario, make_job
 
 

@@ -12,8 +12,9 @@ from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 from rasterio.transform import Affine
 
-from rslp.status.observe import PREDICTED_COLOUR, REFERENCE_COLOUR, draw_distribution, observe, total_variation
-from rslp.status.report import collect, render
+from rslp.pipeline.observe import PREDICTED_COLOUR, REFERENCE_COLOUR, draw_distribution, observe, total_variation
+from rslp.status.model import collect
+from rslp.status.render import render
 from tests.unit.test_status_report import build_scenario
 
 NAMES = ["background", "water", "forest"]

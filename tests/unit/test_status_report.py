@@ -15,7 +15,10 @@ from rslp import cli
 from rslp.ledger import JobManifest, Ledger
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.queue import Outgoing, open_queue
-from rslp.status.report import PUBSUB_BACKLOG_NOTE, RATE_WINDOW, collect, render, status
+from rslp.status.command import status
+from rslp.status.model import RATE_WINDOW, collect
+from rslp.status.queue_view import PUBSUB_BACKLOG_NOTE
+from rslp.status.render import render
 from rslp.task import Task
 
 STEPS = ["create_windows", "predict", "postprocess"]
@@ -286,16 +289,17 @@ def test_throughput_of_a_large_step_is_estimated_from_a_sample_of_done_markers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Above RATE_SAMPLE tasks a step, only an even sample of done markers is stat'ed; the rate stays right."""
-    from rslp.status import report
+    from rslp import bounded
+    from rslp.status import model
 
-    monkeypatch.setattr(report, "RATE_SAMPLE", 100)
+    monkeypatch.setattr(model, "RATE_SAMPLE", 100)
     root = tmp_path / "job"
     make_job(root, 800, ["create_windows"])
     for i in range(800):  # a quarter finished in the last 10 minutes, the rest an hour ago
         mark(root, "create_windows", f"p{i:05d}", "done", at=NOW - 60 if i % 4 == 0 else NOW - 3500)
     stats: list[str] = []
-    real = report._stat_mtime
-    monkeypatch.setattr(report, "_stat_mtime", lambda entry: stats.append(entry.name) or real(entry))
+    real = bounded._stat_mtime
+    monkeypatch.setattr(bounded, "_stat_mtime", lambda entry: stats.append(entry.name) or real(entry))
     (step, _) = collect(str(root), now=NOW).steps
     assert step.counts["done"] == 800 and 50 <= len(stats) <= 200
     assert step.rate == pytest.approx(200 / (RATE_WINDOW / 60), rel=0.35)

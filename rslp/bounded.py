@@ -1,4 +1,4 @@
-"""Bounded reads for the read model: what status, history and fleet sizing take from a job root.
+"""Bounded reads of a job root: what status, history, fleet sizing and the rolling catalog take from it.
 
 Anyone who may write a job root can leave files there that a careless reader chokes
 on: a marker nested 100,000 levels deep (``json`` raises RecursionError), a huge or
@@ -11,19 +11,27 @@ one-line :class:`UnreadableFile` that the caller turns into a note; a header ove
 markers count only for the tasks the job's plan derives (:func:`planned_states`), so
 markers for partitions a job does not have make no job look done.
 
-This module only reads.
+Marker folders are listed with their modification times by :func:`listing` (one
+listing a step, never one read a task); :func:`newest_marker` is when a step last moved.
+
+This module only reads. It sits below the pipeline and status (both read job roots), so
+neither has to import the other for it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 from upath import UPath
 
 from rslp.errors import PermanentError
 from rslp.jobfile import MARKER_LIMIT, JobFileError, read_bytes
-from rslp.ledger import JOB_PARTITION, JobManifest, Ledger
+from rslp.ledger import JOB_PARTITION, JobManifest, Ledger, is_local
 from rslp.task import task_id_for
 
 #: The largest marker (or observe.json) a status reader parses; the worker's are a few KB.
@@ -76,3 +84,54 @@ def check_partition_count(manifest: JobManifest, job_root: str) -> None:
             f"{MAX_STATUS_PARTITIONS:,} partitions status and fleet sizing read; is manifest.json the one "
             "write-jobs wrote?"
         )
+
+
+def newest_marker(root: UPath, step: str) -> float | None:
+    """When ``step``'s newest marker was written (one listing, a stat per marker on local disk)."""
+    return max((t for _, modified in listing(root / "markers" / step) if (t := modified()) is not None), default=None)
+
+
+def listing(base: UPath) -> Iterator[tuple[str, Callable[[], float | None]]]:
+    """(name, a function giving its modification time) for each entry of ``base``; nothing if it is missing.
+
+    On local disk this is ``os.scandir``, whose entries stat lazily: fsspec's local
+    listing builds a dict per entry, and that was most of status's time at 600k
+    markers. Elsewhere it is one paginated listing with details (GCS returns the
+    times with the names).
+    """
+    if is_local(base):
+        try:
+            with os.scandir(base.path) as it:
+                for entry in it:
+                    yield entry.name, functools.partial(_stat_mtime, entry)
+        except FileNotFoundError:
+            return
+        return
+    # fsspec caches listings per process: without this, `status --watch` on gs:// redraws its first view forever.
+    base.fs.invalidate_cache(base.path)
+    try:
+        entries = base.fs.ls(base.path, detail=True)
+    except FileNotFoundError:
+        return
+    for info in entries:
+        yield str(info["name"]).rstrip("/").rsplit("/", 1)[-1], functools.partial(_modified, info)
+
+
+def _stat_mtime(entry: os.DirEntry[str]) -> float:
+    return entry.stat().st_mtime
+
+
+def _modified(info: dict[str, Any]) -> float | None:
+    """A listing entry's modification time, whatever the filesystem calls it."""
+    for key in ("mtime", "updated", "LastModified", "last_modified", "created"):
+        value = info.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None

@@ -30,14 +30,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from rslp.console import duration, printable, table
 from rslp.errors import QueueResourceError
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, Received, dead_letter_name, open_queue
 from rslp.queue.base import dead_letter_kind, dead_letter_reason
 from rslp.queue.choice import queue_to_act_on
-from rslp.status.report import duration, table
 from rslp.task import Task, TaskDecodeError, decode_task
-from rslp.text import printable
 
 #: How long listed dead letters stay invisible to others before they are handed back.
 PEEK_LEASE = 120.0

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from rslp import cli
+from rslp.dlq import dlq_list, dlq_replay, dlq_show
 from rslp.ledger import Ledger
 from rslp.queue import Outgoing, Queue, dead_letter_name, open_queue
 from rslp.queue.base import DEAD_LETTER_SOURCE, MAX_DELIVERIES_REASON
-from rslp.status.dlq import dlq_list, dlq_replay, dlq_show
 from rslp.task import Task, decode_task
 from tests.conftest import pull_until
 from tests.integration.workers import write_job
