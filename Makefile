@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check rslp tests bench tasks
 	$(VENV)/bin/ruff format --check rslp tests bench tasks
 	$(VENV)/bin/mypy rslp
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/hadolint worker.Dockerfile
 	$(VENV)/bin/shellcheck scripts/*.sh
 
@@ -45,4 +46,4 @@ emulator: $(STAMP)
 	$(PY) -m rslp.testing.emulator $(EMULATOR_PORT)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
