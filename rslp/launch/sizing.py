@@ -25,7 +25,7 @@ import random
 import statistics
 from dataclasses import dataclass, field
 
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.status.bounded import UnreadableFile, check_partition_count, planned_states, read_json_object
 from rslp.text import printable
 
@@ -122,7 +122,7 @@ def parse_duration(value: str) -> float:
 
 def measure(job_root: str, guesses: dict[str, float] | None = None) -> dict[str, PoolSize]:
     """Every topic's pool with its steps' work left (``workers`` not yet set)."""
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     manifest = ledger.read_manifest()
     check_partition_count(manifest, job_root)
     guesses = {**DEFAULT_GUESS, **(guesses or {})}
@@ -148,7 +148,7 @@ def measure(job_root: str, guesses: dict[str, float] | None = None) -> dict[str,
     return pools
 
 
-def _median_duration(ledger: Ledger, step: str, done: list[str], guess: float) -> tuple[float, bool]:
+def _median_duration(ledger: JobRoot, step: str, done: list[str], guess: float) -> tuple[float, bool]:
     """The median of the plausible durations in a sample of ``step``'s done markers, or ``guess``."""
     low, high = PLAUSIBLE_SECONDS
     durations = []

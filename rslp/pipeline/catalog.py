@@ -36,9 +36,9 @@ from typing import Any
 
 from upath import UPath
 
-from rslp.ledger import write_json_atomic
 from rslp.status.bounded import UnreadableFile, read_json_object
 from rslp.status.observe import METRIC, total_variation
+from rslp.storage import write_json_atomic
 
 #: The file that marks a folder as a rolling root, written by ``rslp rolling``.
 ROLLING_FILE = "rolling.json"

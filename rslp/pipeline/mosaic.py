@@ -38,6 +38,8 @@ from xml.sax.saxutils import escape
 
 from upath import UPath
 
+from rslp.storage import is_local
+
 #: GDAL's raster block cache during combine, in MB (GDAL's default is 5% of RAM).
 GDAL_CACHE_MB = 256
 #: Deflate level 1: measured 14x faster than GDAL's default (6) on a 67 Mpx class map
@@ -107,7 +109,7 @@ class Zone:
 
 def _local_copy(source: UPath, scratch: Path, i: int) -> str:
     """A path GDAL can open: the file itself on local disk, else a copy in ``scratch``."""
-    if source.protocol in ("", "file", "local"):
+    if is_local(source):
         return str(source.path)
     local = scratch / f"{i:07d}{source.suffix}"
     source.fs.get_file(source.path, str(local))

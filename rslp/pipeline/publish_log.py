@@ -21,7 +21,7 @@ import math
 
 from upath import UPath
 
-from rslp.ledger import write_text_atomic
+from rslp.storage import write_atomic
 
 #: About this many spans a job: the most names a rerun lists, and 1/this the most it republishes.
 SPANS_PER_JOB = 100
@@ -49,4 +49,4 @@ class PublishLog:
 
     def mark(self, span: int) -> None:
         """Record that every pending task of ``span`` is published (call only after the queue confirmed them)."""
-        write_text_atomic(self.folder / str(span), "")
+        write_atomic(self.folder / str(span), "")

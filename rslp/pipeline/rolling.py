@@ -32,13 +32,14 @@ from upath import UPath
 
 from rslp import hints, log
 from rslp.errors import PermanentError
-from rslp.ledger import Ledger, write_json_atomic
+from rslp.jobroot import JobRoot
 from rslp.pipeline.catalog import CATALOG_FILE, ROLLING_FILE, build_catalog, write_catalog
 from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.timerange import NoImageryError, TimeRange, TimeRangeError, parse_time
 from rslp.pipeline.write_jobs import _absolute, enqueue, pending_tasks, subscriptions
 from rslp.queue.placement import default_queue_url
 from rslp.status.bounded import UnreadableFile, read_json_object
+from rslp.storage import is_local, write_json_atomic
 
 logger = log.get(__name__)
 
@@ -119,7 +120,7 @@ def last_activity(job_root: UPath) -> float:
     except (OSError, UnreadableFile):
         enqueued = None
     times = [float(enqueued)] if isinstance(enqueued, int | float) and not isinstance(enqueued, bool) else []
-    for step in Ledger(str(job_root)).steps():
+    for step in JobRoot(str(job_root)).steps():
         if (newest := newest_marker(job_root, step)) is not None:
             times.append(newest)
     return max(times, default=0.0)
@@ -168,7 +169,7 @@ def rolling(
     if last <= first:
         raise TimeRangeError(f"--until: {until} is not after --since {since}")
     root_path = UPath(_absolute(root))
-    if queue is None and root_path.protocol not in ("", "file", "local"):
+    if queue is None and not is_local(root_path):
         raise PermanentError(
             f"--queue: the rolling root {root} is not on local disk; name the queue (pubsub://PROJECT)"
         )
@@ -182,7 +183,7 @@ def rolling(
     for period in todo:
         job_root = root_path / period.name
         if (job_root / "manifest.json").exists():
-            if period.name in finished or next(pending_tasks(Ledger(str(job_root)).read_manifest()), None) is None:
+            if period.name in finished or next(pending_tasks(JobRoot(str(job_root)).read_manifest()), None) is None:
                 outcome["done"].append(period.name)
                 continue
             if time.time() - last_activity(job_root) < requeue_after:

@@ -22,8 +22,8 @@ from typing import Any
 from upath import UPath
 
 from rslp.errors import PermanentError
-from rslp.jobfile import MARKER_LIMIT, JobFileError, read_bytes
-from rslp.ledger import JOB_PARTITION, JobManifest, Ledger
+from rslp.jobroot import JOB_PARTITION, JobManifest, JobRoot
+from rslp.storage import MARKER_LIMIT, JobFileError, read_bytes
 from rslp.task import task_id_for
 
 #: The largest marker (or observe.json) a status reader parses; the worker's are a few KB.
@@ -55,7 +55,7 @@ def read_json_object(path: UPath) -> dict[str, Any]:
     return value
 
 
-def planned_states(ledger: Ledger, manifest: JobManifest, step: str) -> dict[str, str]:
+def planned_states(ledger: JobRoot, manifest: JobManifest, step: str) -> dict[str, str]:
     """``task_id -> state`` of ``step``'s marked tasks that the plan derives; markers of other ids count for nothing.
 
     The plan is the header's: partitions ``p<index>`` below its count (or the per-job

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -26,6 +25,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from upath import UPath
+
+from rslp.storage import is_local, write_atomic, write_json_atomic
 
 METRIC = "total variation distance"
 PREDICTED_COLOUR = "#1f77b4"
@@ -45,7 +46,7 @@ def class_counts(output_path: str) -> dict[int, int]:
     counts: Counter[int] = Counter()
     with contextlib.ExitStack() as stack:
         local = path.path
-        if path.protocol not in ("", "file", "local"):
+        if not is_local(path):
             local = str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rslp-observe-"))) / path.name)
             path.fs.get_file(path.path, local)
         src = stack.enter_context(rasterio.open(local))
@@ -121,12 +122,10 @@ def observe(
         "warning": warning,
         "plot": str(plot),
     }
-    if folder.protocol in ("", "file", "local"):
-        folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     draw_distribution(result).savefig(buffer, format="png")
-    plot.write_bytes(buffer.getvalue())
-    (folder / "observe.json").write_text(json.dumps(result, indent=1))
+    write_atomic(plot, buffer.getvalue())
+    write_json_atomic(folder / "observe.json", result)
     return result
 
 

@@ -42,12 +42,13 @@ from upath import UPath
 
 from rslp import hints
 from rslp.errors import PermanentError, QueueResourceError
-from rslp.ledger import STATES, JobManifest, Ledger, is_local
+from rslp.jobroot import STATES, JobManifest, JobRoot
 from rslp.pipeline.job import JOB_PARTITION
 from rslp.queue import Queue, QueueCounts, dead_letter_name, open_queue
 from rslp.queue.base import dead_letter_kind, dead_letter_reason
 from rslp.status.bounded import UnreadableFile, check_partition_count, read_json_object
 from rslp.status.liveness import RunningTask, running_tasks
+from rslp.storage import is_local
 from rslp.task import TaskDecodeError, decode_task, task_id_for
 from rslp.text import printable
 from rslp.weather import CloudError
@@ -327,7 +328,7 @@ def partition_state(states: Sequence[str]) -> str:
 
 def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus:
     """Read the job root (one listing per step) and its queue into a :class:`JobStatus`."""
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     manifest = ledger.read_manifest()
     now = time.time() if now is None else now
     job_id = manifest.job_id

@@ -22,7 +22,8 @@ from rslearn.utils.raster_array import RasterArray
 from upath import UPath
 
 from rslp.pipeline import mosaic
-from rslp.pipeline.postprocess import RasterMerge, VectorMerge, atomic_output
+from rslp.pipeline.postprocess import RasterMerge, VectorMerge
+from rslp.storage import atomic_output
 
 PROJECTION = Projection(CRS.from_epsg(32610), 10, -10)
 

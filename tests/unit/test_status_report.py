@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rslp import cli
-from rslp.ledger import JobManifest, Ledger
+from rslp.jobroot import JobManifest, JobRoot
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.queue import Outgoing, open_queue
 from rslp.status.report import PUBSUB_BACKLOG_NOTE, RATE_WINDOW, collect, render, status
@@ -43,13 +43,13 @@ def make_job(root: Path, partitions: int, steps: list[str] = STEPS, queue: str |
         job_steps=["combine"],
         topics={s: TOPICS.get(s, "st-cpu") for s in [*steps, "combine"]},
     )
-    return Ledger(root).write_job(manifest, ({"geometry": square(i, per_row)} for i in range(partitions)))
+    return JobRoot(root).write_job(manifest, ({"geometry": square(i, per_row)} for i in range(partitions)))
 
 
 def mark(root: Path, step: str, partition: str, *states: str, at: float | None = None, error: str = "") -> Task:
     """Write markers as the worker does: running, then failed/dead (with an error) or done."""
     task = make_task("job-test", str(root), step, partition)
-    ledger = Ledger(root)
+    ledger = JobRoot(root)
     for state in states:
         info = {"kind": "error", "error": error, "attempt": 1} if state in ("failed", "dead") else {}
         ledger.mark(task, state, worker="w-1", **info)
@@ -315,7 +315,7 @@ def test_status_escapes_control_characters_from_markers(tmp_path: Path, capsys: 
 def test_running_task_without_heartbeat_for_two_leases_is_stalled(tmp_path: Path) -> None:
     root = tmp_path / "job"
     make_job(root, 3)
-    ledger = Ledger(root)
+    ledger = JobRoot(root)
     alive, dead, handed_back = (make_task("job-test", str(root), "create_windows", f"p0000{i}") for i in range(3))
     ledger.mark(alive, "running", worker="w-alive", lease_seconds=15.0)
     ledger.mark(dead, "running", worker="w-killed", lease_seconds=15.0)
