@@ -118,3 +118,36 @@ def test_a_manifest_from_before_records_is_refused_in_one_line(tmp_path: Path) -
         f"{tmp_path}/manifest.json: partitions: Extra inputs are not permitted "
         "(a job root from before records/: rerun write-jobs into a new job root)"
     )
+
+
+def test_the_layout_is_the_one_existing_job_roots_have(tmp_path: Path) -> None:
+    """Job roots written by earlier versions stay readable: every name under a root comes from JobRoot."""
+    job = JobRoot(tmp_path)
+    relative = {
+        "manifest": job.manifest_path,
+        "shard": job.shard_path(3),
+        "marker": job.marker_path("prepare", "abc", "done"),
+        "dataset": job.dataset_root("p00042"),
+        "tiles": job.tiles,
+        "partition output": job.partition_output("prediction", "p00042", ".tif"),
+        "fan-in unit": job.fanin_unit(1, 2, 205),
+        "fan-in ready": job.fanin_ready,
+        "output": job.output_dir,
+    }
+    assert {k: str(v.relative_to(UPath(tmp_path))) for k, v in relative.items()} == {
+        "manifest": "manifest.json",
+        "shard": "records/00003.jsonl",
+        "marker": "markers/prepare/abc.done.json",
+        "dataset": "partitions/p00042",
+        "tiles": "tiles",
+        "partition output": "partition_outputs/prediction/p00042.tif",
+        "fan-in unit": "fanin/1/000002/000205",
+        "fan-in ready": "fanin/ready",
+        "output": "output",
+    }
+
+
+@pytest.mark.parametrize("pid", ["..", "../p00000", "/etc", ""])
+def test_a_partition_dataset_never_lies_outside_the_root(tmp_path: Path, pid: str) -> None:
+    with pytest.raises(PermanentError, match="not a valid id|not under"):
+        JobRoot(tmp_path).dataset_root(pid)
