@@ -149,5 +149,5 @@ def test_the_layout_is_the_one_existing_job_roots_have(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("pid", ["..", "../p00000", "/etc", ""])
 def test_a_partition_dataset_never_lies_outside_the_root(tmp_path: Path, pid: str) -> None:
-    with pytest.raises(PermanentError, match="not a valid id|not under"):
+    with pytest.raises(PermanentError, match=r"not a valid id|not under"):
         JobRoot(tmp_path).dataset_root(pid)
