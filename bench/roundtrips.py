@@ -144,7 +144,11 @@ def child(job_root: str, config: str, request: str) -> None:
     counts = count_gcs(job_root) if job_root.startswith("gs://") else count_local(job_root)
 
     from rslp import registry
-    from rslp.jobroot import JobRoot
+
+    try:
+        from rslp.jobroot import JobRoot
+    except ImportError:  # the baseline's code, from before issue 22: the same class, named Ledger
+        from rslp.ledger import Ledger as JobRoot  # type: ignore[no-redef]
     from rslp.pipeline.config import load_pipeline_config
     from rslp.pipeline.job import make_task
     from rslp.pipeline.write_jobs import create_job

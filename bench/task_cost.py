@@ -51,6 +51,8 @@ PARTS = (
     ("step: load_windows (read-back)", "rslearn.dataset.dataset", "Dataset.load_windows"),
 )
 STEP = "create_windows"
+#: Where a part lived in the baseline's code (before issue 22), where it has moved since.
+BEFORE_ISSUE_22 = {("rslp.jobroot.root", "JobRoot.mark"): ("rslp.ledger", "Ledger.mark")}
 SIZE = 1_600
 
 
@@ -62,7 +64,11 @@ def _wrap(label: str, module: str, attr: str) -> None:
     """Replace ``module.attr`` with a wrapper that adds its wall seconds to the current task's ``label``."""
     import importlib
 
-    owner: Any = importlib.import_module(module)
+    try:
+        owner: Any = importlib.import_module(module)
+    except ModuleNotFoundError:
+        module, attr = BEFORE_ISSUE_22[(module, attr)]
+        owner = importlib.import_module(module)
     *path, name = attr.split(".")
     for part in path:
         owner = getattr(owner, part)
@@ -91,7 +97,10 @@ def child(job_root: str, tasks: int, profile: bool) -> None:
     from rslp import log, registry  # what the task process has imported before its first task
 
     log.setup()
-    from rslp.jobroot import JobRoot
+    try:
+        from rslp.jobroot import JobRoot
+    except ImportError:  # the baseline's code, from before issue 22: the same class, named Ledger
+        from rslp.ledger import Ledger as JobRoot  # type: ignore[no-redef]
     from rslp.pipeline.job import make_task
     from rslp.worker import guard
 

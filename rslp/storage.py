@@ -87,8 +87,9 @@ def _renamed_into_place(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    finally:
+    except BaseException:  # not a finally: a successful write makes no extra call
         tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_atomic(path: AnyPath, data: str | bytes) -> None:
@@ -136,8 +137,9 @@ def atomic_folder(dest: Path) -> Iterator[Path]:
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
-    finally:
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def create_only(path: UPath, data: bytes) -> bool:

@@ -18,6 +18,8 @@
                                           combine starts when all of them exist
     fanin/<level>/<group>/<unit>          completion objects: how the last partition
     fanin/ready                           knows it is last (:mod:`rslp.pipeline.fanin`)
+    published/<queue key>/<span>          what write-jobs has published to a queue, a span
+                                          of partitions at a time (rslp.pipeline.publish_log)
     output/<postprocessor>.<ext>          the job's outputs (or the pipeline's output_dir)
 
 A partition's id is ``p`` and its index in the plan (``p00042``), so the index, and

@@ -85,6 +85,10 @@ class JobRoot:
         """``fanin/ready``: the create-only object naming the one partition that asks for combine."""
         return self.root / "fanin" / "ready"
 
+    def publish_log(self, queue_key: str) -> UPath:
+        """``published/<queue_key>/``: what write-jobs has published to one queue (:mod:`rslp.pipeline.publish_log`)."""
+        return self.root / "published" / queue_key
+
     @property
     def output_dir(self) -> UPath:
         """``output/``: the job's outputs, unless the pipeline names its own ``output_dir``."""

@@ -132,6 +132,7 @@ def test_the_layout_is_the_one_existing_job_roots_have(tmp_path: Path) -> None:
         "partition output": job.partition_output("prediction", "p00042", ".tif"),
         "fan-in unit": job.fanin_unit(1, 2, 205),
         "fan-in ready": job.fanin_ready,
+        "publish log": job.publish_log("0123abcd"),
         "output": job.output_dir,
     }
     assert {k: str(v.relative_to(UPath(tmp_path))) for k, v in relative.items()} == {
@@ -143,6 +144,7 @@ def test_the_layout_is_the_one_existing_job_roots_have(tmp_path: Path) -> None:
         "partition output": "partition_outputs/prediction/p00042.tif",
         "fan-in unit": "fanin/1/000002/000205",
         "fan-in ready": "fanin/ready",
+        "publish log": "published/0123abcd",
         "output": "output",
     }
 
