@@ -21,6 +21,8 @@ few places where the kinds differ are here, and only here:
   ``fstat`` on the open descriptor proves it is a regular file no bigger than its kind's
   cap, and at most cap + 1 bytes are read; on an object store the object's size is asked
   first, and at most the cap is fetched.
+- **Copies to local disk** (:func:`local_copy`): GDAL opens files by name, so a file on
+  an object store is downloaded to scratch disk first (never read into memory whole).
 - **Listings with modification times** (:func:`listing`): ``os.scandir`` on local disk
   (its entries stat lazily: fsspec's local listing builds a dict per entry, and that was
   most of ``rslp status``'s time at 600k markers), one paginated listing with details
@@ -74,6 +76,19 @@ def is_local(path: AnyPath) -> bool:
 def local_path(path: UPath) -> Path:
     """The ``pathlib`` path of a local ``UPath`` (what ``os`` and rasterio take)."""
     return Path(path.path)
+
+
+def local_copy(path: UPath, scratch: Path, name: str | None = None) -> Path:
+    """A local file with ``path``'s content, for libraries that open files by name (GDAL).
+
+    On local disk it is the file itself; from an object store it is downloaded to
+    ``scratch / name`` (``path``'s own name by default), never into memory.
+    """
+    if is_local(path):
+        return local_path(path)
+    local = scratch / (name or path.name)
+    path.fs.get_file(path.path, str(local))
+    return local
 
 
 # -- writes -------------------------------------------------------------------------------

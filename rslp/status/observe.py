@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from upath import UPath
 
-from rslp.storage import is_local, write_atomic, write_json_atomic
+from rslp.storage import local_copy, write_atomic, write_json_atomic
 
 METRIC = "total variation distance"
 PREDICTED_COLOUR = "#1f77b4"
@@ -45,11 +45,8 @@ def class_counts(output_path: str) -> dict[int, int]:
     path = UPath(output_path)
     counts: Counter[int] = Counter()
     with contextlib.ExitStack() as stack:
-        local = path.path
-        if not is_local(path):
-            local = str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rslp-observe-"))) / path.name)
-            path.fs.get_file(path.path, local)
-        src = stack.enter_context(rasterio.open(local))
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rslp-observe-")))
+        src = stack.enter_context(rasterio.open(local_copy(path, scratch)))
         if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
             raise ValueError(f"{output_path}: band 1 is {src.dtypes[0]}, not integer classes")
         for _, window in src.block_windows(1):

@@ -19,6 +19,7 @@ from rslp.storage import (
     create_only,
     is_local,
     listing,
+    local_copy,
     read_json_object,
     write_atomic,
     write_json_atomic,
@@ -155,3 +156,15 @@ def test_a_json_object_read_refuses_what_is_not_one_in_one_line(tmp_path: Path) 
         read_json_object(path)
     path.write_text('{"state": "done"}')
     assert read_json_object(path) == {"state": "done"}
+
+
+def test_a_local_copy_is_the_file_itself_on_local_disk_and_a_download_elsewhere(tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    here = tmp_path / "a.tif"
+    here.write_bytes(b"local")
+    assert local_copy(UPath(here), scratch) == here and os.listdir(scratch) == []
+    remote = _memory("b.tif")
+    remote.write_bytes(b"remote")
+    copy = local_copy(remote, scratch, "0000001.tif")
+    assert copy == scratch / "0000001.tif" and copy.read_bytes() == b"remote"
