@@ -78,6 +78,16 @@ def local_path(path: UPath) -> Path:
     return Path(path.path)
 
 
+def absolute(path: str) -> str:
+    """``path`` as it names the same place from any working directory (object-store URLs as given).
+
+    Local paths and ``file://`` URLs become absolute paths: what a job's header records,
+    and what job roots are compared and queues placed by.
+    """
+    p = UPath(path)
+    return os.path.abspath(p.path) if is_local(p) else str(p)
+
+
 def local_copy(path: UPath, scratch: Path, name: str | None = None) -> Path:
     """A local file with ``path``'s content, for libraries that open files by name (GDAL).
 

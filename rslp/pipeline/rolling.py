@@ -36,10 +36,10 @@ from rslp.jobroot import JobRoot
 from rslp.pipeline.catalog import CATALOG_FILE, ROLLING_FILE, build_catalog, write_catalog
 from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.timerange import NoImageryError, TimeRange, TimeRangeError, parse_time
-from rslp.pipeline.write_jobs import _absolute, enqueue, pending_tasks, subscriptions
+from rslp.pipeline.write_jobs import enqueue, pending_tasks, subscriptions
 from rslp.queue.placement import default_queue_url
 from rslp.status.bounded import UnreadableFile, read_json_object
-from rslp.storage import is_local, write_json_atomic
+from rslp.storage import absolute, is_local, write_json_atomic
 
 logger = log.get(__name__)
 
@@ -168,13 +168,13 @@ def rolling(
     last = parse_time(until, "--until") if until else datetime.now(UTC)
     if last <= first:
         raise TimeRangeError(f"--until: {until} is not after --since {since}")
-    root_path = UPath(_absolute(root))
+    root_path = UPath(absolute(root))
     if queue is None and not is_local(root_path):
         raise PermanentError(
             f"--queue: the rolling root {root} is not on local disk; name the queue (pubsub://PROJECT)"
         )
     queue_url = queue or default_queue_url(str(root_path))
-    _claim(root_path, str(pipeline.source), _absolute(request), every)
+    _claim(root_path, str(pipeline.source), absolute(request), every)
     todo = periods(every, first, last)
     outcome: dict[str, list[str]] = {k: [] for k in ("new", "resumed", "moving", "done", "without imagery")}
     published = 0

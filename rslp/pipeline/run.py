@@ -34,7 +34,7 @@ from rslp.pipeline.progress import StepProgress
 from rslp.pipeline.write_jobs import enqueue, subscriptions, summary
 from rslp.queue import open_queue
 from rslp.queue.placement import default_queue_url
-from rslp.storage import is_local
+from rslp.storage import absolute, is_local
 from rslp.worker.lease import DEFAULT_LEASE_SECONDS
 
 logger = log.get(__name__)
@@ -141,8 +141,7 @@ def run(
     """
     pipeline = load_pipeline_config(config)
     root = job_root or os.path.join("runs", f"{UPath(request).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if is_local(root):
-        root = os.path.abspath(UPath(root).path)
+    root = absolute(root)
     queue = default_queue_url(root)
     started = time.monotonic()
     subs = subscriptions(pipeline.partition_steps + pipeline.job_steps, pipeline.topics)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from rslp.pipeline.timerange import TimeRange
 from rslp.queue import Queue, open_queue
 from rslp.queue.limits import encode_task
 from rslp.queue.placement import default_queue_url
-from rslp.storage import is_local
+from rslp.storage import absolute
 from rslp.task import Task, task_id_for
 
 if TYPE_CHECKING:
@@ -53,11 +52,6 @@ LOCAL_DISK_NOTE = "  the queue file is on this machine's local disk (SQLite is u
 PUBLISH_CHUNK = 1000
 #: Partitions reprojected to WGS84 together while planning.
 PLAN_BATCH = 1000
-
-
-def _absolute(path: str) -> str:
-    p = UPath(path)
-    return os.path.abspath(p.path) if is_local(p) else str(p)
 
 
 def plan_partitions(
@@ -253,7 +247,7 @@ def enqueue(
 
 def _interrupted(job_root: str) -> str:
     """What a Ctrl-C left of the job, in one line, and that rerunning the same command finishes it."""
-    ledger = JobRoot(_absolute(job_root))
+    ledger = JobRoot(absolute(job_root))
     if not ledger.manifest_path.exists():
         return (
             "interrupted before the job's header was written (records written so far are planned again); "
@@ -275,10 +269,10 @@ def _enqueue(
     republish: bool,
 ) -> tuple[JobManifest, int, int, str]:
     pipeline = load_pipeline_config(config)
-    job_root = _absolute(job_root)
+    job_root = absolute(job_root)
     queue_url = queue or _recorded_queue(job_root) or default_queue_url(job_root)
-    preflight(pipeline, _absolute(request), job_root, queue_url)  # nothing is written before this passes
-    manifest = _manifest(pipeline, _absolute(request), job_root, queue_url, max_partitions, flags)
+    preflight(pipeline, absolute(request), job_root, queue_url)  # nothing is written before this passes
+    manifest = _manifest(pipeline, absolute(request), job_root, queue_url, max_partitions, flags)
     if manifest.queue != queue_url:  # a re-run on another queue: status and dlq must look there now
         manifest = manifest.model_copy(update={"queue": queue_url})
         JobRoot(job_root).write_manifest(manifest)

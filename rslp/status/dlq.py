@@ -36,6 +36,7 @@ from rslp.queue import Outgoing, Queue, Received, dead_letter_name, open_queue
 from rslp.queue.base import dead_letter_kind, dead_letter_reason
 from rslp.queue.choice import queue_to_act_on
 from rslp.status.report import duration, table
+from rslp.storage import absolute
 from rslp.task import Task, TaskDecodeError, decode_task
 from rslp.text import printable
 
@@ -180,7 +181,7 @@ def _own_job(task: Task | None, job_root: str | None) -> bool:
 
 
 def _normal(root: str) -> str:
-    return os.path.normpath(root if "://" in root else os.path.abspath(root))
+    return os.path.normpath(absolute(root))
 
 
 def _select(

@@ -14,6 +14,7 @@ from upath import UPath
 from rslp import storage
 from rslp.storage import (
     UnreadableFile,
+    absolute,
     atomic_folder,
     atomic_output,
     create_only,
@@ -168,3 +169,16 @@ def test_a_local_copy_is_the_file_itself_on_local_disk_and_a_download_elsewhere(
     remote.write_bytes(b"remote")
     copy = local_copy(remote, scratch, "0000001.tif")
     assert copy == scratch / "0000001.tif" and copy.read_bytes() == b"remote"
+
+
+def test_a_file_url_names_the_same_job_root_as_its_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rslp dlq` and the queue choice once kept ``file://`` roots as given, unlike write-jobs' header."""
+    from rslp.queue.choice import queue_to_act_on
+    from rslp.queue.placement import default_queue_url
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute("job") == str(tmp_path / "job")
+    assert absolute(f"file://{tmp_path}/job") == str(tmp_path / "job")
+    assert absolute("gs://bucket/job") == "gs://bucket/job"
+    own = default_queue_url(str(tmp_path / "job"))  # what write-jobs recorded
+    assert queue_to_act_on(f"file://{tmp_path}/job", own, None, "rslp dlq replay") == own
