@@ -79,13 +79,13 @@ def import_probe() -> dict[str, Any]:
 
 def predict_start(prepared: Path, scratch: Path) -> dict[str, float]:
     """A predict worker on a copy of the prepared job: start-up and per-task durations."""
-    from rslp.ledger import Ledger
+    from rslp.jobroot import JobRoot
     from rslp.pipeline.job import make_task
     from rslp.queue import Outgoing
 
     root = scratch / "job"
     shutil.copytree(prepared, root)
-    ledger = Ledger(root)  # the copy is a job of its own: its downstream tasks must name it, not the original
+    ledger = JobRoot(root)  # the copy is a job of its own: its downstream tasks must name it, not the original
     ledger.write_manifest(ledger.read_manifest().model_copy(update={"job_root": str(root)}))
     partitions = sorted(p.name for p in (root / "partitions").iterdir())
     b = backend("embedded", scratch)

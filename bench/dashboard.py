@@ -92,7 +92,7 @@ def _wait_for_reads(port: int, count: int, timeout: float) -> list[float]:
 
 def measure(n: int, repeats: int, browser: Any) -> dict[str, Any]:
     """Every figure at one size."""
-    from rslp.ledger import Ledger
+    from rslp.jobroot import JobRoot
     from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
     from rslp.pipeline.write_jobs import write_jobs
 
@@ -102,7 +102,7 @@ def measure(n: int, repeats: int, browser: Any) -> dict[str, Any]:
         request, queue = str(request_for(n, folder)), f"local://{folder}/queue.db"
         write_jobs(str(DEMO_DIR / "pipeline.yaml"), request, str(root), queue=queue)
         markers = mark_every_task(root)
-        partitions = Ledger(root).read_manifest().partition_count
+        partitions = JobRoot(root).read_manifest().partition_count
         started = time.perf_counter()
         server = subprocess.Popen(
             [sys.executable, "-m", "rslp.cli", "dashboard", "--job_root", str(root), "--interval", "2"],

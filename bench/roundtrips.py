@@ -144,7 +144,11 @@ def child(job_root: str, config: str, request: str) -> None:
     counts = count_gcs(job_root) if job_root.startswith("gs://") else count_local(job_root)
 
     from rslp import registry
-    from rslp.ledger import Ledger
+
+    try:
+        from rslp.jobroot import JobRoot
+    except ImportError:  # the baseline's code, from before issue 22: the same class, named Ledger
+        from rslp.jobroot import JobRoot as JobRoot
     from rslp.pipeline.config import load_pipeline_config
     from rslp.pipeline.job import make_task
     from rslp.pipeline.write_jobs import create_job
@@ -158,12 +162,12 @@ def child(job_root: str, config: str, request: str) -> None:
         started = time.perf_counter()
         with counts.counting() as worker_admit:
             admitted = guard.admit(task, [job_root] if "://" in job_root else [])
-            Ledger(job_root).mark(task, "running", worker="bench", lease_seconds=60, heartbeat=time.time())
+            JobRoot(job_root).mark(task, "running", worker="bench", lease_seconds=60, heartbeat=time.time())
         with counts.counting() as task_part:
             downstream = registry.get("pipeline", step).run(task.args)
         with counts.counting() as worker_done:
             done = [d.model_dump(mode="json") for d in downstream or []]
-            Ledger(job_root).mark(task, "done", worker="bench", duration=1.0, downstream=done)
+            JobRoot(job_root).mark(task, "done", worker="bench", duration=1.0, downstream=done)
         if admitted.done_downstream is not None:
             raise RuntimeError(f"{step} of {PARTITION} was already done before it ran")
         worker = worker_admit + worker_done

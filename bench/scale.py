@@ -135,7 +135,7 @@ def fanin_cost(n: int, folder: Path) -> dict[str, float]:
     """Every partition arrives once, in random order: seconds and listings in all."""
     from upath import UPath
 
-    from rslp.ledger import FANIN_GROUP_SIZE
+    from rslp.jobroot import FANIN_GROUP_SIZE
     from rslp.pipeline import fanin
 
     listings = 0
@@ -175,10 +175,10 @@ def old_fanin_s(n: int, folder: Path) -> float:
 
 def mark_every_task(root: Path) -> int:
     """One marker per task, written directly (as fast as possible): 98% done, 1.5% failed, 0.5% dead."""
-    from rslp.ledger import Ledger
+    from rslp.jobroot import JobRoot
     from rslp.pipeline.job import make_task
 
-    manifest = Ledger(root).read_manifest()
+    manifest = JobRoot(root).read_manifest()
     files = 0
     for s, step in enumerate(STEPS):
         folder = root / "markers" / step
@@ -206,9 +206,9 @@ def measure(n: int, repeats: int, old_fanin_max: int) -> dict[str, Any]:
     with scratch_dir(f"scale-{n}") as folder:
         request = request_for(n, folder)
         write, root = write_jobs_cost(request, folder / "write", repeats if n < 50_000 else min(repeats, 2))
-        from rslp.ledger import Ledger
+        from rslp.jobroot import JobRoot
 
-        partitions = Ledger(root).read_manifest().partition_count
+        partitions = JobRoot(root).read_manifest().partition_count
         row: dict[str, Any] = {"partitions": partitions, **{f"write_jobs_{k}": v for k, v in write.items()}}
         row["write_jobs_us_per_partition"] = round(write["seconds"] / partitions * 1e6, 1)
         row["job_load_ms"] = job_load_ms(root)

@@ -31,7 +31,7 @@ def build_job(job_root: str, partitions: int) -> int:
     """Write the manifest and a done marker per partition and step; returns the marker count."""
     import fsspec
 
-    from rslp.ledger import JobManifest, Ledger
+    from rslp.jobroot import JobManifest, JobRoot
     from rslp.pipeline.job import make_task
 
     side = math.ceil(math.sqrt(partitions))
@@ -50,7 +50,7 @@ def build_job(job_root: str, partitions: int) -> int:
         job_steps=["combine"],
         topics={s: "bench-cpu" for s in [*STEPS, "combine"]},
     )
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     manifest = ledger.write_job(header, records)
     # One object at a time: the emulator is a single-threaded HTTP server, and gcsfs's
     # concurrent batches against it stall on timeouts (100 objects took 110 s).

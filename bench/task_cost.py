@@ -40,7 +40,7 @@ from typing import Any
 #: (label, module, attribute path) of each part timed, in the order a task meets them.
 PARTS = (
     ("worker: guard.admit", "rslp.worker.guard", "admit"),
-    ("worker: markers (running + done)", "rslp.ledger", "Ledger.mark"),
+    ("worker: markers (running + done)", "rslp.jobroot.root", "JobRoot.mark"),
     ("task: parse_args", "rslp.registry", "Workflow.parse_args"),
     ("task: step (all of it)", "rslp.pipeline.steps", "create_windows"),
     ("step: Job.load", "rslp.pipeline.job", "Job.load"),
@@ -51,6 +51,8 @@ PARTS = (
     ("step: load_windows (read-back)", "rslearn.dataset.dataset", "Dataset.load_windows"),
 )
 STEP = "create_windows"
+#: Where a part lived in the baseline's code (before issue 22), where it has moved since.
+BEFORE_ISSUE_22 = {("rslp.jobroot.root", "JobRoot.mark"): ("rslp.jobroot", "Ledger.mark")}
 SIZE = 1_600
 
 
@@ -62,7 +64,11 @@ def _wrap(label: str, module: str, attr: str) -> None:
     """Replace ``module.attr`` with a wrapper that adds its wall seconds to the current task's ``label``."""
     import importlib
 
-    owner: Any = importlib.import_module(module)
+    try:
+        owner: Any = importlib.import_module(module)
+    except ModuleNotFoundError:
+        module, attr = BEFORE_ISSUE_22[(module, attr)]
+        owner = importlib.import_module(module)
     *path, name = attr.split(".")
     for part in path:
         owner = getattr(owner, part)
@@ -91,11 +97,14 @@ def child(job_root: str, tasks: int, profile: bool) -> None:
     from rslp import log, registry  # what the task process has imported before its first task
 
     log.setup()
-    from rslp.ledger import Ledger
+    try:
+        from rslp.jobroot import JobRoot
+    except ImportError:  # the baseline's code, from before issue 22: the same class, named Ledger
+        from rslp.jobroot import JobRoot as JobRoot
     from rslp.pipeline.job import make_task
     from rslp.worker import guard
 
-    manifest = Ledger(job_root).read_manifest()
+    manifest = JobRoot(job_root).read_manifest()
     pids = list(manifest.partition_ids())[: tasks + 1]
     boot = {"wall": time.perf_counter() - started, "cpu": time.process_time() - cpu}
     per_task: dict[str, list[float]] = defaultdict(list)
@@ -115,7 +124,7 @@ def child(job_root: str, tasks: int, profile: bool) -> None:
         task = make_task(manifest.job_id, job_root, STEP, pid)
         t0, c0 = time.perf_counter(), time.process_time()
         guard.admit(task)
-        ledger = Ledger(job_root)
+        ledger = JobRoot(job_root)
         ledger.mark(task, "running", worker="bench", lease_seconds=60, heartbeat=time.time())
         downstream = registry.get("pipeline", STEP).run(task.args)
         ledger.mark(task, "done", worker="bench", duration=0.0, downstream=[d.model_dump() for d in downstream])

@@ -48,7 +48,7 @@ def loadavg() -> str:
 
 def write_job(n: int, folder: Path) -> tuple[str, str, int]:
     """A fresh demo job of about ``n`` partitions on an embedded queue: (queue URL, subscription, partitions)."""
-    from rslp.ledger import Ledger
+    from rslp.jobroot import JobRoot
     from rslp.pipeline.config import load_pipeline_config
 
     folder.mkdir(parents=True)
@@ -56,7 +56,7 @@ def write_job(n: int, folder: Path) -> tuple[str, str, int]:
     cmd = [sys.executable, "-m", "rslp.cli", "write-jobs", "--config", str(CONFIG)]
     cmd += ["--request", str(request_for(n, folder)), "--job_root", str(folder / "job"), "--queue", queue]
     subprocess.run(cmd, capture_output=True, text=True, env=child_env(), cwd=REPO, check=True, timeout=900)
-    partitions = Ledger(folder / "job").read_manifest().partition_count
+    partitions = JobRoot(folder / "job").read_manifest().partition_count
     return queue, load_pipeline_config(str(CONFIG)).topics[STEP], partitions
 
 

@@ -32,10 +32,11 @@ from typing import Any
 
 from rslp.console import duration, printable, table
 from rslp.errors import QueueResourceError
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.queue import Outgoing, Queue, Received, dead_letter_name, open_queue
 from rslp.queue.base import dead_letter_kind, dead_letter_reason
 from rslp.queue.choice import queue_to_act_on
+from rslp.storage import absolute
 from rslp.task import Task, TaskDecodeError, decode_task
 
 #: How long listed dead letters stay invisible to others before they are handed back.
@@ -89,7 +90,7 @@ def _target(
     """
     subs = [s for s in (subscription or "").split(",") if s]
     if job_root:
-        manifest = Ledger(job_root).read_manifest()
+        manifest = JobRoot(job_root).read_manifest()
         queue = queue_to_act_on(job_root, manifest.queue, queue, acting) if acting else queue or manifest.queue
         if not subs:
             subs = list(dict.fromkeys(manifest.topics[s] for s in manifest.steps + manifest.job_steps))
@@ -179,7 +180,7 @@ def _own_job(task: Task | None, job_root: str | None) -> bool:
 
 
 def _normal(root: str) -> str:
-    return os.path.normpath(root if "://" in root else os.path.abspath(root))
+    return os.path.normpath(absolute(root))
 
 
 def _select(
@@ -273,7 +274,7 @@ def dlq_show(
                     print(printable(f"  {key}: {value}"))
             body = _body(d)
             print("  message:", json.dumps(body, indent=2).replace("\n", "\n  "))
-            marker = Ledger(job_root or "").read(d.task, "dead") if d.task and _own_job(d.task, job_root) else None
+            marker = JobRoot(job_root or "").read(d.task, "dead") if d.task and _own_job(d.task, job_root) else None
             traceback = str((marker or {}).get("traceback") or d.message.attributes.get("rslp_traceback") or "")
             if traceback:
                 print(printable("  traceback:\n    " + traceback.rstrip().replace("\n", "\n    ")))
@@ -330,7 +331,7 @@ def dlq_replay(
             q.publish(topic, [_replayed(d) for d in unique])
             for d in unique:
                 if d.task is not None and _own_job(d.task, job_root):
-                    Ledger(d.task.job_root or "").clear(d.task, *STALE_MARKERS)
+                    JobRoot(d.task.job_root or "").clear(d.task, *STALE_MARKERS)
             for d in group:
                 peek.ack(d)
         print(

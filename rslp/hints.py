@@ -18,7 +18,7 @@ from pathlib import Path
 
 from upath import UPath
 
-from rslp.ledger import is_local
+from rslp.storage import is_local
 
 
 def program() -> str:

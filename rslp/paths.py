@@ -20,6 +20,7 @@ from typing import TypeVar
 from upath import UPath
 
 from rslp.errors import PermanentError
+from rslp.storage import is_local
 
 #: An id that is safe as one path component: starts with a letter or digit (so never
 #: ``.`` or ``..``), then letters, digits, ``_``, ``-`` and ``.``; no separators.
@@ -56,15 +57,11 @@ def under(root: P, *components: str) -> P:
     base = _normal(root)
     if os.path.commonpath([base, _normal(path)]) != base:
         raise PathEscapeError(f"{path} is not under {root}")
-    if not isinstance(root, UPath) or root.protocol in LOCAL_PROTOCOLS:
+    if is_local(root):
         real_base, real = os.path.realpath(_normal(root)), os.path.realpath(_normal(path))
         if os.path.commonpath([real_base, real]) != real_base:
             raise PathEscapeError(f"{path} leads out of {root} through a symlink (to {real})")
     return path
-
-
-#: Protocols of local disk (``file://``, ``local://`` or none).
-LOCAL_PROTOCOLS = ("", "file", "local")
 
 
 def lies_under(path: str, prefix: str) -> bool:
@@ -74,8 +71,8 @@ def lies_under(path: str, prefix: str) -> bool:
     component never counts as inside.
     """
     target, base = UPath(path), UPath(prefix)
-    local = target.protocol in LOCAL_PROTOCOLS
-    if local != (base.protocol in LOCAL_PROTOCOLS) or (not local and target.protocol != base.protocol):
+    local = is_local(target)
+    if local != is_local(base) or (not local and target.protocol != base.protocol):
         return False
     if local:
         inner, outer = os.path.realpath(target.path), os.path.realpath(base.path)

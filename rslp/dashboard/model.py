@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from upath import UPath
 
-from rslp.ledger import JobManifest, Ledger
+from rslp.jobroot import JobManifest, JobRoot
 from rslp.pipeline.catalog import build_catalog
 from rslp.status.history import PeriodRow, progress
 from rslp.status.map import LABELS, STATE_COLOURS
@@ -68,7 +68,7 @@ def layout(manifest: JobManifest) -> bytes:
     not per refresh); a partition without coordinates gets NaNs and is not drawn.
     """
     corners = np.full((manifest.partition_count, 4, 2), np.nan, dtype=np.float32)
-    for i, entry in enumerate(Ledger(manifest.job_root).partitions(manifest)):
+    for i, entry in enumerate(JobRoot(manifest.job_root).partitions(manifest)):
         points = np.asarray(list(_points(entry.geometry.get("coordinates"))), dtype=np.float64)
         if len(points) == 5 and np.array_equal(points[0], points[-1]) and entry.geometry.get("type") == "Polygon":
             corners[i] = points[:4]
@@ -100,7 +100,7 @@ def throughput(step: StepStatus, start: float, end: float) -> list[list[float]]:
 
 def dead_tasks(job: JobStatus, limit: int = MAX_DEAD_SHOWN) -> tuple[list[dict[str, str]], int]:
     """The dead tasks (at most ``limit``, read from their dead markers) and how many there are."""
-    ledger = Ledger(job.manifest.job_root)
+    ledger = JobRoot(job.manifest.job_root)
     shown: list[dict[str, str]] = []
     total = 0
     for step, states in job.tasks.items():

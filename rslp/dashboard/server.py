@@ -31,7 +31,7 @@ import structlog
 from upath import UPath
 
 from rslp.dashboard.snapshot import Encoded, Snapshots
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 
 logger = structlog.get_logger(__name__)
 
@@ -234,7 +234,7 @@ def dashboard(
     snapshots = Snapshots(job_root=job_root, root=root, interval=interval)
     # A mistyped root fails here, in one line, rather than on a page that never fills.
     if job_root is not None:
-        Ledger(job_root).read_manifest()
+        JobRoot(job_root).read_manifest()
     elif root is not None and not UPath(root).exists():
         raise FileNotFoundError(f"{root}: no such rolling root")
     token = None if is_loopback(host) else secrets.token_urlsafe(24)

@@ -192,11 +192,11 @@ def launch(
 
 def _job_queue(job_root: str, given: str | None) -> str:
     """The queue the job's workers pull: ``--queue``, or the job's own embedded queue (:mod:`rslp.queue.choice`)."""
-    from rslp.ledger import Ledger
+    from rslp.jobroot import JobRoot
     from rslp.queue.choice import UnnamedQueueError, queue_to_act_on
 
     try:
-        queue = queue_to_act_on(job_root, Ledger(job_root).read_manifest().queue, given, "rslp launch --job_root")
+        queue = queue_to_act_on(job_root, JobRoot(job_root).read_manifest().queue, given, "rslp launch --job_root")
     except UnnamedQueueError as e:
         raise FleetError(str(e)) from None
     print(f"queue {queue}")

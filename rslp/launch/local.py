@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from rslp.launch import FleetError
 from rslp.launch.beaker import FleetWorkload, JobState
+from rslp.storage import write_json_atomic
 
 if TYPE_CHECKING:
     from beaker import BeakerExperimentSpec
@@ -93,7 +94,7 @@ class LocalFleetClient:
             )
         record["pid"] = process.pid
         record["pid_start"] = start_time(process.pid)
-        _write(state, record)
+        write_json_atomic(state, record)
         return workload_id
 
     def list_workloads(self, workspace: str | None, name_contains: str, active_only: bool) -> list[FleetWorkload]:
@@ -194,12 +195,6 @@ def start_time(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def _write(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
-
-
 def supervise(state_file: str) -> int:
     """Run the worker recorded in ``state_file``, pass SIGTERM/SIGINT on, record its exit code."""
     path = Path(state_file)
@@ -214,7 +209,7 @@ def supervise(state_file: str) -> int:
     code = process.wait()
     record = json.loads(path.read_text())
     record.update(exit_code=code, finished=time.time())
-    _write(path, record)
+    write_json_atomic(path, record)
     return code
 
 

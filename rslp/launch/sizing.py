@@ -25,9 +25,10 @@ import random
 import statistics
 from dataclasses import dataclass, field
 
-from rslp.bounded import UnreadableFile, check_partition_count, planned_states, read_json_object
 from rslp.console import duration, printable
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
+from rslp.jobroot.plan import check_partition_count, planned_states
+from rslp.storage import UnreadableFile, read_json_object
 
 #: Done markers read per step for its median duration.
 DURATION_SAMPLE = 25
@@ -120,7 +121,7 @@ def parse_duration(value: str) -> float:
 
 def measure(job_root: str, guesses: dict[str, float] | None = None) -> dict[str, PoolSize]:
     """Every topic's pool with its steps' work left (``workers`` not yet set)."""
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     manifest = ledger.read_manifest()
     check_partition_count(manifest, job_root)
     guesses = {**DEFAULT_GUESS, **(guesses or {})}
@@ -146,7 +147,7 @@ def measure(job_root: str, guesses: dict[str, float] | None = None) -> dict[str,
     return pools
 
 
-def _median_duration(ledger: Ledger, step: str, done: list[str], guess: float) -> tuple[float, bool]:
+def _median_duration(ledger: JobRoot, step: str, done: list[str], guess: float) -> tuple[float, bool]:
     """The median of the plausible durations in a sample of ``step``'s done markers, or ``guess``."""
     low, high = PLAUSIBLE_SECONDS
     durations = []

@@ -36,9 +36,8 @@ from typing import Any
 
 from upath import UPath
 
-from rslp.bounded import UnreadableFile, read_json_object
-from rslp.ledger import write_json_atomic
 from rslp.pipeline.observe import METRIC, total_variation
+from rslp.storage import UnreadableFile, read_json_object, write_json_atomic
 
 #: The file that marks a folder as a rolling root, written by ``rslp rolling``.
 ROLLING_FILE = "rolling.json"

@@ -41,9 +41,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from upath import UPath
 
-from rslp import jobfile
+from rslp import storage
 from rslp.errors import PermanentError
-from rslp.jobfile import JobFileError
+from rslp.storage import JobFileError, is_local
 from rslp.task import TopicId
 from rslp.text import keep_secret, redact
 from rslp.trust import TRUSTED_CHECKPOINTS_ENV, class_paths
@@ -460,7 +460,7 @@ class PipelineConfig(BaseModel):
 
 def _read_structured(path: UPath, referrer: str, parse: Any) -> Any:
     try:
-        text = jobfile.read_text(path, jobfile.CONFIG_LIMIT)  # a config in a job root: bounded, never a FIFO
+        text = storage.read_text(path, storage.CONFIG_LIMIT)  # a config in a job root: bounded, never a FIFO
     except FileNotFoundError:
         raise ConfigError(f"{referrer}: {path} does not exist") from None
     except JobFileError as e:
@@ -482,7 +482,7 @@ def _read_structured(path: UPath, referrer: str, parse: Any) -> Any:
 def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
     """Read and validate a pipeline.yaml; raises ConfigError (one line) on any problem."""
     source = UPath(path)
-    if source.protocol in ("", "file", "local"):
+    if is_local(source):
         # Absolute, because workers may run elsewhere and the manifest records it.
         source = UPath(os.path.abspath(source.path))
     raw = _read_structured(source, str(source), load_yaml)

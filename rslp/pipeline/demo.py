@@ -24,15 +24,14 @@ Everything is seeded: the same spec gives byte-identical files, so the data unde
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from rslp.storage import atomic_folder
 
 #: Where the demo pipeline lives in a source checkout.
 DEMO_DIR = Path(__file__).resolve().parents[2] / "tasks" / "demo"
@@ -102,38 +101,34 @@ def write_scene(spec: SceneSpec, dest: Path) -> None:
     import rasterio
     from rasterio.transform import from_origin
 
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}")
-    (tmp / "images").mkdir(parents=True)
-    t = spec.tile_size
-    for index, (date, _) in enumerate(spec.acquisitions):
-        image, label = synthesize(spec, index)
-        (tmp / "labels" / date).mkdir(parents=True)
-        for r in range(spec.rows):
-            for c in range(spec.cols):
-                x0 = spec.origin[0] + c * t * spec.resolution
-                y0 = spec.origin[1] - r * t * spec.resolution
-                profile = {
-                    "driver": "GTiff",
-                    "width": t,
-                    "height": t,
-                    "crs": spec.crs,
-                    "transform": from_origin(x0, y0, spec.resolution, spec.resolution),
-                    "compress": "deflate",
-                }
-                window = (slice(r * t, (r + 1) * t), slice(c * t, (c + 1) * t))
-                with rasterio.open(
-                    tmp / "images" / f"tile_r{r}_c{c}_{date}.tif", "w", count=3, dtype="uint16", **profile
-                ) as f:
-                    f.write(image[:, window[0], window[1]])
-                with rasterio.open(
-                    tmp / "labels" / date / f"tile_r{r}_c{c}.tif", "w", count=1, dtype="uint8", **profile
-                ) as f:
-                    f.write(label[None, window[0], window[1]])
-    (tmp / "scene.json").write_text(json.dumps(asdict(spec)))
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, dest)
+    with atomic_folder(dest) as tmp:
+        (tmp / "images").mkdir(parents=True)
+        t = spec.tile_size
+        for index, (date, _) in enumerate(spec.acquisitions):
+            image, label = synthesize(spec, index)
+            (tmp / "labels" / date).mkdir(parents=True)
+            for r in range(spec.rows):
+                for c in range(spec.cols):
+                    x0 = spec.origin[0] + c * t * spec.resolution
+                    y0 = spec.origin[1] - r * t * spec.resolution
+                    profile = {
+                        "driver": "GTiff",
+                        "width": t,
+                        "height": t,
+                        "crs": spec.crs,
+                        "transform": from_origin(x0, y0, spec.resolution, spec.resolution),
+                        "compress": "deflate",
+                    }
+                    window = (slice(r * t, (r + 1) * t), slice(c * t, (c + 1) * t))
+                    with rasterio.open(
+                        tmp / "images" / f"tile_r{r}_c{c}_{date}.tif", "w", count=3, dtype="uint16", **profile
+                    ) as f:
+                        f.write(image[:, window[0], window[1]])
+                    with rasterio.open(
+                        tmp / "labels" / date / f"tile_r{r}_c{c}.tif", "w", count=1, dtype="uint8", **profile
+                    ) as f:
+                        f.write(label[None, window[0], window[1]])
+        (tmp / "scene.json").write_text(json.dumps(asdict(spec)))
 
 
 def ensure_scene(spec: SceneSpec, dest: Path) -> bool:

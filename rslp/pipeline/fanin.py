@@ -30,7 +30,8 @@ from __future__ import annotations
 
 from upath import UPath
 
-from rslp.ledger import write_text_atomic
+from rslp.jobroot import JobRoot
+from rslp.storage import create_only, listing, write_atomic
 
 
 def arrive(root: UPath, partition_count: int, index: int, group_size: int) -> bool:
@@ -40,35 +41,23 @@ def arrive(root: UPath, partition_count: int, index: int, group_size: int) -> bo
     """
     if not 0 <= index < partition_count:
         raise ValueError(f"partition index {index} is outside the job's {partition_count} partitions")
+    job = JobRoot(root)
     units, level, unit = partition_count, 0, index
     while units > 1:
         group = unit // group_size
         members = min(group_size, units - group * group_size)
-        folder = root / "fanin" / str(level) / f"{group:06d}"
-        write_text_atomic(folder / f"{unit:06d}", "")
-        if arrived(folder) < members:
+        write_atomic(job.fanin_unit(level, group, unit), "")
+        if arrived(job.fanin_folder(level, group)) < members:
             return False
         units, level, unit = -(-units // group_size), level + 1, group
-    return _claim_combine(root / "fanin" / "ready", index)
+    return _claim_combine(job.fanin_ready, index)
 
 
 def _claim_combine(ready: UPath, index: int) -> bool:
     """True for the one partition whose index ``ready`` holds: it creates the object, or created it before."""
-    ready.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with ready.open("xb") as f:
-            f.write(str(index).encode())
-        return True
-    except FileExistsError:
-        return ready.read_text().strip() == str(index)
+    return create_only(ready, str(index).encode()) or ready.read_text().strip() == str(index)
 
 
 def arrived(folder: UPath) -> int:
     """How many units have a completion object in ``folder`` (one listing, never a cached one)."""
-    fs = folder.fs
-    fs.invalidate_cache(folder.path)
-    try:
-        names = fs.ls(folder.path, detail=False)
-    except FileNotFoundError:
-        return 0
-    return sum(1 for name in names if str(name).rstrip("/").rsplit("/", 1)[-1].isdigit())
+    return sum(1 for name, _ in listing(folder) if name.isdigit())

@@ -1,23 +1,10 @@
-"""A job root's layout, and what every step needs from it.
+"""What every step needs from its job: the header, the partition's record, the pipeline config.
 
-Beside the ledger's ``manifest.json`` (the header), ``records/`` and ``markers/``, a job
-root holds::
-
-    partitions/<partition>/                 the partition's rslearn dataset
-                                            (config.json, windows/)
-    tiles/                                  the tile store all partitions share
-                                            (rslp.pipeline.tiles): each scene once
-    partition_outputs/<postprocessor>/<partition>.<ext>
-                                            each postprocessor's file per partition;
-                                            combine starts when all of them exist
-    fanin/<level>/<group>/<unit>            completion objects: how the last partition
-                                            knows it is last (:mod:`rslp.pipeline.fanin`)
-    output/<postprocessor>.<ext>            the job's outputs (or the pipeline's output_dir)
-
-Tasks carry only ``--job_root`` and ``--partition`` (``job`` for per-job steps): everything else is read from the
-header, the partition's own record and the pipeline config, so a message stays small,
-a task can never disagree with its job, and what a task reads does not grow with the
-job.
+The job root's layout is :mod:`rslp.jobroot`'s (:class:`~rslp.jobroot.JobRoot`). Tasks
+carry only ``--job_root`` and ``--partition`` (``job`` for per-job steps): everything
+else is read from the header, the partition's own record and the pipeline config, so a
+message stays small, a task can never disagree with its job, and what a task reads does
+not grow with the job.
 """
 
 from __future__ import annotations
@@ -29,8 +16,7 @@ from typing import Any
 from upath import UPath
 
 from rslp.errors import PermanentError
-from rslp.ledger import JOB_PARTITION, JobManifest, Ledger, PartitionEntry
-from rslp.paths import under
+from rslp.jobroot import JOB_PARTITION, JobManifest, JobRoot, PartitionEntry
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.task import Downstream, Task
 
@@ -66,7 +52,7 @@ class Job:
     def load(cls, job_root: str) -> Job:
         """Read the header and the pipeline config it names (PermanentError if there is none)."""
         try:
-            manifest = Ledger(job_root).read_manifest()
+            manifest = JobRoot(job_root).read_manifest()
         except FileNotFoundError as e:
             raise PermanentError(str(e)) from None
         config = load_pipeline_config(manifest.config)
@@ -75,11 +61,11 @@ class Job:
 
     def partition(self, partition_id: str) -> PartitionEntry:
         """``partition_id``'s record (one shard read; PermanentError if the job has no such partition)."""
-        return Ledger(self.root).partition(self.manifest, partition_id)
+        return JobRoot(self.root).partition(self.manifest, partition_id)
 
     def partition_index(self, partition_id: str) -> int:
         """``partition_id``'s index in the plan, from the id alone (PermanentError if the job has no such partition)."""
-        return Ledger(self.root).check_partition(self.manifest, partition_id)
+        return JobRoot(self.root).check_partition(self.manifest, partition_id)
 
     def partition_ids(self) -> Iterator[str]:
         """Every partition's id in plan order (reads nothing)."""
@@ -87,31 +73,31 @@ class Job:
 
     def partitions(self) -> Iterator[PartitionEntry]:
         """Every partition's record in plan order, streamed a shard at a time."""
-        return Ledger(self.root).partitions(self.manifest)
+        return JobRoot(self.root).partitions(self.manifest)
 
     def dataset_root(self, partition_id: str) -> UPath:
         """The partition's rslearn dataset (PermanentError if the job has no such partition)."""
         self.partition_index(partition_id)
-        return under(self.root, "partitions", partition_id)
+        return JobRoot(self.root).dataset_root(partition_id)
 
     def dataset_config(self) -> dict[str, Any]:
         """The pipeline's rslearn dataset config, its tile store set to the job's shared one."""
         from rslp.pipeline.tiles import shared_tile_store_config
 
         config = self.config.load_dataset_config()
-        config["tile_store"] = shared_tile_store_config(self.root / "tiles", config.get("tile_store"))
+        config["tile_store"] = shared_tile_store_config(JobRoot(self.root).tiles, config.get("tile_store"))
         return config
 
     def partition_output_dir(self, postprocessor: str) -> UPath:
         """Where ``postprocessor`` writes one file per partition."""
-        return self.root / "partition_outputs" / postprocessor
+        return JobRoot(self.root).partition_output_dir(postprocessor)
 
     @property
     def output_dir(self) -> UPath:
         """Where combine writes the job's outputs."""
         if self.config.output_dir:
             return self.config.resolve(self.config.output_dir)
-        return self.root / "output"
+        return JobRoot(self.root).output_dir
 
     def output_paths(self) -> list[UPath]:
         """The job's outputs, one per postprocessor, in config order."""

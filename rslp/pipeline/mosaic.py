@@ -38,6 +38,8 @@ from xml.sax.saxutils import escape
 
 from upath import UPath
 
+from rslp.storage import local_copy
+
 #: GDAL's raster block cache during combine, in MB (GDAL's default is 5% of RAM).
 GDAL_CACHE_MB = 256
 #: Deflate level 1: measured 14x faster than GDAL's default (6) on a 67 Mpx class map
@@ -105,15 +107,6 @@ class Zone:
                 yield path, width, height, bounds
 
 
-def _local_copy(source: UPath, scratch: Path, i: int) -> str:
-    """A path GDAL can open: the file itself on local disk, else a copy in ``scratch``."""
-    if source.protocol in ("", "file", "local"):
-        return str(source.path)
-    local = scratch / f"{i:07d}{source.suffix}"
-    source.fs.get_file(source.path, str(local))
-    return str(local)
-
-
 def _index_sources(sources: Iterable[UPath], scratch: Path) -> tuple[list[Zone], dict[str, Any]]:
     """Zones in order of first appearance, and the band layout all sources must share."""
     import rasterio
@@ -123,7 +116,7 @@ def _index_sources(sources: Iterable[UPath], scratch: Path) -> tuple[list[Zone],
     layout: dict[str, Any] = {}
     try:
         for i, source in enumerate(sources):
-            path = _local_copy(source, scratch, i)
+            path = str(local_copy(source, scratch, f"{i:07d}{source.suffix}"))
             with rasterio.open(path) as src:
                 bands = {"count": src.count, "dtype": src.dtypes[0]}
                 if not layout:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -26,6 +25,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from upath import UPath
+
+from rslp.storage import local_copy, write_atomic, write_json_atomic
 
 METRIC = "total variation distance"
 PREDICTED_COLOUR = "#1f77b4"
@@ -44,11 +45,8 @@ def class_counts(output_path: str) -> dict[int, int]:
     path = UPath(output_path)
     counts: Counter[int] = Counter()
     with contextlib.ExitStack() as stack:
-        local = path.path
-        if path.protocol not in ("", "file", "local"):
-            local = str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rslp-observe-"))) / path.name)
-            path.fs.get_file(path.path, local)
-        src = stack.enter_context(rasterio.open(local))
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rslp-observe-")))
+        src = stack.enter_context(rasterio.open(local_copy(path, scratch)))
         if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
             raise ValueError(f"{output_path}: band 1 is {src.dtypes[0]}, not integer classes")
         for _, window in src.block_windows(1):
@@ -121,12 +119,10 @@ def observe(
         "warning": warning,
         "plot": str(plot),
     }
-    if folder.protocol in ("", "file", "local"):
-        folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     draw_distribution(result).savefig(buffer, format="png")
-    plot.write_bytes(buffer.getvalue())
-    (folder / "observe.json").write_text(json.dumps(result, indent=1))
+    write_atomic(plot, buffer.getvalue())
+    write_json_atomic(folder / "observe.json", result)
     return result
 
 

@@ -15,22 +15,17 @@ combine takes an *iterable* of partition files and streams: it never holds every
 partition's data, nor every partition file open, at once, so its memory does not grow
 with the job.
 
-Every file is written whole or not at all (:func:`atomic_output`): combine starts when
+Every file is written whole or not at all (:func:`rslp.storage.atomic_output`): combine starts when
 each partition's file *exists*, so a half-written file must never be visible.
 """
 
 from __future__ import annotations
 
 import abc
-import contextlib
 import json
 import math
-import os
 import shutil
-import tempfile
-import uuid
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -38,34 +33,13 @@ from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 from upath import UPath
 
+from rslp.storage import atomic_output
+
 if TYPE_CHECKING:
     from rslearn.dataset import Dataset, Window
     from rslearn.utils.geometry import STGeometry
 
 _STRICT = ConfigDict(extra="forbid")
-
-
-@contextlib.contextmanager
-def atomic_output(dest: UPath) -> Iterator[Path]:
-    """Yield a local path to write; on success it becomes ``dest`` in one step.
-
-    Local files are renamed into place from a hidden sibling (listings skip hidden
-    names); object stores replace whole objects, so the file is uploaded once complete.
-    """
-    if dest.protocol in ("", "file", "local"):
-        target = Path(dest.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            yield tmp
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return
-    with tempfile.TemporaryDirectory() as scratch:
-        tmp = Path(scratch) / dest.name
-        yield tmp
-        dest.fs.put_file(str(tmp), dest.path)
 
 
 class Postprocessor(abc.ABC):

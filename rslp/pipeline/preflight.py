@@ -20,6 +20,7 @@ from upath import UPath
 from rslp.errors import PermanentError, QueueResourceError
 from rslp.pipeline.config import PipelineConfig
 from rslp.pipeline.partition import load_request
+from rslp.storage import is_local
 
 #: How long the Pub/Sub probe waits; a reachable service answers in well under a second.
 PUBSUB_PROBE_TIMEOUT = 15.0
@@ -29,7 +30,7 @@ def preflight(pipeline: PipelineConfig, request: str, job_root: str, queue_url: 
     """Raise, in one line, for the first thing that would stop write-jobs halfway."""
     pipeline.check()
     load_request(request)
-    if _is_local(job_root):
+    if is_local(job_root):
         check_writable(Path(UPath(job_root).path), f"job root {job_root}")
     check_queue(queue_url, sorted(set(pipeline.topics.values())))
 
@@ -44,7 +45,7 @@ def check_queue(url: str, topics: list[str]) -> None:
         if not is_embedded(url):
             open_queue(url)  # not a queue URL: the one line naming the accepted forms
         path = UPath(url.removeprefix("local://"))
-        if not _is_local(str(path)):
+        if not is_local(path):
             raise PermanentError(f"queue {url}: the embedded queue needs a local file")
         if Path(path.path).is_dir():
             raise PermanentError(f"queue {url}: {path.path} is a directory, not a queue file")
@@ -93,7 +94,3 @@ def _probe_pubsub(project: str, topic: str) -> None:
         ) from None
     finally:
         queue.close()
-
-
-def _is_local(path: str) -> bool:
-    return UPath(path).protocol in ("", "file", "local")

@@ -13,14 +13,14 @@ import time
 from collections import Counter
 from typing import TextIO
 
-from rslp.ledger import JobManifest, Ledger
+from rslp.jobroot import JobManifest, JobRoot
 
 
 class StepProgress:
     """Prints each step of ``manifest``'s job once, when it completes; call :meth:`update` now and then."""
 
     def __init__(self, manifest: JobManifest, out: TextIO | None = None) -> None:
-        self.ledger = Ledger(manifest.job_root)
+        self.ledger = JobRoot(manifest.job_root)
         self.totals = {step: manifest.partition_count for step in manifest.steps}
         self.totals.update({step: 1 for step in manifest.job_steps})
         self.out = out or sys.stdout

@@ -21,7 +21,8 @@ import math
 
 from upath import UPath
 
-from rslp.ledger import write_text_atomic
+from rslp.jobroot import JobRoot
+from rslp.storage import listing, write_atomic
 
 #: About this many spans a job: the most names a rerun lists, and 1/this the most it republishes.
 SPANS_PER_JOB = 100
@@ -34,7 +35,7 @@ class PublishLog:
 
     def __init__(self, job_root: UPath, queue_url: str, partition_count: int) -> None:
         key = hashlib.sha256(queue_url.encode()).hexdigest()[:16]
-        self.folder = job_root / "published" / key
+        self.folder = JobRoot(job_root).publish_log(key)
         self.span_size = max(MIN_SPAN, math.ceil(partition_count / SPANS_PER_JOB))
 
     def span_of(self, partition_index: int) -> int:
@@ -43,10 +44,8 @@ class PublishLog:
 
     def published(self) -> set[int]:
         """The spans whose every task the queue confirmed (one listing)."""
-        if not self.folder.exists():
-            return set()
-        return {int(p.name) for p in self.folder.iterdir() if p.name.isdigit()}
+        return {int(name) for name, _ in listing(self.folder) if name.isdigit()}
 
     def mark(self, span: int) -> None:
         """Record that every pending task of ``span`` is published (call only after the queue confirmed them)."""
-        write_text_atomic(self.folder / str(span), "")
+        write_atomic(self.folder / str(span), "")

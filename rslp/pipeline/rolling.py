@@ -31,14 +31,14 @@ from typing import Literal
 from upath import UPath
 
 from rslp import hints, log
-from rslp.bounded import UnreadableFile, newest_marker, read_json_object
 from rslp.errors import PermanentError
-from rslp.ledger import Ledger, write_json_atomic
+from rslp.jobroot import JobRoot
 from rslp.pipeline.catalog import CATALOG_FILE, ROLLING_FILE, build_catalog, write_catalog
 from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.timerange import NoImageryError, TimeRange, TimeRangeError, parse_time
-from rslp.pipeline.write_jobs import _absolute, enqueue, pending_tasks, subscriptions
+from rslp.pipeline.write_jobs import enqueue, pending_tasks, subscriptions
 from rslp.queue.placement import default_queue_url
+from rslp.storage import UnreadableFile, absolute, is_local, read_json_object, write_json_atomic
 
 logger = log.get(__name__)
 
@@ -117,8 +117,9 @@ def last_activity(job_root: UPath) -> float:
     except (OSError, UnreadableFile):
         enqueued = None
     times = [float(enqueued)] if isinstance(enqueued, int | float) and not isinstance(enqueued, bool) else []
-    for step in Ledger(str(job_root)).steps():
-        if (newest := newest_marker(job_root, step)) is not None:
+    root = JobRoot(str(job_root))
+    for step in root.steps():
+        if (newest := root.newest_marker(step)) is not None:
             times.append(newest)
     return max(times, default=0.0)
 
@@ -165,13 +166,13 @@ def rolling(
     last = parse_time(until, "--until") if until else datetime.now(UTC)
     if last <= first:
         raise TimeRangeError(f"--until: {until} is not after --since {since}")
-    root_path = UPath(_absolute(root))
-    if queue is None and root_path.protocol not in ("", "file", "local"):
+    root_path = UPath(absolute(root))
+    if queue is None and not is_local(root_path):
         raise PermanentError(
             f"--queue: the rolling root {root} is not on local disk; name the queue (pubsub://PROJECT)"
         )
     queue_url = queue or default_queue_url(str(root_path))
-    _claim(root_path, str(pipeline.source), _absolute(request), every)
+    _claim(root_path, str(pipeline.source), absolute(request), every)
     todo = periods(every, first, last)
     outcome: dict[str, list[str]] = {k: [] for k in ("new", "resumed", "moving", "done", "without imagery")}
     published = 0
@@ -180,7 +181,7 @@ def rolling(
     for period in todo:
         job_root = root_path / period.name
         if (job_root / "manifest.json").exists():
-            if period.name in finished or next(pending_tasks(Ledger(str(job_root)).read_manifest()), None) is None:
+            if period.name in finished or next(pending_tasks(JobRoot(str(job_root)).read_manifest()), None) is None:
                 outcome["done"].append(period.name)
                 continue
             if time.time() - last_activity(job_root) < requeue_after:

@@ -34,9 +34,9 @@ from upath import UPath
 
 from rslp import log
 from rslp.errors import PermanentError
-from rslp.ledger import write_json_atomic
 from rslp.pipeline.config import Hardware
 from rslp.pipeline.tiles import SharedTileStore, fetch_once
+from rslp.storage import is_local, write_json_atomic
 
 if TYPE_CHECKING:
     from rslearn.utils.geometry import STGeometry
@@ -88,7 +88,7 @@ def _with_local_sources_anchored(dataset_config: dict[str, Any], root: UPath) ->
     protocol, so ``/data/images`` under a gs:// dataset would become
     ``gs://bucket/.../data/images`` and match nothing (every window uncovered).
     """
-    if root.protocol in ("", "file", "local"):
+    if is_local(root):
         return dataset_config
     config = json.loads(json.dumps(dataset_config))
     for layer in config.get("layers", {}).values():

@@ -26,7 +26,7 @@ from upath import UPath
 
 from rslp import log
 from rslp.errors import PermanentError
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline import timerange
 from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.job import Job
@@ -34,6 +34,7 @@ from rslp.pipeline.progress import StepProgress
 from rslp.pipeline.write_jobs import enqueue, subscriptions, summary
 from rslp.queue import open_queue
 from rslp.queue.placement import default_queue_url
+from rslp.storage import absolute, is_local
 from rslp.worker.lease import DEFAULT_LEASE_SECONDS
 
 logger = log.get(__name__)
@@ -85,7 +86,7 @@ def _wait(procs: list[subprocess.Popen[bytes]], progress: StepProgress) -> None:
 
 def dead_reasons(job_root: str) -> list[str]:
     """``step partition: reason`` for every dead-lettered task of the job."""
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     reasons = []
     for step in ledger.steps():
         for task_id, state in ledger.states(step).items():
@@ -140,8 +141,7 @@ def run(
     """
     pipeline = load_pipeline_config(config)
     root = job_root or os.path.join("runs", f"{UPath(request).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if UPath(root).protocol in ("", "file", "local"):
-        root = os.path.abspath(UPath(root).path)
+    root = absolute(root)
     queue = default_queue_url(root)
     started = time.monotonic()
     subs = subscriptions(pipeline.partition_steps + pipeline.job_steps, pipeline.topics)
@@ -150,7 +150,7 @@ def run(
             q.setup(topic, topic)
     command = worker_command(queue, subs, idle_timeout, lease_seconds, job_root=root)
     # Logs are appended to, so they live on local disk: in the job root, or beside the queue for gs://.
-    local_root = UPath(root).protocol in ("", "file", "local")
+    local_root = is_local(root)
     logs = Path(root) / "logs" if local_root else Path(queue.removeprefix("local://")).with_suffix(".logs")
     logs.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:

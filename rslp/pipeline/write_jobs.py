@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from upath import UPath
 
 from rslp import hints, log
 from rslp.errors import Interrupted, PermanentError
-from rslp.ledger import JobManifest, Ledger, partition_index
+from rslp.jobroot import JobManifest, JobRoot, partition_index
 from rslp.pipeline import timerange
 from rslp.pipeline.config import PipelineConfig, load_pipeline_config
 from rslp.pipeline.job import JOB_PARTITION, make_task
@@ -40,6 +39,7 @@ from rslp.pipeline.timerange import TimeRange
 from rslp.queue import Queue, open_queue
 from rslp.queue.limits import encode_task
 from rslp.queue.placement import default_queue_url
+from rslp.storage import absolute
 from rslp.task import Task, task_id_for
 
 if TYPE_CHECKING:
@@ -52,11 +52,6 @@ LOCAL_DISK_NOTE = "  the queue file is on this machine's local disk (SQLite is u
 PUBLISH_CHUNK = 1000
 #: Partitions reprojected to WGS84 together while planning.
 PLAN_BATCH = 1000
-
-
-def _absolute(path: str) -> str:
-    p = UPath(path)
-    return os.path.abspath(p.path) if p.protocol in ("", "file", "local") else str(p)
 
 
 def plan_partitions(
@@ -162,7 +157,7 @@ def create_job(
             topics=config.topics,
             time_range=flags.as_tuple() if flags else None,
         )
-        return Ledger(job_root).write_job(header, _records(spool))
+        return JobRoot(job_root).write_job(header, _records(spool))
 
 
 def _manifest(
@@ -178,7 +173,7 @@ def _manifest(
     A job root without a header (write-jobs was interrupted while writing records) is
     planned again from scratch.
     """
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     wanted = flags.as_tuple() if flags else None
     if ledger.manifest_path.exists():
         manifest = ledger.read_manifest()
@@ -203,7 +198,7 @@ def pending_tasks(manifest: JobManifest) -> Iterator[Task]:
     A generator over the partition ids (nothing is read but one listing per step), so
     a continent's tasks are never all in memory.
     """
-    ledger = Ledger(manifest.job_root)
+    ledger = JobRoot(manifest.job_root)
     done = {
         step: {tid for tid, state in ledger.states(step).items() if state == "done"}
         for step in manifest.steps + manifest.job_steps
@@ -225,7 +220,7 @@ def pending_tasks(manifest: JobManifest) -> Iterator[Task]:
 
 def _recorded_queue(job_root: str) -> str | None:
     """The queue a rerun keeps using: the one the job's manifest names, if it has one."""
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     return ledger.read_manifest().queue if ledger.manifest_path.exists() else None
 
 
@@ -252,7 +247,7 @@ def enqueue(
 
 def _interrupted(job_root: str) -> str:
     """What a Ctrl-C left of the job, in one line, and that rerunning the same command finishes it."""
-    ledger = Ledger(_absolute(job_root))
+    ledger = JobRoot(absolute(job_root))
     if not ledger.manifest_path.exists():
         return (
             "interrupted before the job's header was written (records written so far are planned again); "
@@ -274,13 +269,13 @@ def _enqueue(
     republish: bool,
 ) -> tuple[JobManifest, int, int, str]:
     pipeline = load_pipeline_config(config)
-    job_root = _absolute(job_root)
+    job_root = absolute(job_root)
     queue_url = queue or _recorded_queue(job_root) or default_queue_url(job_root)
-    preflight(pipeline, _absolute(request), job_root, queue_url)  # nothing is written before this passes
-    manifest = _manifest(pipeline, _absolute(request), job_root, queue_url, max_partitions, flags)
+    preflight(pipeline, absolute(request), job_root, queue_url)  # nothing is written before this passes
+    manifest = _manifest(pipeline, absolute(request), job_root, queue_url, max_partitions, flags)
     if manifest.queue != queue_url:  # a re-run on another queue: status and dlq must look there now
         manifest = manifest.model_copy(update={"queue": queue_url})
-        Ledger(job_root).write_manifest(manifest)
+        JobRoot(job_root).write_manifest(manifest)
     log = PublishLog(UPath(job_root), queue_url, manifest.partition_count)
     already = set() if republish else log.published()
     published, first_steps = 0, 0

@@ -18,10 +18,9 @@ looking goes:
 
 from __future__ import annotations
 
-import os
-
 from rslp.errors import PermanentError
 from rslp.queue.placement import default_queue_url
+from rslp.storage import absolute
 
 
 class UnnamedQueueError(PermanentError):
@@ -36,7 +35,7 @@ def queue_to_act_on(job_root: str, recorded: str | None, given: str | None, comm
     """
     if given:
         return given
-    own = default_queue_url(job_root if "://" in job_root else os.path.abspath(job_root))
+    own = default_queue_url(absolute(job_root))
     if recorded and recorded == own:
         return recorded
     if not recorded:

@@ -45,6 +45,7 @@ from rslp.queue.base import (
     missing_subscription_hint,
 )
 from rslp.queue.placement import warn_if_network
+from rslp.storage import is_local
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscriptions (
@@ -81,7 +82,7 @@ class LocalQueue(Queue):
     def __init__(self, path: str | os.PathLike[str], create: bool = True, readonly: bool = False) -> None:
         self.path = UPath(path)
         self.readonly = readonly
-        if self.path.protocol not in ("", "file", "local"):
+        if not is_local(self.path):
             raise ValueError(f"the embedded queue needs a local file, not {path}")
         if (readonly or not create) and not self.path.exists():
             raise QueueResourceError(

@@ -19,9 +19,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from upath import UPath
 
-from rslp.bounded import check_partition_count, planned_states
 from rslp.console import table
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
+from rslp.jobroot.plan import check_partition_count, planned_states
 from rslp.pipeline.catalog import build_catalog, period_root
 from rslp.pipeline.picture import class_colour
 
@@ -43,7 +43,7 @@ class PeriodRow:
 
 def progress(job_root: str) -> tuple[int, int, int]:
     """(done, dead, total) tasks of a job, from one marker listing per step; only the plan's tasks count."""
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     manifest = ledger.read_manifest()
     check_partition_count(manifest, job_root)
     steps = manifest.steps + manifest.job_steps

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rslp.bounded import UnreadableFile, read_json_object
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
+from rslp.storage import UnreadableFile, read_json_object
 
 #: Lease assumed for markers that do not record one (written before heartbeats existed).
 DEFAULT_LEASE = 60.0
@@ -43,7 +43,7 @@ class RunningTask:
         return not self.handed_back and self.age > 2 * self.lease_seconds
 
 
-def running_tasks(ledger: Ledger, step: str, written: dict[str, float | None], now: float) -> list[RunningTask]:
+def running_tasks(ledger: JobRoot, step: str, written: dict[str, float | None], now: float) -> list[RunningTask]:
     """The running tasks of ``step`` (task id -> marker's modification time from the listing)."""
     out = []
     for i, (task_id, mtime) in enumerate(written.items()):

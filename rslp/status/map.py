@@ -20,7 +20,8 @@ from matplotlib.ticker import MaxNLocator
 from shapely.geometry import Polygon, shape
 from upath import UPath
 
-from rslp.ledger import JobManifest, Ledger
+from rslp.jobroot import JobManifest, JobRoot
+from rslp.storage import write_atomic
 
 #: State -> fill colour; a partition's state is :func:`rslp.status.model.partition_state`.
 STATE_COLOURS = {
@@ -60,7 +61,7 @@ def draw_map(manifest: JobManifest, states: dict[str, str], title: str | None = 
     ax = fig.add_subplot()
     paths, colours = [], []
     counts = {s: 0 for s in STATE_COLOURS}
-    for entry in Ledger(manifest.job_root).partitions(manifest):
+    for entry in JobRoot(manifest.job_root).partitions(manifest):
         counts[states.get(entry.id, "queued")] += 1
         geometry = shape(entry.geometry)
         for polygon in getattr(geometry, "geoms", [geometry]):
@@ -94,6 +95,4 @@ def write_map(manifest: JobManifest, states: dict[str, str], path: str) -> None:
     dest = UPath(path)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=dest.suffix.lstrip(".").lower() or "png", dpi=fig.dpi)
-    if dest.protocol in ("", "file", "local"):
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(buffer.getvalue())
+    write_atomic(dest, buffer.getvalue())

@@ -38,10 +38,11 @@ from typing import Any
 
 from upath import UPath
 
-from rslp.bounded import UnreadableFile, check_partition_count, listing, read_json_object
-from rslp.ledger import JOB_PARTITION, STATES, JobManifest, Ledger
+from rslp.jobroot import JOB_PARTITION, JobManifest, JobRoot, keep_most_final, parse_marker_name
+from rslp.jobroot.plan import check_partition_count
 from rslp.status.liveness import RunningTask, running_tasks
 from rslp.status.queue_view import Backlog, queue_view
+from rslp.storage import UnreadableFile, listing, read_json_object
 from rslp.task import task_id_for
 
 #: Columns of the step table, in the order a task moves through them.
@@ -54,7 +55,6 @@ RATE_WINDOW = 600.0
 RATE_SAMPLE = 5000
 #: At most this many failed/dead markers are read for failure reasons.
 MAX_REASON_READS = 1000
-_RANK = {state: i for i, state in enumerate(STATES)}
 
 
 @dataclass
@@ -170,24 +170,19 @@ class StepMarkers:
         return sum(t >= since for t in self.done_times) * self.weight
 
 
-def scan_markers(root: UPath, step: str, expected: int) -> StepMarkers:
+def scan_markers(root: JobRoot, step: str, expected: int) -> StepMarkers:
     """``step``'s markers from one listing; ``expected`` (the step's task count) sizes the time sample."""
-    base = root / "markers" / step
     # Task ids are hex digests, so their first 4 digits pick an even sample, with no second pass.
     cutoff = 0x10000 if expected <= RATE_SAMPLE else 0x10000 * RATE_SAMPLE // expected
     states: dict[str, str] = {}
     times: list[float] = []
     running: dict[str, Callable[[], float | None]] = {}
     done = 0
-    for name, modified in listing(base):
-        if name.startswith("."):  # a marker being written
+    for name, modified in listing(root.marker_folder(step)):
+        if (parsed := parse_marker_name(name)) is None:
             continue
-        task_id, _, rest = name.partition(".")
-        state = rest.removesuffix(".json")
-        if state not in _RANK:
-            continue
-        if task_id not in states or _RANK[state] > _RANK[states[task_id]]:
-            states[task_id] = state
+        task_id, state = parsed
+        keep_most_final(states, task_id, state)
         if state == "done":
             done += 1
             if _sample_key(task_id) < cutoff and (t := modified()) is not None:
@@ -235,7 +230,7 @@ def partition_state(states: Sequence[str]) -> str:
 
 def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus:
     """Read the job root (one listing per step) and its queue into a :class:`JobStatus`."""
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     manifest = ledger.read_manifest()
     now = time.time() if now is None else now
     job_id = manifest.job_id
@@ -250,7 +245,7 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
     pids = list(manifest.partition_ids())
     plan = [(step, pids) for step in manifest.steps] + [(step, [JOB_PARTITION]) for step in manifest.job_steps]
     for step, partitions in plan:
-        markers[step] = scan_markers(ledger.root, step, len(partitions))
+        markers[step] = scan_markers(ledger, step, len(partitions))
         marked = markers[step].states
         if manifest.job_steps and step == manifest.job_steps[0] and before is not None:
             before = {JOB_PARTITION: _all_partitions(before.values())}

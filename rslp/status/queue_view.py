@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from rslp.errors import QueueResourceError
-from rslp.ledger import JobManifest
+from rslp.jobroot import JobManifest
 from rslp.queue import Queue, QueueCounts, dead_letter_name, open_queue
 from rslp.queue.base import dead_letter_kind, dead_letter_reason
 from rslp.task import TaskDecodeError, decode_task, task_id_for

@@ -11,7 +11,7 @@ from typing import Any
 
 from rslp import hints
 from rslp.console import duration, table
-from rslp.ledger import JobManifest
+from rslp.jobroot import JobManifest
 from rslp.queue import QueueCounts
 from rslp.status.model import RATE_WINDOW, TASK_STATES, JobStatus
 from rslp.status.queue_view import MAX_DEAD_LETTER_READS

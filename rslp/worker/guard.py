@@ -35,8 +35,9 @@ from upath import UPath
 
 from rslp import registry
 from rslp.errors import PermanentError, UnknownWorkflowError
-from rslp.ledger import JOB_PARTITION, JobManifest, JobRootError, Ledger, partition_index
-from rslp.paths import LOCAL_PROTOCOLS, PathEscapeError, lies_under
+from rslp.jobroot import JOB_PARTITION, JobManifest, JobRoot, JobRootError, partition_index
+from rslp.paths import PathEscapeError, lies_under
+from rslp.storage import is_local
 from rslp.task import Downstream, Task
 from rslp.text import clip
 from rslp.weather import Weather
@@ -60,7 +61,7 @@ class Admitted:
     """A task that may run: its workflow, its job's ledger and topics, and what its done marker recorded (if done)."""
 
     workflow: registry.Workflow
-    ledger: Ledger | None
+    ledger: JobRoot | None
     done_downstream: list[Downstream] | None
     topics: frozenset[str] = frozenset()
     manifest: JobManifest | None = None
@@ -127,7 +128,7 @@ def partition_refusal(manifest: JobManifest, step: str, partition: str) -> str |
     """Why ``partition`` of ``step`` is not one of the job's tasks (None if it is).
 
     A per-partition step's partition is ``p<index>`` below the header's count, a
-    per-job step's is :data:`~rslp.ledger.JOB_PARTITION`. Checked before anything is
+    per-job step's is :data:`~rslp.jobroot.JOB_PARTITION`. Checked before anything is
     written: markers of partitions a job does not have once made autoscale stop a
     fleet whose job was far from done.
     """
@@ -181,7 +182,7 @@ def check_job_root(job_root: str, prefixes: Iterable[str]) -> UPath:
         raise Rejected(f"job_root {job_root[:200]!r}: '..' is not allowed in a job root")
     prefixes = list(prefixes)
     if not prefixes:
-        if root.protocol in LOCAL_PROTOCOLS:
+        if is_local(root):
             return root
         raise Rejected(
             f"job_root {job_root[:200]!r}: this worker accepts local job roots only; "
@@ -220,9 +221,9 @@ def _workflow(task: Task, allow_diagnostics: bool) -> registry.Workflow:
     return workflow
 
 
-def _open_job(root: UPath, weather: Weather | None = None) -> tuple[Ledger, JobManifest]:
+def _open_job(root: UPath, weather: Weather | None = None) -> tuple[JobRoot, JobManifest]:
     """The job's ledger and manifest header; Rejected if the root is not a readable job root."""
-    ledger = Ledger(str(root), weather=weather)
+    ledger = JobRoot(str(root), weather=weather)
     try:
         return ledger, ledger.read_manifest()
     except (ConnectionError, TimeoutError):
@@ -247,7 +248,7 @@ def _check_job_task(task: Task, manifest: JobManifest) -> None:
         raise Rejected(refusal, kind="not_in_job")
 
 
-def _recorded_downstream(task: Task, ledger: Ledger, manifest: JobManifest) -> list[Downstream] | None:
+def _recorded_downstream(task: Task, ledger: JobRoot, manifest: JobManifest) -> list[Downstream] | None:
     """What ``task``'s done marker recorded, proved to stay inside the job; None if not done."""
     try:
         recorded = ledger.done_downstream(task)

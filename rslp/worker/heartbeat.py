@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.task import Task
 
 
@@ -29,7 +29,7 @@ class MarkerHeartbeat:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: JobRoot,
         task: Task,
         worker_id: str,
         lease_seconds: float,

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rslp import log
 from rslp.errors import ExitCode
-from rslp.ledger import JobRootError, Ledger
+from rslp.jobroot import JobRoot, JobRootError
 from rslp.paths import under
 from rslp.queue import Queue, Received, dead_letter_name, dead_letters, open_queue
 from rslp.queue.limits import encode_task
@@ -251,7 +251,7 @@ class Worker:
             # What the message's job holds or records broke (a marker path that is a folder, a
             # recorded topic that does not exist): the message's fault, never the worker's.
             # Only an admitted task gets here, so its job root is one this worker accepts.
-            ledger = Ledger(task.job_root, weather=self.weather) if task.job_root else None
+            ledger = JobRoot(task.job_root, weather=self.weather) if task.job_root else None
             self._dead_letter(message, task, str(e), kind="job_root", ledger=ledger)
             self.metrics.task_finished("malformed", None)
         finally:
@@ -300,7 +300,7 @@ class Worker:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _heartbeat(
-        self, ledger: Ledger | None, task: Task, lease: LeaseKeeper
+        self, ledger: JobRoot | None, task: Task, lease: LeaseKeeper
     ) -> contextlib.AbstractContextManager[Any]:
         """The running marker, kept fresh while the lease is held (``rslp status`` spots stalled tasks)."""
         if ledger is None:
@@ -308,7 +308,7 @@ class Worker:
         alive = lambda: lease.lost is None  # noqa: E731
         return MarkerHeartbeat(ledger, task, self.worker_id, self.settings.lease_seconds, alive, self.log)
 
-    def _finish(self, message: Received, task: Task, outcome: Outcome, ledger: Ledger | None) -> None:
+    def _finish(self, message: Received, task: Task, outcome: Outcome, ledger: JobRoot | None) -> None:
         duration = round(outcome.duration, 3)
         if outcome.ok:
             downstream = self._complete(task, outcome, ledger)
@@ -328,7 +328,7 @@ class Worker:
         else:
             self._failed(message, task, outcome, ledger)
 
-    def _complete(self, task: Task, outcome: Outcome, ledger: Ledger | None) -> list[Downstream]:
+    def _complete(self, task: Task, outcome: Outcome, ledger: JobRoot | None) -> list[Downstream]:
         """Mark a successful task done and publish its downstream tasks (both idempotent)."""
         downstream = [
             d.model_copy(update={"task": d.task.model_copy(update={"parent": task.task_id})})
@@ -345,7 +345,7 @@ class Worker:
         self._publish_downstream(task, downstream)
         return downstream
 
-    def _lease_lost(self, task: Task, outcome: Outcome, ledger: Ledger | None, why: str) -> None:
+    def _lease_lost(self, task: Task, outcome: Outcome, ledger: JobRoot | None, why: str) -> None:
         """The lease ran out while the task ran: never ack, the message may be another worker's now.
 
         A success is still marked done and its downstream published: the redelivered
@@ -359,7 +359,7 @@ class Worker:
             "lease_lost_not_acked", kind=outcome.kind, lease_error=why, duration=round(outcome.duration, 3)
         )
 
-    def _failed(self, message: Received, task: Task, outcome: Outcome, ledger: Ledger | None) -> None:
+    def _failed(self, message: Received, task: Task, outcome: Outcome, ledger: JobRoot | None) -> None:
         """A transient failure, timeout or crash: retry later, or dead-letter when out of attempts."""
         self.failed_streak.add(task.task_id)
         if not self.retry.should_retry(task):
@@ -396,7 +396,7 @@ class Worker:
         task: Task | None,
         reason: str,
         kind: str,
-        ledger: Ledger | None = None,
+        ledger: JobRoot | None = None,
         tb: str = "",
     ) -> None:
         attempts = (task.attempt + 1) if task else message.delivery_attempt

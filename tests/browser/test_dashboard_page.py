@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from upath import UPath
 
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.catalog import write_catalog
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
 from rslp.pipeline.job import make_task
@@ -52,7 +52,7 @@ def test_demo_page_shows_each_step_reaching_done_while_workers_run(tmp_path: Pat
     job_root = tmp_path / "job"
     queue = f"local://{tmp_path}/queue.db"
     write_jobs(str(DEMO_DIR / "pipeline.yaml"), str(DEMO_DIR / "request.geojson"), str(job_root), queue=queue)
-    manifest = Ledger(job_root).read_manifest()
+    manifest = JobRoot(job_root).read_manifest()
     server = dashboard(job_root)
     page.tab.goto(server.url)
     seen = next_refresh(page, None)
@@ -140,7 +140,7 @@ def test_a_rolling_root_shows_one_row_per_period_with_its_state_and_drift(
     root = tmp_path / "root"
     config, request = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson")
     rolling(config, request, str(root), "month", "2026-01", "2026-03")
-    ledger = Ledger(root / "2026-01")
+    ledger = JobRoot(root / "2026-01")
     manifest = ledger.read_manifest()
     ledger.mark(make_task(manifest.job_id, manifest.job_root, "create_windows", "p00001"), "dead", error="boom")
     write_catalog(UPath(root))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from upath import UPath
 
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
 from rslp.pipeline.job import Job
 from rslp.pipeline.run import run, worker_command
@@ -40,7 +40,7 @@ def gs_job(gcs_bucket: str, emulator_host: str) -> str:
     job_root = f"{gcs_bucket}/jobs/demo-{uuid.uuid4().hex[:8]}"
     queue = f"pubsub://{PROJECT}"
     write_jobs(CONFIG, REQUEST, job_root, queue=queue)
-    manifest = Ledger(job_root).read_manifest()
+    manifest = JobRoot(job_root).read_manifest()
     subs = subscriptions(manifest.steps + manifest.job_steps, manifest.topics)
     # Stopped once the job is finished (combine and observe included), not by their idle timeout.
     command = worker_command(queue, subs, idle_timeout=300, lease_seconds=15, job_root=job_root)  # --job_roots
@@ -67,7 +67,7 @@ def test_demo_on_gcs_and_pubsub_merges_the_same_output_as_on_local_disk(
     assert (root / "manifest.json").exists()
     assert any((root / "partitions").iterdir()), "the rslearn datasets live on gs:// too"
     done = [p.name for p in (root / "markers" / "predict").iterdir() if p.name.endswith(".done.json")]
-    assert len(done) == Ledger(gs_job).read_manifest().partition_count
+    assert len(done) == JobRoot(gs_job).read_manifest().partition_count
     (output,) = Job.load(gs_job).output_paths()
     (reference,) = Job.load(str(demo_job)).output_paths()
     assert str(output).startswith("gs://")
@@ -80,7 +80,7 @@ def test_status_and_its_map_work_on_a_gs_job(gs_job: str, tmp_path: Path) -> Non
     command = [sys.executable, "-m", "rslp.cli", "status", "--job_root", gs_job, "--map", str(tmp_path / "map.png")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=os.environ.copy())
     assert done.returncode == 0, done.stderr[-3000:]
-    assert Ledger(gs_job).read_manifest().job_id in done.stdout
+    assert JobRoot(gs_job).read_manifest().job_id in done.stdout
     assert "predictions: drift" in done.stdout
     assert (tmp_path / "map.png").read_bytes().startswith(b"\x89PNG")
 
@@ -96,7 +96,7 @@ def test_rslp_run_on_a_gs_job_root_keeps_its_embedded_queue_on_local_disk(
     job_root = f"{gcs_bucket}/jobs/run-{uuid.uuid4().hex[:8]}"
     (output,) = run(CONFIG, REQUEST, job_root, workers=2, idle_timeout=3)
     printed = capsys.readouterr().out
-    manifest = Ledger(job_root).read_manifest()
+    manifest = JobRoot(job_root).read_manifest()
     for step in manifest.steps + manifest.job_steps:  # each step's progress line (it once showed 2 of 8 on gs://)
         assert re.search(rf"^  {step} +\d+/\d+ done", printed, flags=re.MULTILINE), printed
     assert "run workers:" not in printed  # rslp run starts its own

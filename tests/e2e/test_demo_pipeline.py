@@ -20,7 +20,7 @@ import rasterio
 from matplotlib.image import imread
 
 from rslp.errors import PermanentError
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene, score
 from rslp.pipeline.job import Job
 from rslp.pipeline.run import run, worker_command
@@ -58,7 +58,7 @@ def demo_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def backlog(job_root: Path) -> int:
-    manifest = Ledger(job_root).read_manifest()
+    manifest = JobRoot(job_root).read_manifest()
     with open_queue(str(manifest.queue)) as q:
         subs = subscriptions(manifest.steps + manifest.job_steps, manifest.topics)
         return sum(c.backlog + (c.in_flight or 0) for c in (q.counts(s) for s in subs) if c is not None)
@@ -84,7 +84,7 @@ def test_a_worker_killed_mid_predict_changes_nothing(demo_job: Path, tmp_path: P
     job_root = tmp_path / "job"
     queue = f"local://{job_root}/queue.db"
     write_jobs(CONFIG, REQUEST, str(job_root), queue=queue)
-    manifest = Ledger(job_root).read_manifest()
+    manifest = JobRoot(job_root).read_manifest()
     subs = subscriptions(manifest.steps + manifest.job_steps, manifest.topics)
     # The survivor runs until the job is finished: the killed task comes back when its lease runs out.
     command = worker_command(queue, subs, idle_timeout=300, lease_seconds=4)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.pipeline_queues import demo_variant
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.job import Job
 from rslp.pipeline.write_jobs import subscriptions, write_jobs
@@ -64,7 +64,7 @@ def test_a_fleet_whose_workers_are_killed_every_few_seconds_finishes_the_job_on_
     retired: list[WorkerProc] = []
     kills = {"SIGKILL": 0, "SIGTERM": 0}
     combine = Job.load(job_root).task("combine", "job")
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     try:
         chaos_until = time.monotonic() + CHAOS_SECONDS
         while time.monotonic() < chaos_until and ledger.read(combine, "done") is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rslp.dlq import dlq_list, dlq_replay
-from rslp.ledger import JobManifest, Ledger
+from rslp.jobroot import JobManifest, JobRoot
 from rslp.status.model import collect
 from rslp.task import Task
 from tests.conftest import Backend
@@ -26,7 +26,7 @@ def test_fix_the_cause_replay_and_the_job_completes(backend: Backend, topic: str
         steps=["write"],
         topics={"write": topic},
     )
-    manifest = Ledger(root).write_job(manifest, [{"geometry": square(i, 2)} for i in range(len(PARTITIONS))])
+    manifest = JobRoot(root).write_job(manifest, [{"geometry": square(i, 2)} for i in range(len(PARTITIONS))])
     # Each task writes into a folder that does not exist yet: FileNotFoundError on every attempt.
     tasks = [
         Task(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rslp import registry
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.config import load_pipeline_config
 from rslp.pipeline.job import Job
 from rslp.pipeline.write_jobs import create_job, write_jobs
@@ -26,7 +26,7 @@ def _allow_the_tests_postprocessor(monkeypatch: pytest.MonkeyPatch) -> None:
 def small_groups(config: Path, job_root: Path, queue: str) -> int:
     """A new job whose fan-in groups hold 3 units, so its 16 partitions make a tree of 3 levels (16, 6, 2)."""
     header = create_job(load_pipeline_config(config), str(DEMO_REQUEST), str(job_root), queue)
-    Ledger(job_root).write_manifest(header.model_copy(update={"fanin_group_size": 3}))
+    JobRoot(job_root).write_manifest(header.model_copy(update={"fanin_group_size": 3}))
     return header.partition_count
 
 
@@ -64,7 +64,7 @@ def test_a_worker_killed_after_the_last_partitions_marker_still_gets_combine_pub
     pid, downstream = asked[0]
     last = job.task("postprocess", pid)
     # Its worker wrote the done marker (recording combine) and was killed before publishing it.
-    Ledger(job_root).mark(last, "done", downstream=[d.model_dump(mode="json") for d in downstream])
+    JobRoot(job_root).mark(last, "done", downstream=[d.model_dump(mode="json") for d in downstream])
     q = backend.open()
     for t in (f"{topic}-cpu", f"{topic}-combine"):
         q.setup(t, t)

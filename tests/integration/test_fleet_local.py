@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from rslp.errors import QueueResourceError
+from rslp.jobroot import JobRoot
 from rslp.launch import commands
 from rslp.launch.local import FLEET_DIR_ENV
-from rslp.ledger import Ledger
 from rslp.queue.local import LocalQueue
 from rslp.status.liveness import running_tasks
 from rslp.status.model import scan_markers
@@ -81,10 +81,10 @@ def test_sigkilled_workers_task_shows_as_stalled_within_two_leases(tmp_path: Pat
     publish_tasks(q, "stl", [task])
     worker = WorkerProc(f"local://{tmp_path / 'queue.db'}", "stl", lease_seconds=lease)
     worker.wait_for("started")
-    ledger = Ledger(job)
+    ledger = JobRoot(job)
 
     def running() -> list[object]:
-        return running_tasks(ledger, "sleep", scan_markers(ledger.root, "sleep", 1).running, time.time())
+        return running_tasks(ledger, "sleep", scan_markers(ledger, "sleep", 1).running, time.time())
 
     time.sleep(3 * lease)  # alive for longer than two leases: its heartbeat keeps it running
     (alive,) = running()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.job import make_task
 from rslp.queue import Outgoing
 from rslp.queue.base import DEAD_LETTER_REASON
@@ -172,7 +172,7 @@ def _job_root_writer(world: Path, topic: str, other_fleet: str) -> None:
     """What whoever can write the job roots under ``world/jobs`` left there for the worker."""
     jobs = world / "jobs"
     mine = str(jobs / "mine")
-    ledger = Ledger(mine)
+    ledger = JobRoot(mine)
     for task, payload in _forged_markers(world, topic, other_fleet).values():
         path = Path(ledger.marker_path(task.step or "", task.task_id, "done").path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -216,7 +216,7 @@ def test_hostile_messages_are_dead_lettered_and_the_worker_lives(backend: Backen
     write_job(mine, "mine", {"write": topic, "create_windows": topic, f"{topic}-gone": f"{topic}-missing"}, 20)
     write_job(other, "other", {"predict": other_fleet}, 2)
     # Another job's real state: a running predict task, which must stay exactly as it is.
-    Ledger(other).mark(make_task("other", str(other), "predict", "p00001"), "running", worker="elsewhere")
+    JobRoot(other).mark(make_task("other", str(other), "predict", "p00001"), "running", worker="elsewhere")
     (world / "victim").mkdir(parents=True)
     (world / "victim" / "keep.txt").write_text("scratch_root/../victim")
     (world / "outside" / "dir").mkdir(parents=True)
@@ -286,5 +286,5 @@ def test_hostile_messages_are_dead_lettered_and_the_worker_lives(backend: Backen
     assert _snapshot(world, (*named, scratch)) == before, "something outside the named job roots and scratch changed"
     assert not (world / "pwned").exists()
     assert list((world / "outside-markers").iterdir()) == []
-    assert Ledger(other).states("predict") == {make_task("other", str(other), "predict", "p00001").task_id: "running"}
+    assert JobRoot(other).states("predict") == {make_task("other", str(other), "predict", "p00001").task_id: "running"}
     assert q.pull(other_fleet, backend.min_lease, max_messages=10) == []

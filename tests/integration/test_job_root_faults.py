@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 
 from rslp.errors import ExitCode
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.job import make_task
 from rslp.queue.base import DEAD_LETTER_REASON
 from rslp.task import Downstream, Task
@@ -55,7 +55,7 @@ def test_a_recorded_downstream_for_a_missing_topic_dead_letters_its_message(
     write_job(root, "j", {"write": topic, "next": missing})
     task = _job_task(root, "write")
     recorded = Downstream(topic=missing, task=make_task("j", str(root), "next", "p00000"))
-    Ledger(root).mark(task, "done", downstream=[recorded.model_dump(mode="json")])
+    JobRoot(root).mark(task, "done", downstream=[recorded.model_dump(mode="json")])
     reason = _dead_letter_then_good(Backend("pubsub", f"pubsub://{PROJECT}", 10), topic, task, tmp_path)
     assert "cannot publish task" in reason and f"no topic {missing!r}" in reason
 
@@ -66,9 +66,9 @@ def test_a_running_marker_path_that_is_a_folder_dead_letters_its_message(
     root = tmp_path / "jobs" / "j"
     write_job(root, "j", {"write": topic})
     task = _job_task(root, "write")
-    Path(Ledger(root).marker_path("write", task.task_id, "running").path).mkdir(parents=True)
+    Path(JobRoot(root).marker_path("write", task.task_id, "running").path).mkdir(parents=True)
     reason = _dead_letter_then_good(backend, topic, task, tmp_path)
     assert "cannot write marker" in reason and "running.json" in reason
-    assert json.loads(Path(Ledger(root).marker_path("write", task.task_id, "dead").path).read_text())["kind"] == (
+    assert json.loads(Path(JobRoot(root).marker_path("write", task.task_id, "dead").path).read_text())["kind"] == (
         "job_root"
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
 from rslp.pipeline.write_jobs import subscriptions, write_jobs
 from rslp.status.model import collect
@@ -50,7 +50,7 @@ def test_status_counts_tasks_dead_lettered_without_a_marker_as_dead_with_reason_
     config = demo_with_own_topics(tmp_path)
     job_root = str(tmp_path / "job")
     write_jobs(str(config), str(tmp_path / "request.geojson"), job_root, queue=backend.url)
-    manifest = Ledger(job_root).read_manifest()
+    manifest = JobRoot(job_root).read_manifest()
     subs = ",".join(subscriptions(manifest.steps + manifest.job_steps, manifest.topics))
     elsewhere = ["--job_roots", str(tmp_path / "elsewhere"), "--idle_timeout", "3"]
     worker = subprocess.run(

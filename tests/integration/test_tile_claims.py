@@ -12,7 +12,7 @@ import pytest
 from rslearn.dataset import Dataset
 
 from bench.pipeline_queues import demo_variant
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.job import Job
 from rslp.pipeline.write_jobs import write_jobs
 from rslp.queue import Queue
@@ -58,7 +58,7 @@ def _gated_job(tmp_path: Path, topic: str, url: str, q: Queue) -> tuple[str, Pat
 
 
 def _ingested(job_root: str, tasks: list[Task]) -> bool:
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     return all(ledger.read(t, "done") is not None for t in tasks)
 
 

@@ -260,13 +260,13 @@ def test_lost_lease_is_not_acked_and_downstream_publication_stays_idempotent(
     The redelivered copy finds the done marker, republishes the same downstream task
     (same id, so its own done marker makes it harmless) and is acked.
     """
-    from rslp.ledger import Ledger
+    from rslp.jobroot import JobRoot
     from rslp.worker import Worker, WorkerSettings
 
     first, then = f"t-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
     pubsub.setup(first, first)
     pubsub.setup(then, then)
-    job = Ledger(tmp_path / "job")
+    job = JobRoot(tmp_path / "job")
     write_job(tmp_path / "job", "j", {"chain": first, "write": then})
     task = Task(
         project="common",

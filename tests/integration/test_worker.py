@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from rslp.errors import ExitCode
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.queue import Outgoing, dead_letter_name
 from rslp.queue.base import DEAD_LETTER_REASON
 from rslp.task import Task
@@ -97,7 +97,7 @@ def test_chained_task_is_published_after_done_marker(backend: Backend, topic: st
     w = WorkerProc(backend.url, topic, idle_timeout=3)
     assert w.wait() == 0
     assert first.exists() and second.read_text() == "chained"
-    marker = Ledger(tmp_path / "job").read(task, "done")
+    marker = JobRoot(tmp_path / "job").read(task, "done")
     assert marker is not None and marker["downstream"][0]["task"]["workflow"] == "write_file"
     done = [e for e in w.events if e.get("event") == "done"]
     assert len(done) == 2
@@ -170,7 +170,7 @@ def test_failing_task_retried_then_dead_lettered_with_attempts(backend: Backend,
     dead = dead_letters(q, topic, _lease(backend), expect=1)
     assert dead[0].attributes["rslp_attempts"] == "3"
     assert "RuntimeError: boom" in dead[0].attributes["rslp_traceback"]
-    assert Ledger(tmp_path / "job").states("fail") == {task.task_id: "dead"}
+    assert JobRoot(tmp_path / "job").states("fail") == {task.task_id: "dead"}
 
 
 def test_consecutive_failures_stop_the_worker_and_success_resets(tmp_path: Path, topic: str) -> None:
@@ -327,13 +327,13 @@ def test_kill9_mid_task_is_redelivered_and_200_tasks_done_once(backend: Backend,
     others = [WorkerProc(backend.url, topic, lease_seconds=lease, idle_timeout=600) for _ in range(2)]
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and list(Ledger(job).states("sleep").values()).count("done") < 200:
+        while time.monotonic() < deadline and list(JobRoot(job).states("sleep").values()).count("done") < 200:
             time.sleep(0.2)
     finally:
         for w in others:
             w.signal(signal.SIGTERM)
         assert [w.wait(timeout=60) for w in others] == [0, 0]
-    states = Ledger(job).states("sleep")
+    states = JobRoot(job).states("sleep")
     assert len(states) == 200 and set(states.values()) == {"done"}
     assert len(list(out.iterdir())) == 200
     # Exactly once in effect: at most the task the victim held was started twice.

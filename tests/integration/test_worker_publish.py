@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.queue import Outgoing, Received
 from rslp.queue.local import LocalQueue
 from rslp.task import Task
@@ -16,7 +16,7 @@ from tests.integration.workers import drain, write_job
 class FlakyQueue(LocalQueue):
     """The real embedded queue, whose publishes to one topic fail the first ``failures`` times."""
 
-    def __init__(self, path: Path, flaky_topic: str, failures: int, ledger: Ledger, task: Task) -> None:
+    def __init__(self, path: Path, flaky_topic: str, failures: int, ledger: JobRoot, task: Task) -> None:
         super().__init__(path)
         self.flaky_topic, self.failures = flaky_topic, failures
         self.ledger, self.task = ledger, task
@@ -37,7 +37,7 @@ class FlakyQueue(LocalQueue):
 
 
 def test_transient_downstream_publish_failure_is_retried_before_ack(tmp_path: Path) -> None:
-    job = Ledger(tmp_path / "job")
+    job = JobRoot(tmp_path / "job")
     write_job(tmp_path / "job", "j", {"chain": "first-step", "write": "next-step"})
     task = Task(
         project="common",

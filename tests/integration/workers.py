@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from rslp.ledger import JobManifest, Ledger
+from rslp.jobroot import JobManifest, JobRoot
 from rslp.pipeline.demo import DEMO_DIR
 from rslp.queue import Outgoing, Queue, dead_letter_name
 from rslp.task import Task
@@ -46,7 +46,7 @@ def write_job(root: Path, job_id: str, topics: dict[str, str], partition_count: 
         topics=topics,
         partition_count=partition_count,
     )
-    Ledger(root).write_manifest(manifest)
+    JobRoot(root).write_manifest(manifest)
 
 
 def attack_files(root: Path, topic: str, proof: Path, self_trust: bool) -> dict[Path, str]:

@@ -16,7 +16,7 @@ from rslp import main as rslp_main
 from rslp.argv import bare_booleans
 from rslp.dlq import dlq_show
 from rslp.errors import ExitCode, QueueResourceError
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.queue import Outgoing, open_queue
 from rslp.queue.pubsub import PubSubQueue
@@ -100,7 +100,7 @@ def finished_job(demo: Path, job_root: Path) -> subprocess.CompletedProcess[str]
         timeout=CEILING,
     )
     assert result.returncode == 0, result.stderr
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     manifest = ledger.read_manifest()
     for pid in manifest.partition_ids():
         for step in manifest.steps:
@@ -170,7 +170,7 @@ def test_ctrl_c_while_write_jobs_publishes_is_one_line_and_a_rerun_finishes(
     with monkeypatch.context() as m:
         m.setattr(module, "_publish", ctrl_c)
         assert cli.main(write_jobs_args(demo_copy, job_root)) == ExitCode.INTERRUPTED
-    job_id = Ledger(job_root).read_manifest().job_id
+    job_id = JobRoot(job_root).read_manifest().job_id
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"rslp write-jobs: interrupted after writing job {job_id}, while publishing its tasks;")
     assert "rerun the same command" in err

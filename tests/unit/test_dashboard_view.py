@@ -17,7 +17,7 @@ from upath import UPath
 from rslp.dashboard.model import PARTITION_CODES, job_view, layout, public_url, root_view, throughput
 from rslp.dashboard.snapshot import Snapshots
 from rslp.dashboard.thumbnail import thumbnail_png
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.job import make_task
 from rslp.pipeline.rolling import rolling
 from rslp.status.model import TASK_STATES, collect
@@ -131,7 +131,7 @@ def test_root_view_has_one_row_per_period_with_its_progress(demo_copy: Path, tmp
     root = tmp_path / "root"
     config, request = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson")
     rolling(config, request, str(root), "month", "2026-01", "2026-03")
-    ledger = Ledger(root / "2026-01")
+    ledger = JobRoot(root / "2026-01")
     manifest = ledger.read_manifest()
     ledger.mark(make_task(manifest.job_id, manifest.job_root, "create_windows", "p00001"), "dead", error="boom")
     view = root_view(str(root))

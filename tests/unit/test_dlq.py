@@ -9,7 +9,7 @@ import pytest
 
 from rslp import cli
 from rslp.dlq import dlq_list, dlq_replay, dlq_show
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.queue import Outgoing, Queue, dead_letter_name, open_queue
 from rslp.queue.base import DEAD_LETTER_SOURCE, MAX_DELIVERIES_REASON
 from rslp.task import Task, decode_task
@@ -45,7 +45,7 @@ def dlq(tmp_path: Path) -> tuple[str, Path, list[Task]]:
     url = f"local://{tmp_path / 'queue.db'}"
     root = tmp_path / "job"
     tasks = [job_task(root, "p1"), job_task(root, "p2"), Task(project="common", workflow="fail", args=["boom"])]
-    ledger = Ledger(root)
+    ledger = JobRoot(root)
     write_job(root, "j", {"noop": TOPIC})
     with open_queue(url, create=True) as q:
         q.setup(TOPIC, TOPIC)
@@ -107,9 +107,9 @@ def test_replay_by_reason_keeps_ids_resets_attempts_and_clears_stale_markers(dlq
     assert sorted(t.task_id for t in again) == sorted(replayed)
     assert all(t.attempt == 0 and t.not_before is None for t in again)
     for task in tasks[:2]:
-        states = Ledger(root).states("noop")
+        states = JobRoot(root).states("noop")
         assert states[task.task_id] == "failed"  # its history stays; dead and running are gone
-        assert Ledger(root).read(task, "dead") is None and Ledger(root).read(task, "running") is None
+        assert JobRoot(root).read(task, "dead") is None and JobRoot(root).read(task, "running") is None
 
 
 def test_replay_of_a_duplicated_dead_letter_publishes_it_once(dlq: tuple[str, Path, list[Task]]) -> None:
@@ -176,15 +176,15 @@ def test_markers_are_touched_only_under_the_operators_job_root(
     url, root, _ = dlq
     victim_root = tmp_path / "victim"
     victim = job_task(victim_root, "p9")
-    Ledger(victim_root).mark(victim, "dead", error="secret traceback", traceback="victim traceback")
-    Ledger(victim_root).mark(victim, "running")
+    JobRoot(victim_root).mark(victim, "dead", error="secret traceback", traceback="victim traceback")
+    JobRoot(victim_root).mark(victim, "running")
     with open_queue(url) as q:
         dead_letter(q, victim.encode(), "forged")
     dlq_show(victim.task_id, job_root=str(root), queue=url, subscription=TOPIC)
     assert "victim traceback" not in capsys.readouterr().out
     assert victim.task_id in dlq_replay(job_root=str(root), queue=url, subscription=TOPIC, all=True)
-    assert Ledger(victim_root).states("noop") == {victim.task_id: "dead"}
-    assert Ledger(victim_root).read(victim, "running") is not None
+    assert JobRoot(victim_root).states("noop") == {victim.task_id: "dead"}
+    assert JobRoot(victim_root).read(victim, "running") is not None
 
 
 def test_an_undecodable_dead_letter_is_listed_and_every_letter_handed_back(

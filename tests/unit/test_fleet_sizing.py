@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from rslp.errors import PermanentError
+from rslp.jobroot import JobRoot
 from rslp.launch import FleetError, commands
 from rslp.launch.autoscale import Autoscaler
 from rslp.launch.sizing import DEFAULT_GUESS, DEFAULT_MAX_WORKERS, parse_duration, size_pools
-from rslp.ledger import Ledger
 from rslp.pipeline.job import make_task
 from tests.unit.test_launch_client import FakeFleetClient, make_config
 from tests.unit.test_status_report import make_job
@@ -22,7 +22,7 @@ STEPS = ["create_windows", "predict", "postprocess"]  # topics: st-cpu, st-gpu, 
 
 def finish(root: Path, step: str, partitions: range, seconds: float) -> None:
     """Done markers as the worker writes them, with the task's duration."""
-    ledger = Ledger(root)
+    ledger = JobRoot(root)
     for i in partitions:
         ledger.mark(make_task("job-test", str(root), step, f"p{i:05d}"), "done", worker="w", duration=seconds)
 
@@ -47,7 +47,7 @@ def test_a_done_job_needs_no_workers(tmp_path: Path) -> None:
     for step in STEPS:
         finish(tmp_path, step, range(3), 1.0)
     finish(tmp_path, "combine", range(0), 1.0)
-    Ledger(tmp_path).mark(make_task("job-test", str(tmp_path), "combine", "job"), "done", worker="w", duration=1.0)
+    JobRoot(tmp_path).mark(make_task("job-test", str(tmp_path), "combine", "job"), "done", worker="w", duration=1.0)
     assert [p.workers for p in size_pools(str(tmp_path), time_left=3600)] == [0, 0, 0]
 
 
@@ -145,7 +145,7 @@ def test_autoscaler_stops_every_pool_when_the_job_is_done(tmp_path: Path) -> Non
     assert len(client.named("create_experiment")) == 3  # min_workers keeps one per pool while work is left
     for step in STEPS:
         finish(tmp_path, step, range(2), 1.0)
-    Ledger(tmp_path).mark(make_task("job-test", str(tmp_path), "combine", "job"), "done", worker="w", duration=1.0)
+    JobRoot(tmp_path).mark(make_task("job-test", str(tmp_path), "combine", "job"), "done", worker="w", duration=1.0)
     decisions, finished = auto.check()
     assert finished
     assert {d.action for d in decisions} == {"stop"}
@@ -259,7 +259,7 @@ def test_escape_sequences_in_a_job_header_reach_no_sizing_or_autoscale_line_raw(
     """A header whose combine topic carries an OSC 52 clipboard write and a cursor move is refused in one
     line (topics are Pub/Sub topic ids) before anything is sized, launched or printed raw."""
     make_job(tmp_path, 10, queue="pubsub://my-project")
-    manifest = Ledger(tmp_path).manifest_path
+    manifest = JobRoot(tmp_path).manifest_path
     header = json.loads(manifest.read_text())
     evil = "st-combine\x1b]52;c;ZWNobyBodA==\x07\x1b[2A"
     header["topics"]["combine"] = evil

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rslp import registry
-from rslp.ledger import JobManifest, Ledger
+from rslp.jobroot import JobManifest, JobRoot
 from rslp.pipeline.job import make_task
 from rslp.task import Downstream, Task
 from rslp.worker import guard
@@ -22,7 +22,7 @@ def _job(root: Path, job_id: str = "job-a", steps: tuple[str, ...] = ("prepare",
     manifest = JobManifest(
         job_id=job_id, job_root=str(root), config="-", request="-", steps=list(steps), topics=topics, partition_count=2
     )
-    Ledger(root).write_manifest(manifest)
+    JobRoot(root).write_manifest(manifest)
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_an_unreachable_job_root_or_a_broken_manifest_is_refused(tmp_path: Path)
 def test_a_done_marker_that_does_not_parse_is_refused(tmp_path: Path) -> None:
     _job(tmp_path)
     task = make_task("job-a", str(tmp_path), "prepare", "p00001")
-    marker = Ledger(tmp_path).marker_path("prepare", task.task_id, "done")
+    marker = JobRoot(tmp_path).marker_path("prepare", task.task_id, "done")
     marker.parent.mkdir(parents=True)
     for text in ("{broken", "[1]", json.dumps({"downstream": [{"topic": "t"}]})):
         marker.write_text(text)
@@ -146,7 +146,7 @@ def test_a_done_marker_that_does_not_parse_is_refused(tmp_path: Path) -> None:
 def test_recorded_downstream_goes_only_to_the_jobs_topics_for_the_same_job(tmp_path: Path) -> None:
     _job(tmp_path)
     task = make_task("job-a", str(tmp_path), "prepare", "p00001")
-    ledger = Ledger(tmp_path)
+    ledger = JobRoot(tmp_path)
     own = Downstream(topic="topic-predict", task=make_task("job-a", str(tmp_path), "predict", "p00001"))
     ledger.mark(task, "done", downstream=[own.model_dump(mode="json")])
     assert admit(task).done_downstream == [own]
@@ -165,7 +165,7 @@ def test_a_pipeline_tasks_recorded_downstream_is_exactly_a_task_of_its_own_job(t
     """Issue 25.5: a jobless write_file recorded in a done marker ran outside the job."""
     _job(tmp_path)
     task = make_task("job-a", str(tmp_path), "prepare", "p00001")
-    ledger = Ledger(tmp_path)
+    ledger = JobRoot(tmp_path)
     jobless = Task(project="common", workflow="write_file", args=[str(tmp_path.parent / "pwned"), "x"])
     not_a_partition = make_task("job-a", str(tmp_path), "predict", "zz0")
     past_the_count = make_task("job-a", str(tmp_path), "predict", "p00002")
@@ -217,7 +217,7 @@ def test_a_per_job_step_takes_the_job_partition_only(tmp_path: Path) -> None:
         topics={"postprocess": "topic-p", "combine": "topic-c"},
         partition_count=1,
     )
-    Ledger(tmp_path).write_manifest(manifest)
+    JobRoot(tmp_path).write_manifest(manifest)
     assert admit(make_task("job-a", str(tmp_path), "combine", "job")).ledger is not None
     with pytest.raises(Rejected, match="per-job step of job job-a: its partition is 'job'"):
         admit(make_task("job-a", str(tmp_path), "combine", "p00000"))

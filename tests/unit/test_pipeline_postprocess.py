@@ -22,7 +22,7 @@ from rslearn.utils.raster_array import RasterArray
 from upath import UPath
 
 from rslp.pipeline import mosaic
-from rslp.pipeline.postprocess import RasterMerge, VectorMerge, atomic_output
+from rslp.pipeline.postprocess import RasterMerge, VectorMerge
 
 PROJECTION = Projection(CRS.from_epsg(32610), 10, -10)
 
@@ -192,18 +192,6 @@ def test_raster_combine_names_a_partition_whose_bands_differ(tmp_path: Path) -> 
     with pytest.raises(ValueError, match=rf"^{bad}: .*'count': 2.* differs from the first partition's"):
         RasterMerge().combine(iter([UPath(good), UPath(bad)]), dest)
     assert not dest.exists()
-
-
-def test_atomic_output_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
-    dest = UPath(tmp_path / "out" / "p1.tif")
-    with pytest.raises(OSError, match="disk full"), atomic_output(dest) as tmp:
-        tmp.write_text("half")
-        raise OSError("disk full")
-    assert not dest.exists() and list((tmp_path / "out").iterdir()) == []
-    with atomic_output(dest) as tmp:
-        tmp.write_text("whole")
-        assert visible(dest.parent) == set()  # not visible until complete
-    assert dest.read_text() == "whole"
 
 
 def test_combine_stops_at_a_missing_partition_file_and_writes_nothing(tmp_path: Path) -> None:

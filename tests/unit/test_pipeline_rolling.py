@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rslp.errors import PermanentError
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.catalog import with_drift
 from rslp.pipeline.job import make_task
 from rslp.pipeline.rolling import periods, rolling
@@ -58,9 +58,9 @@ def test_rolling_makes_one_job_per_period_and_a_second_run_publishes_nothing(
             f"8 tasks published on {default_queue_url(str(root))}"
         )
     )
-    jan, feb = (Ledger(root / name).read_manifest() for name in ("2026-01", "2026-02"))
+    jan, feb = (JobRoot(root / name).read_manifest() for name in ("2026-01", "2026-02"))
     assert jan.time_range == (utc(2026, 1, 1), utc(2026, 2, 1)) and feb.time_range == (utc(2026, 2, 1), utc(2026, 3, 1))
-    assert {p.time_range for p in Ledger(root / "2026-02").partitions(feb)} == {feb.time_range}
+    assert {p.time_range for p in JobRoot(root / "2026-02").partitions(feb)} == {feb.time_range}
     assert rolling(config, request, str(root), "month", since="2026-01", until="2026-03") == 0
     assert "(0 new, 0 resumed, 2 moving, 0 done, 0 without imagery); 0 tasks published" in capsys.readouterr().out
     assert backlog(root) == 8
@@ -78,7 +78,7 @@ def test_a_stalled_half_done_period_gets_only_its_missing_tasks_and_a_done_one_n
     config, request, root = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), tmp_path / "root"
     rolling(config, request, str(root), "month", since="2026-01", until="2026-03")
     for name, partitions in (("2026-01", ["p00000", "p00001", "p00002", "p00003"]), ("2026-02", ["p00000"])):
-        ledger = Ledger(root / name)
+        ledger = JobRoot(root / name)
         manifest = ledger.read_manifest()
         steps = PARTITION_STEPS + (["combine", "observe"] if name == "2026-01" else [])
         for partition in partitions:
@@ -259,11 +259,11 @@ def test_status_root_ignores_a_forged_catalog_and_markers_outside_the_plan(
         str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), str(root), "month", "2026-01", "2026-03"
     )
     _forge_catalog(root)
-    manifest = Ledger(root / "2026-01").read_manifest()
+    manifest = JobRoot(root / "2026-01").read_manifest()
     for step in PARTITION_STEPS:  # done markers of partitions the job does not have
         for partition in ("p09999", "p10000"):
             task = make_task(manifest.job_id, manifest.job_root, step, partition)
-            Ledger(root / "2026-01").mark(task, "done", downstream=[])
+            JobRoot(root / "2026-01").mark(task, "done", downstream=[])
     capsys.readouterr()
     rows = status(root=str(root))
     out = capsys.readouterr().out.splitlines()
@@ -280,8 +280,8 @@ def test_status_root_shows_one_row_per_period_with_progress_and_failures(
     rolling(
         str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), str(root), "month", "2026-01", "2026-03"
     )
-    manifest = Ledger(root / "2026-01").read_manifest()
-    ledger = Ledger(root / "2026-01")
+    manifest = JobRoot(root / "2026-01").read_manifest()
+    ledger = JobRoot(root / "2026-01")
     ledger.mark(make_task(manifest.job_id, manifest.job_root, "create_windows", "p00000"), "done", downstream=[])
     ledger.mark(make_task(manifest.job_id, manifest.job_root, "create_windows", "p00001"), "dead", error="boom")
     capsys.readouterr()

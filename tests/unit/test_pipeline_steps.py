@@ -16,7 +16,7 @@ from upath import UPath
 
 from rslp import registry
 from rslp.errors import PermanentError
-from rslp.ledger import Ledger, partition_id
+from rslp.jobroot import JobRoot, partition_id
 from rslp.pipeline import predict as predict_module
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene, score
 from rslp.pipeline.job import JOB_PARTITION, Job
@@ -39,7 +39,7 @@ def run_step(step: str, job_root: str, partition: str) -> list[Downstream]:
 
 def run_job_in_process(job_root: str) -> list[Downstream]:
     """Follow the downstream tasks from the queued first steps; returns every downstream seen."""
-    with open_queue(str(Ledger(job_root).read_manifest().queue)) as q:
+    with open_queue(str(JobRoot(job_root).read_manifest().queue)) as q:
         pending = [decode_task(m.data) for m in q.pull("demo-cpu", lease_seconds=60, max_messages=100)]
     seen: list[Downstream] = []
     while pending:
@@ -150,7 +150,7 @@ def test_request_outside_the_imagery_fails_permanently_at_prepare(tmp_path: Path
     (tmp_path / "outside.geojson").write_text(json.dumps(request))
     job_root = str(tmp_path / "job")
     write_jobs(str(DEMO_DIR / "pipeline.yaml"), str(tmp_path / "outside.geojson"), job_root)
-    partition = next(Ledger(job_root).read_manifest().partition_ids())
+    partition = next(JobRoot(job_root).read_manifest().partition_ids())
     run_step("create_windows", job_root, partition)
     with pytest.raises(PermanentError) as e:
         run_step("prepare", job_root, partition)
@@ -174,7 +174,7 @@ def test_a_resolved_rslp_variable_never_shows_in_a_fresh_workers_prepare_error(
     (tmp_path / "outside.geojson").write_text(json.dumps(request))
     job_root = str(tmp_path / "job")
     write_jobs(str(demo_copy / "pipeline.yaml"), str(tmp_path / "outside.geojson"), job_root)
-    partition = next(Ledger(job_root).read_manifest().partition_ids())
+    partition = next(JobRoot(job_root).read_manifest().partition_ids())
     run_step("create_windows", job_root, partition)
     fresh = (  # a new process: nothing in it has loaded dataset.json, as in a worker that only prepares
         "from rslp import registry; from rslp.text import clip\n"

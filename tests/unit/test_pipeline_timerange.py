@@ -13,7 +13,7 @@ import pytest
 import shapely
 import shapely.geometry
 
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.dated_files import acquisition_day
 from rslp.pipeline.job import Job
 from rslp.pipeline.rslearn_ops import open_dataset
@@ -43,7 +43,7 @@ def two_feature_request(demo: Path, own: dict[str, str] | None) -> Path:
 
 
 def partition_ranges(job_root: Path) -> set[tuple[datetime, datetime] | None]:
-    ledger = Ledger(job_root)
+    ledger = JobRoot(job_root)
     return {p.time_range for p in ledger.partitions(ledger.read_manifest())}
 
 
@@ -73,10 +73,10 @@ def test_flags_beat_the_feature_which_beats_the_config(demo_copy: Path, tmp_path
     config = str(demo_copy / "pipeline.yaml")  # its time_range is January
     write_jobs(config, str(request), str(tmp_path / "by_feature"))
     assert partition_ranges(tmp_path / "by_feature") == {JAN.as_tuple(), FEB.as_tuple()}
-    assert Ledger(tmp_path / "by_feature").read_manifest().time_range is None
+    assert JobRoot(tmp_path / "by_feature").read_manifest().time_range is None
     write_jobs(config, str(request), str(tmp_path / "by_flags"), start="2026-02-01", end="2026-03-01")
     assert partition_ranges(tmp_path / "by_flags") == {FEB.as_tuple()}
-    assert Ledger(tmp_path / "by_flags").read_manifest().time_range == FEB.as_tuple()
+    assert JobRoot(tmp_path / "by_flags").read_manifest().time_range == FEB.as_tuple()
 
 
 def test_a_feature_with_end_before_start_fails_naming_it_and_writes_nothing(demo_copy: Path, tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ def test_the_time_range_is_part_of_the_job_identity(demo_copy: Path, tmp_path: P
     config, request = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson")
     write_jobs(config, request, str(tmp_path / "jan"), start="2026-01-01", end="2026-02-01")
     write_jobs(config, request, str(tmp_path / "feb"), start="2026-02-01", end="2026-03-01")
-    jan, feb = (Ledger(tmp_path / name).read_manifest() for name in ("jan", "feb"))
+    jan, feb = (JobRoot(tmp_path / name).read_manifest() for name in ("jan", "feb"))
     assert not {t.task_id for t in pending_tasks(jan)} & {t.task_id for t in pending_tasks(feb)}
     with pytest.raises(TimeRangeError, match=r"is for time range 2026-01-01.*each period needs its own --job_root"):
         write_jobs(config, request, str(tmp_path / "jan"), start="2026-02-01", end="2026-03-01")

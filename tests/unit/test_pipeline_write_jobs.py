@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from rslp.errors import PermanentError
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline import write_jobs as write_jobs_module
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.pipeline.partition import GridPartitioner, load_request
@@ -28,13 +28,13 @@ STEPS = ["create_windows", "prepare", "ingest", "materialize", "predict", "postp
 def submit(demo: Path, job_root: Path, request: str = "request.geojson", republish: bool = False) -> str:
     """write_jobs; returns the job id from the manifest."""
     write_jobs(str(demo / "pipeline.yaml"), str(demo / request), str(job_root), republish=republish)
-    return Ledger(job_root).read_manifest().job_id
+    return JobRoot(job_root).read_manifest().job_id
 
 
 def drain(job_root: Path) -> list[Task]:
     """Every message on the job's subscriptions, acked."""
     tasks = []
-    with open_queue(str(Ledger(job_root).read_manifest().queue)) as q:
+    with open_queue(str(JobRoot(job_root).read_manifest().queue)) as q:
         for sub in ("demo-cpu", "demo-gpu", "demo-combine"):
             while messages := q.pull(sub, lease_seconds=30, max_messages=100):
                 for m in messages:
@@ -44,20 +44,20 @@ def drain(job_root: Path) -> list[Task]:
 
 
 def mark_done(job_root: Path, partition: str, steps: list[str]) -> None:
-    manifest = Ledger(job_root).read_manifest()
+    manifest = JobRoot(job_root).read_manifest()
     for step in steps:
-        Ledger(job_root).mark(make_task(manifest.job_id, str(job_root), step, partition), "done", downstream=[])
+        JobRoot(job_root).mark(make_task(manifest.job_id, str(job_root), step, partition), "done", downstream=[])
 
 
 def test_writes_manifest_and_publishes_first_step_of_each_partition(demo_copy: Path, tmp_path: Path) -> None:
     job_root = tmp_path / "job"
     job_id = submit(demo_copy, job_root)
-    manifest = Ledger(job_root).read_manifest()
+    manifest = JobRoot(job_root).read_manifest()
     assert manifest.job_id == job_id and manifest.job_root == str(job_root)
     assert manifest.steps == STEPS and manifest.job_steps == ["combine", "observe"]
     assert manifest.topics["predict"] == "demo-gpu" and manifest.queue == default_queue_url(str(job_root))
     assert manifest.partition_count == 4 and "partitions" not in manifest.model_dump()
-    records = list(Ledger(job_root).partitions(manifest))
+    records = list(JobRoot(job_root).partitions(manifest))
     assert [p.id for p in records] == ["p00000", "p00001", "p00002", "p00003"]
     assert all(p.geometry["type"] == "Polygon" for p in records)
     tasks = drain(job_root)
@@ -72,7 +72,7 @@ def test_rerun_of_a_finished_job_publishes_nothing(demo_copy: Path, tmp_path: Pa
     job_root = tmp_path / "job"
     job_id = submit(demo_copy, job_root)
     drain(job_root)
-    for pid in Ledger(job_root).read_manifest().partition_ids():
+    for pid in JobRoot(job_root).read_manifest().partition_ids():
         mark_done(job_root, pid, STEPS)
     mark_done(job_root, JOB_PARTITION, ["combine", "observe"])
     assert submit(demo_copy, job_root) == job_id
@@ -86,8 +86,8 @@ def test_republish_of_a_half_finished_job_publishes_only_what_is_missing(demo_co
     mark_done(job_root, "p00000", STEPS)
     mark_done(job_root, "p00001", STEPS[:4])
     mark_done(job_root, "p00002", STEPS)
-    Ledger(job_root).mark(
-        make_task(Ledger(job_root).read_manifest().job_id, str(job_root), "predict", "p00001"), "dead", error="x"
+    JobRoot(job_root).mark(
+        make_task(JobRoot(job_root).read_manifest().job_id, str(job_root), "predict", "p00001"), "dead", error="x"
     )
     submit(demo_copy, job_root, republish=True)
     assert sorted((t.step, t.partition) for t in drain(job_root)) == [
@@ -100,7 +100,7 @@ def test_combine_is_republished_when_only_it_is_missing(demo_copy: Path, tmp_pat
     job_root = tmp_path / "job"
     submit(demo_copy, job_root)
     drain(job_root)
-    for pid in Ledger(job_root).read_manifest().partition_ids():
+    for pid in JobRoot(job_root).read_manifest().partition_ids():
         mark_done(job_root, pid, STEPS)
     submit(demo_copy, job_root)  # not --republish: combine is never in the publish log
     assert [(t.step, t.partition) for t in drain(job_root)] == [("combine", JOB_PARTITION)]
@@ -195,7 +195,7 @@ def test_the_max_partitions_flag_overrides_the_config(demo_copy: Path, tmp_path:
         write_jobs(config, request, str(job_root), max_partitions=3)
     assert not job_root.exists()
     write_jobs(config, request, str(job_root), max_partitions=4)
-    assert Ledger(job_root).read_manifest().partition_count == 4
+    assert JobRoot(job_root).read_manifest().partition_count == 4
 
 
 KILLED_WHILE_PUBLISHING = """
@@ -242,7 +242,7 @@ def test_write_jobs_killed_halfway_and_rerun_publishes_again_only_the_span_in_fl
     job_root = tmp_path / "job"
     config, request = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson")
     kill_write_jobs_at_publish(config, request, job_root, tmp_path, call=4)  # spans 0-2 confirmed, 3 in flight
-    partitions = Ledger(job_root).read_manifest().partition_count
+    partitions = JobRoot(job_root).read_manifest().partition_count
     write_jobs(config, request, str(job_root))
     tasks = drain(job_root)
     assert {t.partition for t in tasks} == {f"p{i:05d}" for i in range(partitions)}
@@ -258,7 +258,7 @@ def test_write_jobs_killed_while_publishing_and_rerun_loses_no_partition(demo_co
     job_root = tmp_path / "job"
     config, request = str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson")
     kill_write_jobs_at_publish(config, request, job_root, tmp_path, call=1)
-    partitions = Ledger(job_root).read_manifest().partition_count
+    partitions = JobRoot(job_root).read_manifest().partition_count
     before = drain(job_root)
     assert partitions > 30 and len(before) == 10  # killed after the first of several chunks
     write_jobs(config, request, str(job_root))

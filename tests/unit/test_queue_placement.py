@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.pipeline.write_jobs import write_jobs
 from rslp.queue import placement
 from rslp.queue.local import LocalQueue
@@ -55,7 +55,7 @@ def test_write_jobs_puts_its_default_queue_on_local_disk_and_says_so(
     job_root = tmp_path / "job"
     write_jobs(str(demo_copy / "pipeline.yaml"), str(demo_copy / "request.geojson"), str(job_root))
     out = capsys.readouterr().out
-    queue = Ledger(job_root).read_manifest().queue
+    queue = JobRoot(job_root).read_manifest().queue
     assert queue == default_queue_url(str(job_root)) and not (job_root / "queue.db").exists()
     assert f"on {queue}" in out and "local disk (SQLite is unsafe on network mounts)" in out
 

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 from shapely.geometry import shape
 
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 from rslp.status.command import status
 from rslp.status.map import STATE_COLOURS, draw_map, write_map
 from tests.unit.test_status_report import EXPECTED_PARTITIONS, build_scenario, make_job
@@ -33,7 +33,7 @@ def test_status_map_fills_each_partition_with_its_state_colour(tmp_path: Path) -
     # The same figure, drawn again, tells where each partition landed on the picture.
     fig = draw_map(job.manifest, job.partitions)
     fig.canvas.draw()
-    for entry in Ledger(root).partitions(job.manifest):
+    for entry in JobRoot(root).partitions(job.manifest):
         centre = shape(entry.geometry).centroid
         want = to_rgb(STATE_COLOURS[job.partitions[entry.id]])
         assert np.allclose(pixel(image, fig, centre.x, centre.y), want, atol=1 / 255), entry.id
@@ -49,7 +49,7 @@ def test_map_leaves_holes_in_partitions_unfilled(tmp_path: Path) -> None:
     manifest = make_job(tmp_path / "job", 1)
     outer = [[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]]
     hole = [[1, 1], [1, 3], [3, 3], [3, 1], [1, 1]]  # same orientation as the outer ring on purpose
-    manifest = Ledger(tmp_path / "job").write_job(
+    manifest = JobRoot(tmp_path / "job").write_job(
         manifest, [{"geometry": {"type": "Polygon", "coordinates": [outer, hole]}}]
     )
     png = tmp_path / "ring.png"

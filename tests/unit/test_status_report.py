@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rslp import cli
-from rslp.ledger import JobManifest, Ledger
+from rslp.jobroot import JobManifest, JobRoot
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.queue import Outgoing, open_queue
 from rslp.status.command import status
@@ -46,13 +46,13 @@ def make_job(root: Path, partitions: int, steps: list[str] = STEPS, queue: str |
         job_steps=["combine"],
         topics={s: TOPICS.get(s, "st-cpu") for s in [*steps, "combine"]},
     )
-    return Ledger(root).write_job(manifest, ({"geometry": square(i, per_row)} for i in range(partitions)))
+    return JobRoot(root).write_job(manifest, ({"geometry": square(i, per_row)} for i in range(partitions)))
 
 
 def mark(root: Path, step: str, partition: str, *states: str, at: float | None = None, error: str = "") -> Task:
     """Write markers as the worker does: running, then failed/dead (with an error) or done."""
     task = make_task("job-test", str(root), step, partition)
-    ledger = Ledger(root)
+    ledger = JobRoot(root)
     for state in states:
         info = {"kind": "error", "error": error, "attempt": 1} if state in ("failed", "dead") else {}
         ledger.mark(task, state, worker="w-1", **info)
@@ -289,7 +289,7 @@ def test_throughput_of_a_large_step_is_estimated_from_a_sample_of_done_markers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Above RATE_SAMPLE tasks a step, only an even sample of done markers is stat'ed; the rate stays right."""
-    from rslp import bounded
+    from rslp import storage
     from rslp.status import model
 
     monkeypatch.setattr(model, "RATE_SAMPLE", 100)
@@ -298,8 +298,8 @@ def test_throughput_of_a_large_step_is_estimated_from_a_sample_of_done_markers(
     for i in range(800):  # a quarter finished in the last 10 minutes, the rest an hour ago
         mark(root, "create_windows", f"p{i:05d}", "done", at=NOW - 60 if i % 4 == 0 else NOW - 3500)
     stats: list[str] = []
-    real = bounded._stat_mtime
-    monkeypatch.setattr(bounded, "_stat_mtime", lambda entry: stats.append(entry.name) or real(entry))
+    real = storage._stat_mtime
+    monkeypatch.setattr(storage, "_stat_mtime", lambda entry: stats.append(entry.name) or real(entry))
     (step, _) = collect(str(root), now=NOW).steps
     assert step.counts["done"] == 800 and 50 <= len(stats) <= 200
     assert step.rate == pytest.approx(200 / (RATE_WINDOW / 60), rel=0.35)
@@ -319,7 +319,7 @@ def test_status_escapes_control_characters_from_markers(tmp_path: Path, capsys: 
 def test_running_task_without_heartbeat_for_two_leases_is_stalled(tmp_path: Path) -> None:
     root = tmp_path / "job"
     make_job(root, 3)
-    ledger = Ledger(root)
+    ledger = JobRoot(root)
     alive, dead, handed_back = (make_task("job-test", str(root), "create_windows", f"p0000{i}") for i in range(3))
     ledger.mark(alive, "running", worker="w-alive", lease_seconds=15.0)
     ledger.mark(dead, "running", worker="w-killed", lease_seconds=15.0)

@@ -9,7 +9,7 @@ import pytest
 
 from rslp import cli
 from rslp.errors import ExitCode
-from rslp.ledger import Ledger
+from rslp.jobroot import JobRoot
 
 
 def write_jobs_cli(demo: Path, job_root: Path, queue: str | None = None) -> int:
@@ -80,7 +80,7 @@ def test_a_rerun_on_another_queue_records_it_so_status_reads_that_queue(
     assert write_jobs_cli(demo_copy, job_root, f"local://{first}") == ExitCode.OK
     os.remove(first)  # the old queue is gone, as after a typo'd first run
     assert write_jobs_cli(demo_copy, job_root, f"local://{second}") == ExitCode.OK
-    assert Ledger(job_root).read_manifest().queue == f"local://{second}"
+    assert JobRoot(job_root).read_manifest().queue == f"local://{second}"
     capsys.readouterr()
     assert cli.main(["status", "--job_root", str(job_root)]) == ExitCode.OK
     out = capsys.readouterr().out

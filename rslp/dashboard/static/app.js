@@ -200,7 +200,7 @@ function wireMap() {
       return;
     }
     const i = partitionAt(x, y);
-    // Partition ids are "p" and the plan index, 5 digits at least (rslp.ledger.partition_id).
+    // Partition ids are "p" and the plan index, 5 digits at least (rslp.jobroot.partition_id).
     $("map-hover").textContent = i < 0 ? "" : `p${String(i).padStart(5, "0")}: ${map.labels[map.codes[i]] || "?"}`;
   });
   canvas.addEventListener("dblclick", (event) => zoomAt(2, ...canvasPoint(event)));

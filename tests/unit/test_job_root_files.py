@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from upath import UPath
 
-from rslp import jobfile
-from rslp.ledger import JobManifest, JobRootError, Ledger
+from rslp import storage
+from rslp.jobroot import JobManifest, JobRoot, JobRootError
 from rslp.paths import PathEscapeError, under
 from rslp.pipeline.job import make_task
 from rslp.worker.guard import Rejected, admit
@@ -20,7 +20,7 @@ def _job(root: Path) -> None:
     manifest = JobManifest(
         job_id="j", job_root=str(root), config="-", request="-", steps=["prepare"], topics={"prepare": "topic-p"}
     )
-    Ledger(root).write_job(manifest, [{"geometry": {"type": "Point", "coordinates": [0, 0]}}])
+    JobRoot(root).write_job(manifest, [{"geometry": {"type": "Point", "coordinates": [0, 0]}}])
 
 
 @pytest.mark.timeout(20)  # the FIFO once blocked the worker's main thread for good
@@ -39,18 +39,18 @@ def test_a_manifest_symlinked_to_dev_zero_is_refused_unread(tmp_path: Path) -> N
 def test_each_kind_of_job_root_file_has_a_size_cap(tmp_path: Path) -> None:
     _job(tmp_path)
     big = tmp_path / "big"
-    big.write_bytes(b" " * (jobfile.HEADER_LIMIT + 1))
-    with pytest.raises(jobfile.JobFileError, match=f"more than the {jobfile.HEADER_LIMIT}"):
-        jobfile.read_bytes(UPath(big), jobfile.HEADER_LIMIT)
+    big.write_bytes(b" " * (storage.HEADER_LIMIT + 1))
+    with pytest.raises(storage.JobFileError, match=f"more than the {storage.HEADER_LIMIT}"):
+        storage.read_bytes(UPath(big), storage.HEADER_LIMIT)
     (tmp_path / "manifest.json").write_bytes(big.read_bytes())
     with pytest.raises(Rejected, match=r"manifest\.json is .* bytes, more than"):
         admit(make_task("j", str(tmp_path), "prepare", "p00000"))
 
     _job(tmp_path)
     task = make_task("j", str(tmp_path), "prepare", "p00000")
-    marker = Path(Ledger(tmp_path).marker_path("prepare", task.task_id, "done").path)
+    marker = Path(JobRoot(tmp_path).marker_path("prepare", task.task_id, "done").path)
     marker.parent.mkdir(parents=True)
-    marker.write_text(json.dumps({"downstream": [], "padding": "x" * jobfile.MARKER_LIMIT}))
+    marker.write_text(json.dumps({"downstream": [], "padding": "x" * storage.MARKER_LIMIT}))
     with pytest.raises(Rejected, match="does not parse \\(JobRootError\\)"):
         admit(task)
 
@@ -58,9 +58,9 @@ def test_each_kind_of_job_root_file_has_a_size_cap(tmp_path: Path) -> None:
 def test_an_object_store_file_is_sized_before_it_is_read() -> None:
     path = UPath("memory://jobfiles/big.json")
     path.write_bytes(b"x" * 100)
-    assert jobfile.read_bytes(path, 100) == b"x" * 100
-    with pytest.raises(jobfile.JobFileError, match="100 bytes, more than the 99"):
-        jobfile.read_bytes(path, 99)
+    assert storage.read_bytes(path, 100) == b"x" * 100
+    with pytest.raises(storage.JobFileError, match="100 bytes, more than the 99"):
+        storage.read_bytes(path, 99)
 
 
 def test_a_markers_symlink_out_of_the_root_writes_nothing_outside(tmp_path: Path) -> None:
@@ -75,12 +75,12 @@ def test_a_markers_symlink_out_of_the_root_writes_nothing_outside(tmp_path: Path
     with pytest.raises(Rejected, match="does not parse"):  # reading its done marker
         admit(task)
     with pytest.raises(JobRootError, match="through a symlink"):
-        Ledger(root).mark(task, "running", worker="w")
+        JobRoot(root).mark(task, "running", worker="w")
     (root / "markers").unlink()
     (root / "markers" / "prepare").mkdir(parents=True)
     (root / "markers" / "prepare" / f"{task.task_id}.running.json").symlink_to(outside / "running.json")
     with pytest.raises(JobRootError, match="through a symlink"):  # one marker file linked out
-        Ledger(root).mark(task, "running", worker="w")
+        JobRoot(root).mark(task, "running", worker="w")
     assert list(outside.iterdir()) == []
 
 

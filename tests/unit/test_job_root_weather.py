@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as api
 
-from rslp import jobfile
-from rslp import ledger as ledger_module
-from rslp.ledger import JobRootError, Ledger
+from rslp import storage
+from rslp.jobroot import JobRoot, JobRootError
 from rslp.task import Task
 from rslp.weather import CloudUnavailableError, Weather
 
@@ -39,20 +38,20 @@ class Flaky:
 def test_marker_write_and_read_ride_out_transient_storage_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException
 ) -> None:
-    job = Ledger(tmp_path, weather=FAST)
-    write = Flaky(ledger_module.write_json_atomic, error, 2)
-    monkeypatch.setattr(ledger_module, "write_json_atomic", write)
+    job = JobRoot(tmp_path, weather=FAST)
+    write = Flaky(storage.write_json_atomic, error, 2)
+    monkeypatch.setattr(storage, "write_json_atomic", write)
     job.mark(TASK, "done", downstream=[])
     assert write.left == 0
-    read = Flaky(jobfile.read_text, error, 2)
-    monkeypatch.setattr(jobfile, "read_text", read)
+    read = Flaky(storage.read_text, error, 2)
+    monkeypatch.setattr(storage, "read_text", read)
     assert job.read(TASK, "done") is not None and read.left == 0
     assert job.read(TASK, "failed") is None
 
 
 def test_storage_that_stays_down_ends_in_one_line_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    job = Ledger(tmp_path, weather=Weather(patience=0.5, first_wait=0.01, max_wait=0.05))
-    monkeypatch.setattr(ledger_module, "write_json_atomic", Flaky(None, ConnectionError("down"), 10**6))
+    job = JobRoot(tmp_path, weather=Weather(patience=0.5, first_wait=0.01, max_wait=0.05))
+    monkeypatch.setattr(storage, "write_json_atomic", Flaky(None, ConnectionError("down"), 10**6))
     with pytest.raises(CloudUnavailableError, match=r"write marker .*still failing after 0.5s"):
         job.mark(TASK, "running")
 
@@ -62,4 +61,4 @@ def test_a_bad_job_root_is_not_retried(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     with pytest.raises(JobRootError, match="NotADirectoryError"):
-        Ledger(not_a_dir, weather=Weather(patience=60)).mark(TASK, "running")
+        JobRoot(not_a_dir, weather=Weather(patience=60)).mark(TASK, "running")
