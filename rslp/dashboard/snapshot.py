@@ -21,6 +21,7 @@ import structlog
 from upath import UPath
 
 from rslp.dashboard.model import job_view, layout, root_view
+from rslp.jobroot import JobRoot
 from rslp.status.model import collect
 from rslp.text import clip
 
@@ -109,7 +110,7 @@ class Snapshots:
         if not self.files:
             assert self.job_root is not None
             job = Job.load(self.job_root)
-            paths = [*job.output_paths(), job.root / "output" / "observe.png"]
+            paths = [*job.output_paths(), JobRoot(job.root).output_dir / "observe.png"]
             self.files = {p.name: p for p in paths}
         out = []
         for name, path in self.files.items():

@@ -36,6 +36,7 @@ from typing import Any
 
 from upath import UPath
 
+from rslp.jobroot import JobRoot
 from rslp.pipeline.observe import METRIC, total_variation
 from rslp.storage import UnreadableFile, read_json_object, write_json_atomic
 
@@ -88,7 +89,7 @@ def rolling_root_of(job_root: UPath) -> UPath | None:
 
 def period_roots(root: UPath) -> list[UPath]:
     """The period job roots under ``root``, oldest first (period names sort in time order)."""
-    folders = (p for p in root.iterdir() if PERIOD_NAME.fullmatch(p.name) and (p / "manifest.json").exists())
+    folders = (p for p in root.iterdir() if PERIOD_NAME.fullmatch(p.name) and JobRoot(p).manifest_path.exists())
     return sorted(folders, key=lambda p: p.name)
 
 
@@ -103,9 +104,9 @@ def period_entry(job_root: UPath) -> dict[str, Any]:
     from rslp.pipeline.job import Job
 
     job = Job.load(str(job_root))
-    observe = _read_json(job.root / "output" / "observe.json")
+    observe = _read_json(JobRoot(job.root).output_dir / "observe.json")
     # Outputs where a period keeps them (rolling refuses output_dir), whatever its files say.
-    outputs = [p for p in job.output_paths() if _inside(job.root / "output", p)]
+    outputs = [p for p in job.output_paths() if _inside(JobRoot(job.root).output_dir, p)]
     done = all(p.exists() for p in outputs) and ("observe" not in job.manifest.job_steps or observe is not None)
     span = job.manifest.time_range
     return {

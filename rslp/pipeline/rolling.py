@@ -180,7 +180,7 @@ def rolling(
     finished = {p["id"] for p in build_catalog(root_path)["periods"] if p["status"] == "done"}
     for period in todo:
         job_root = root_path / period.name
-        if (job_root / "manifest.json").exists():
+        if JobRoot(job_root).manifest_path.exists():
             if period.name in finished or next(pending_tasks(JobRoot(str(job_root)).read_manifest()), None) is None:
                 outcome["done"].append(period.name)
                 continue

@@ -292,7 +292,7 @@ def collect(job_root: str, top: int = 10, now: float | None = None) -> JobStatus
         failures=_failures(sample, letter_failures, top),
         failures_read=len(sample) + len(letter_failures),
         failures_total=len(reason_paths) + len(letter_failures),
-        observe=_observe(ledger.root / "output" / "observe.json"),
+        observe=_observe(ledger.output_dir / "observe.json"),
         partitions={pid: partition_state([tasks[step][pid] for step in manifest.steps]) for pid in pids},
         running=running,
         foreign_dead_letters=view.foreign,
