@@ -50,7 +50,7 @@ from rslp.errors import ExitCode
 from rslp.ledger import JobRootError, Ledger
 from rslp.paths import under
 from rslp.queue import Queue, Received, dead_letter_name, dead_letters, open_queue
-from rslp.queue.limits import encode_task
+from rslp.queue.base import encode_task
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
 from rslp.text import clip
 from rslp.trust import Trust
