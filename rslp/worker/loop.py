@@ -285,7 +285,7 @@ class Worker:
             with lease:
                 with self._heartbeat(ledger, task, lease):  # stopped before the final marker is written
                     outcome = self.runner.run(
-                        task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds
+                        task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds, admitted.manifest
                     )
                 if outcome.downstream:
                     topics = admitted.topics or {self.queue.topic_of(message.subscription)}

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from rslp.errors import PermanentError
-from rslp.pipeline.config import ConfigError, load_pipeline_config
+from rslp.pipeline.config import load_pipeline_config
+from rslp.pipeline.configfile import ConfigError
 from rslp.pipeline.demo import DEMO_DIR
 from rslp.pipeline.partition import GridPartitioner
 from rslp.pipeline.postprocess import RasterMerge
@@ -33,7 +34,6 @@ def test_demo_config_loads_with_steps_topics_and_knobs() -> None:
     assert config.partition_steps == ["create_windows", "prepare", "ingest", "materialize", "predict", "postprocess"]
     assert config.job_steps == ["combine", "observe"]
     assert config.topics["predict"] == "demo-gpu" and config.topics["combine"] == "demo-combine"
-    assert config.next_step("materialize") == "predict" and config.next_step("postprocess") is None
     assert config.hardware.predict_batch_size == 8 and config.hardware.device == "cpu"
     assert isinstance(config.build_partitioner(), GridPartitioner)
     assert isinstance(config.build_postprocessors()[0], RasterMerge)
