@@ -186,6 +186,13 @@ def get(project: str, name: str) -> Workflow:
     return workflows[name]
 
 
+def message_modules(project: str) -> list[str]:
+    """The modules of ``project``'s workflows that a message may run (their handlers' where they have one)."""
+    workflows = _WORKFLOWS.get(project, {}).values()
+    targets = {w.handler or w.target for w in workflows if w.from_message}
+    return sorted({t.partition(":")[0] for t in targets})
+
+
 def projects() -> dict[str, list[str]]:
     """Every registered project and its workflow names."""
     return {p: sorted(w) for p, w in sorted(_WORKFLOWS.items())}

@@ -11,8 +11,9 @@ globals (the predict step keeps its model loaded). It is started with the *spawn
 method: forking after a gRPC client exists breaks gRPC. It receives the task itself
 (the envelope, not its args as strings) and the job header the worker's guard read to
 admit it, so a pipeline step neither parses its args nor reads the header again.
-While it waits for its first task, it imports the code of the pipeline's steps
-(:data:`PRELOADED`), so the first task does not pay for those imports.
+While it waits for its first task, it imports the code of the pipeline's steps and
+what they import on first use (their module's ``PRELOAD``), so the first pipeline task
+does not pay for those imports; a task that arrives meanwhile waits for one module at most.
 
 The child never outlives its worker: on Linux it asks the kernel (``PR_SET_PDEATHSIG``)
 to SIGKILL it the moment the worker dies, even by SIGKILL, so a task whose worker was
@@ -46,11 +47,8 @@ from rslp.trust import Trust
 if TYPE_CHECKING:
     from rslp.ledger import JobManifest
 
-#: Modules the child imports before its first task: the pipeline steps' code and what it
-#: imports at module level (rslearn's dataset and geometry code, shapely, pyproj), about
-#: 1.2 s that the first task would otherwise pay. Not predict's torch and Lightning,
-#: which only a predict task imports.
-PRELOADED = ("rslp.pipeline.steps", "rslp.pipeline.rslearn_ops", "rslp.pipeline.partition", "rslp.pipeline.tiles")
+#: The project whose workflows' code the task process imports before its first task.
+PRELOADED_PROJECT = "pipeline"
 
 Kind = Literal["ok", "error", "permanent", "timeout", "crashed", "interrupted"]
 
@@ -204,7 +202,7 @@ def _child_main(conn: Connection, parent_pid: int, trust: Trust) -> None:
 
     operator_trust.configure(trust)  # the worker's flags: what its tasks may unpickle and import
     log.setup()
-    _preload(conn)
+    _preload(conn, registry.message_modules(PRELOADED_PROJECT))
     while True:
         try:
             task, header, scratch_dir = conn.recv()
@@ -225,17 +223,17 @@ def _child_main(conn: Connection, parent_pid: int, trust: Trust) -> None:
         conn.send(message)
 
 
-def _preload(conn: Connection) -> None:
-    """Import :data:`PRELOADED` unless a task is already waiting; an import that fails is left to the task to report."""
+def _preload(conn: Connection, modules: list[str]) -> None:
+    """Import ``modules`` and each one's ``PRELOAD`` until a task waits; a failed import is the task's to report."""
     import importlib
 
-    for module in PRELOADED:
-        if conn.poll(0):
-            return
+    pending = list(modules)
+    while pending and not conn.poll(0):
         try:
-            importlib.import_module(module)
+            module = importlib.import_module(pending.pop(0))
         except Exception:  # noqa: BLE001 - the task that needs it reports the failure in its own words
             continue
+        pending += getattr(module, "PRELOAD", ())
 
 
 def _check_downstream(result: Any) -> list[Downstream]:
