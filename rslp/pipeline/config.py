@@ -24,7 +24,6 @@ rslearn's config module only.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import os
 from datetime import date
@@ -70,7 +69,7 @@ def check_class_paths(raw: Any, source: str, where: str = "") -> None:
 
 
 class ClassSpec(BaseModel):
-    """A pluggable part named as in rslearn configs: ``class_path`` + ``init_args``."""
+    """A pluggable part named as in rslearn configs: ``class_path`` + ``init_args``, built by jsonargparse as there."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -78,24 +77,39 @@ class ClassSpec(BaseModel):
     init_args: dict[str, Any] = Field(default_factory=dict)
 
     def build(self, base: type[Any], source: str, where: str) -> Any:
-        """Import ``class_path`` (under a module prefix the operator allows), check it is a ``base``, construct it."""
+        """The ``base`` subclass ``class_path`` names, constructed from ``init_args``.
+
+        Its module prefix is checked against the operator's first, before anything is
+        imported; jsonargparse then imports it, checks it is a ``base`` and its
+        arguments against its signature, and constructs it.
+        """
+        import jsonargparse
+
         check_class_paths({"class_path": self.class_path}, source, where)
-        module_name, _, attr = self.class_path.rpartition(".")
+        parser = _part_parser(base)
         try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError, ValueError) as e:
-            raise ConfigError(
-                f"{source}: {where}.class_path: cannot import {self.class_path!r} ({e.__class__.__name__}: {e}); "
-                f"expected a {base.__name__} subclass on PYTHONPATH"
-            ) from None
-        if not (isinstance(cls, type) and issubclass(cls, base)):
-            raise ConfigError(f"{source}: {where}.class_path: {self.class_path} is not a {base.__name__} subclass")
-        try:
-            return cls(**self.init_args)
+            return parser.instantiate(parser.parse_object({"part": self.model_dump()})).part
+        except jsonargparse.ArgumentError as e:
+            message = " ".join(str(e).split()).removeprefix('Parser key "part": ')
+            raise ConfigError(f"{source}: {where}: {message}") from None
         except ValidationError as e:
             raise ConfigError(describe(e, source, f"{where}.init_args")) from None
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{source}: {where}.init_args: {' '.join(str(e).split())}") from None
+
+
+def _part_parser(base: type[Any]) -> Any:
+    """A parser of one ``base`` subclass given as ``class_path`` + ``init_args``, built once per process."""
+    if (parser := _PART_PARSERS.get(base)) is None:
+        import jsonargparse
+
+        parser = jsonargparse.ArgumentParser(exit_on_error=False)
+        parser.add_argument("--part", type=base, required=True)
+        _PART_PARSERS[base] = parser
+    return parser
+
+
+_PART_PARSERS: dict[type[Any], Any] = {}
 
 
 class StepSpec(BaseModel):

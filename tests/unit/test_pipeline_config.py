@@ -93,11 +93,11 @@ def test_field_errors_name_the_field(demo_copy: Path, changes: dict[str, object]
     [
         (
             {"class_path": "rslp.no_such.Partitioner"},
-            "partitioner.class_path: cannot import 'rslp.no_such.Partitioner'",
+            "partitioner: Problem with given class_path 'rslp.no_such.Partitioner'",
         ),
         (
             {"class_path": "rslp.pipeline.config.Hardware"},
-            "partitioner.class_path: rslp.pipeline.config.Hardware is not a Partitioner",
+            "partitioner: Import path rslp.pipeline.config.Hardware does not correspond to a subclass of Partitioner",
         ),
         (
             {"class_path": "collections.OrderedDict"},
@@ -109,7 +109,8 @@ def test_field_errors_name_the_field(demo_copy: Path, changes: dict[str, object]
         ),
         (
             {"class_path": "rslp.pipeline.partition.GridPartitioner", "init_args": {"cell_size": 4, "size": 1}},
-            "partitioner.init_args.size: unknown field",
+            "partitioner: Problem with given class_path 'rslp.pipeline.partition.GridPartitioner': "
+            "Option 'size' is not accepted",
         ),
     ],
 )
@@ -149,7 +150,7 @@ def test_a_class_path_outside_the_operators_prefixes_is_never_imported(
     assert not ran.exists()
 
     monkeypatch.setenv("RSLP_CLASS_PREFIXES", "planted")  # the operator allows it: imported, then type-checked
-    with pytest.raises(ConfigError, match=r"planted\.Part is not a Partitioner"):
+    with pytest.raises(ConfigError, match=r"planted\.Part does not correspond to a subclass of Partitioner"):
         config.build_partitioner()
     assert ran.exists()
 
