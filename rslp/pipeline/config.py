@@ -79,16 +79,18 @@ class ClassSpec(BaseModel):
     def build(self, base: type[Any], source: str, where: str) -> Any:
         """The ``base`` subclass ``class_path`` names, constructed from ``init_args``.
 
-        Its module prefix is checked against the operator's first, before anything is
-        imported; jsonargparse then imports it, checks it is a ``base`` and its
+        Its module prefix, and any other ``class_path`` in ``init_args``, is checked
+        against the operator's first, before anything is imported; jsonargparse then
+        imports it, checks it is a ``base`` and its
         arguments against its signature, and constructs it.
         """
         import jsonargparse
 
-        check_class_paths({"class_path": self.class_path}, source, where)
+        spec = self.model_dump()
+        check_class_paths(spec, source, where)  # init_args too: jsonargparse builds the parts they name
         parser = _part_parser(base)
         try:
-            return parser.instantiate(parser.parse_object({"part": self.model_dump()})).part
+            return parser.instantiate(parser.parse_object({"part": spec})).part
         except jsonargparse.ArgumentError as e:
             message = " ".join(str(e).split()).removeprefix('Parser key "part": ')
             raise ConfigError(f"{source}: {where}: {message}") from None

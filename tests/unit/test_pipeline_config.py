@@ -155,6 +155,26 @@ def test_a_class_path_outside_the_operators_prefixes_is_never_imported(
     assert ran.exists()
 
 
+def test_a_class_path_inside_init_args_is_checked_before_anything_is_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """jsonargparse builds the parts that init_args name: their class paths pass the same check first."""
+    from rslp.pipeline.config import ClassSpec
+    from rslp.pipeline.partition import Partitioner
+
+    ran = tmp_path / "imported"
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "planted.py").write_text(f"open({str(ran)!r}, 'w').close()\nclass Part: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
+    monkeypatch.delenv("RSLP_CLASS_PREFIXES", raising=False)
+    spec = ClassSpec(
+        class_path="rslp.pipeline.partition.GridPartitioner", init_args={"cell_size": {"class_path": "planted.Part"}}
+    )
+    with pytest.raises(ConfigError, match=r"partitioner.init_args.cell_size.class_path: planted.Part is not under"):
+        spec.build(Partitioner, "pipeline.yaml", "partitioner")
+    assert not ran.exists()
+
+
 def test_broken_dataset_json_is_one_line_naming_file_and_field(demo_copy: Path) -> None:
     raw = json.loads((demo_copy / "dataset.json").read_text())
     del raw["layers"]["image"]["data_source"]["class_path"]
