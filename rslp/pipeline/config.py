@@ -81,8 +81,8 @@ class ClassSpec(BaseModel):
 
         Its module prefix, and any other ``class_path`` in ``init_args``, is checked
         against the operator's first, before anything is imported; jsonargparse then
-        imports it, checks it is a ``base`` and its
-        arguments against its signature, and constructs it.
+        imports it, checks it is a ``base`` and its arguments against its signature, and
+        constructs it.
         """
         import jsonargparse
 
