@@ -114,10 +114,14 @@ def child(job_root: str, tasks: int, profile: bool) -> None:
         _CURRENT[0] = times
         task = make_task(manifest.job_id, job_root, STEP, pid)
         t0, c0 = time.perf_counter(), time.process_time()
-        guard.admit(task)
+        admitted = guard.admit(task)
         ledger = Ledger(job_root)
         ledger.mark(task, "running", worker="bench", lease_seconds=60, heartbeat=time.time())
-        downstream = registry.get("pipeline", STEP).run(task.args)
+        workflow = registry.get("pipeline", STEP)
+        if hasattr(workflow, "run_task"):  # the task itself and the header the guard read (issue 22)
+            downstream = workflow.run_task(task, admitted.manifest)
+        else:  # 175f73b: the task's args, parsed in the task process
+            downstream = workflow.run(task.args)
         ledger.mark(task, "done", worker="bench", duration=0.0, downstream=[d.model_dump() for d in downstream])
         totals.append((time.perf_counter() - t0, time.process_time() - c0))
         if i > 0:
