@@ -7,9 +7,11 @@ request from :func:`bench.scale.request_for`), doing per task what the fleet doe
 - **worker**: :func:`guard.admit` (reads the header, looks for a done marker), the
   ``running`` marker, the ``done`` marker; the queue's pull, ack and publish are not
   here (bench/overhead.py measures a no-op task through a real worker: about 4 ms);
-- **task process**: ``Workflow.parse_args`` (a jsonargparse parser built for each
-  task from the step's signature), then the step (``steps.create_windows``), split
-  into ``Job.load`` (header + cached pipeline.yaml), ``Job.partition`` (its record),
+- **task process**: ``Workflow.parse_args`` (175f73b: a jsonargparse parser built for
+  each task from the step's signature; the new code's task process gets the task itself
+  and the header the guard read, and parses nothing), then the step
+  (``steps.create_windows``), split into ``Job.load`` (175f73b: header + cached
+  pipeline.yaml; new: the process's validated config), ``Job.partition`` (its record),
   ``Job.dataset_config``, rslearn's ``Dataset`` opening (``open_dataset``),
   ``Window.save`` (the work: one metadata.json per window), the read-back check
   (``Dataset.load_windows``) and the rest (``step: rest``: the window partitioner, a
