@@ -148,7 +148,7 @@ def child(job_root: str, config: str, request: str) -> None:
     try:
         from rslp.jobroot import JobRoot
     except ImportError:  # the baseline's code, from before issue 22: the same class, named Ledger
-        from rslp.jobroot import JobRoot as JobRoot
+        from rslp.ledger import Ledger as JobRoot  # type: ignore[no-redef]
     from rslp.pipeline.config import load_pipeline_config
     from rslp.pipeline.job import make_task
     from rslp.pipeline.write_jobs import create_job

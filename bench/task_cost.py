@@ -7,9 +7,11 @@ request from :func:`bench.scale.request_for`), doing per task what the fleet doe
 - **worker**: :func:`guard.admit` (reads the header, looks for a done marker), the
   ``running`` marker, the ``done`` marker; the queue's pull, ack and publish are not
   here (bench/overhead.py measures a no-op task through a real worker: about 4 ms);
-- **task process**: ``Workflow.parse_args`` (a jsonargparse parser built for each
-  task from the step's signature), then the step (``steps.create_windows``), split
-  into ``Job.load`` (header + cached pipeline.yaml), ``Job.partition`` (its record),
+- **task process**: ``Workflow.parse_args`` (175f73b: a jsonargparse parser built for
+  each task from the step's signature; the new code's task process gets the task itself
+  and the header the guard read, and parses nothing), then the step
+  (``steps.create_windows``), split into ``Job.load`` (175f73b: header + cached
+  pipeline.yaml; new: the process's validated config), ``Job.partition`` (its record),
   ``Job.dataset_config``, rslearn's ``Dataset`` opening (``open_dataset``),
   ``Window.save`` (the work: one metadata.json per window), the read-back check
   (``Dataset.load_windows``) and the rest (``step: rest``: the window partitioner, a
@@ -52,7 +54,7 @@ PARTS = (
 )
 STEP = "create_windows"
 #: Where a part lived in the baseline's code (before issue 22), where it has moved since.
-BEFORE_ISSUE_22 = {("rslp.jobroot.root", "JobRoot.mark"): ("rslp.jobroot", "Ledger.mark")}
+BEFORE_ISSUE_22 = {("rslp.jobroot.root", "JobRoot.mark"): ("rslp.ledger", "Ledger.mark")}
 SIZE = 1_600
 
 
@@ -100,7 +102,7 @@ def child(job_root: str, tasks: int, profile: bool) -> None:
     try:
         from rslp.jobroot import JobRoot
     except ImportError:  # the baseline's code, from before issue 22: the same class, named Ledger
-        from rslp.jobroot import JobRoot as JobRoot
+        from rslp.ledger import Ledger as JobRoot  # type: ignore[no-redef]
     from rslp.pipeline.job import make_task
     from rslp.worker import guard
 
@@ -123,10 +125,14 @@ def child(job_root: str, tasks: int, profile: bool) -> None:
         _CURRENT[0] = times
         task = make_task(manifest.job_id, job_root, STEP, pid)
         t0, c0 = time.perf_counter(), time.process_time()
-        guard.admit(task)
+        admitted = guard.admit(task)
         ledger = JobRoot(job_root)
         ledger.mark(task, "running", worker="bench", lease_seconds=60, heartbeat=time.time())
-        downstream = registry.get("pipeline", STEP).run(task.args)
+        workflow = registry.get("pipeline", STEP)
+        if hasattr(workflow, "run_task"):  # the task itself and the header the guard read (issue 22)
+            downstream = workflow.run_task(task, admitted.manifest)
+        else:  # 175f73b: the task's args, parsed in the task process
+            downstream = workflow.run(task.args)
         ledger.mark(task, "done", worker="bench", duration=0.0, downstream=[d.model_dump() for d in downstream])
         totals.append((time.perf_counter() - t0, time.process_time() - c0))
         if i > 0:

@@ -11,7 +11,13 @@ Arguments are CLI strings, as in the ancestor: they are parsed against the workf
 function's signature by jsonargparse (required parameters may be positional), so
 ``python -m rslp.main common write_file /tmp/x abc`` and the message
 ``{"project": "common", "workflow": "write_file", "args": ["/tmp/x", "abc"]}`` run the
-same call.
+same call. A workflow's parser is built once per process.
+
+A workflow with a ``handler`` takes the task itself: a message runs
+``handler(task, header)`` with the envelope's typed fields and the job header the
+worker's guard already read, and parses nothing (the pipeline's steps). Its ``target``
+is then its command-line form, for running one task by hand: it gets the workflow's
+name first, then the parsed args.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 
 from rslp.argv import bare_booleans
 from rslp.errors import BadArgsError, UnknownWorkflowError
+from rslp.task import Task
 from rslp.text import clip
 
 
@@ -43,6 +50,9 @@ class Workflow:
     ``defaults`` are this entry point's own defaults for the function's parameters: the
     ancestor's ``common worker`` runs the same function as ``rslp worker`` with the
     ancestor's trust in its topic.
+
+    ``handler`` (``"module:function"``), where set, is what a message runs, with the
+    task itself (see the module docstring).
     """
 
     project: str
@@ -52,28 +62,24 @@ class Workflow:
     time_limit: float | None = None
     diagnostic: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    handler: str | None = None
 
     def function(self) -> Callable[..., Any]:
-        """Import and return the workflow function."""
-        module_name, _, attr = self.target.partition(":")
-        return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+        """Import and return the workflow function (for a workflow with a handler: its command-line form)."""
+        return _load(self.target)
 
     def parse_args(self, args: list[str]) -> dict[str, Any]:
         """Parse CLI-string args for the function's signature, or raise BadArgsError."""
         import jsonargparse
 
         fn = self.function()
-        parser = jsonargparse.ArgumentParser(
-            prog=f"{self.project} {self.name}", description=fn.__doc__, exit_on_error=False
-        )
+        parameters = list(inspect.signature(fn).parameters.values())[1 if self.handler else 0 :]
         # Required parameters are positional unless the args name one as a flag (then all are flags).
-        required = [p.name for p in inspect.signature(fn).parameters.values() if p.default is p.empty]
-        named = any(a.split("=")[0] in {f"--{r}" for r in required} for a in args)
-        parser.add_function_arguments(fn, as_positional=not named, fail_untyped=False)
-        if self.defaults:
-            parser.set_defaults(dict(self.defaults))
+        required = {f"--{p.name}" for p in parameters if p.default is p.empty}
+        named = any(a.split("=")[0] in required for a in args)
+        parser = self._parser(fn, named)
         try:
-            namespace = parser.parse_args(_optional_positionals(fn, bare_booleans(fn, args)))
+            namespace = parser.parse_args(_optional_positionals(parameters, bare_booleans(fn, args)))
         except SystemExit as e:
             if e.code in (0, None):  # --help
                 raise
@@ -82,21 +88,57 @@ class Workflow:
             raise BadArgsError(clip(f"bad args {args!r} for {self.project}/{self.name}: {_one_line(e)}")) from None
         return namespace.as_dict()  # type: ignore[no-any-return]
 
+    def _parser(self, fn: Callable[..., Any], named: bool) -> Any:
+        """The parser of this workflow's args (required ones as flags if ``named``), built once per process."""
+        key = (self.project, self.name, named)
+        if (parser := _PARSERS.get(key)) is None:
+            import jsonargparse
+
+            parser = jsonargparse.ArgumentParser(
+                prog=f"{self.project} {self.name}", description=fn.__doc__, exit_on_error=False
+            )
+            # With a handler, the command-line form's first parameter is the workflow's name, not an arg.
+            skip: set[str | int] | None = {next(iter(inspect.signature(fn).parameters))} if self.handler else None
+            parser.add_function_arguments(fn, as_positional=not named, skip=skip, fail_untyped=False)
+            if self.defaults:
+                parser.set_defaults(dict(self.defaults))
+            _PARSERS[key] = parser
+        return parser
+
     def run(self, args: list[str]) -> Any:
         """Parse ``args`` and call the workflow; returns whatever the workflow returns."""
         kwargs = self.parse_args(args)
         kwargs.pop("__path__", None)
+        if self.handler:
+            return self.function()(self.name, **kwargs)
         return self.function()(**kwargs)
 
+    def run_task(self, task: Task, header: Any = None) -> Any:
+        """Run what ``task`` asks for: its handler with the task itself, else its CLI-string args parsed.
 
-def _optional_positionals(fn: Callable[..., Any], args: list[str]) -> list[str]:
+        ``header``: the job header the worker read to admit the task (None: the handler reads it).
+        """
+        if self.handler:
+            return _load(self.handler)(task, header)
+        return self.run(task.args)
+
+
+#: Each workflow's parsers, built on first use: (project, workflow, required-as-flags) -> parser.
+_PARSERS: dict[tuple[str, str, bool], Any] = {}
+
+
+def _load(target: str) -> Callable[..., Any]:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+
+
+def _optional_positionals(params: list[inspect.Parameter], args: list[str]) -> list[str]:
     """Let optional parameters be given positionally too, as in ``sleep 5 /tmp/trace``.
 
     jsonargparse makes only required parameters positional; leading positional
     strings beyond those are turned into ``--name=value`` for the next parameters in
     signature order.
     """
-    params = list(inspect.signature(fn).parameters.values())
     n_required = sum(p.default is inspect.Parameter.empty for p in params)
     n_positional = next((i for i, a in enumerate(args) if a.startswith("--")), len(args))
     extra = args[n_required:n_positional]
@@ -124,12 +166,13 @@ def register(
     time_limit: float | None = None,
     diagnostic: bool = False,
     defaults: Mapping[str, Any] | None = None,
+    handler: str | None = None,
 ) -> None:
     """Register ``project/name`` as ``target`` (``"module:function"``); code only, never messages.
 
     ``from_message`` must be decided for each workflow: may a queue message run it?
     """
-    workflow = Workflow(project, name, target, from_message, time_limit, diagnostic, dict(defaults or {}))
+    workflow = Workflow(project, name, target, from_message, time_limit, diagnostic, dict(defaults or {}), handler)
     _WORKFLOWS.setdefault(project, {})[name] = workflow
 
 
@@ -141,6 +184,13 @@ def get(project: str, name: str) -> Workflow:
     if name not in workflows:
         raise UnknownWorkflowError(f"unknown workflow {name!r} in project {project!r}; registered: {sorted(workflows)}")
     return workflows[name]
+
+
+def message_modules(project: str) -> list[str]:
+    """The modules of ``project``'s workflows that a message may run (their handlers' where they have one)."""
+    workflows = _WORKFLOWS.get(project, {}).values()
+    targets = {w.handler or w.target for w in workflows if w.from_message}
+    return sorted({t.partition(":")[0] for t in targets})
 
 
 def projects() -> dict[str, list[str]]:
@@ -164,7 +214,9 @@ for _name in ("write_file", "sleep", "fail", "crash", "spin", "chain"):
     register("common", _name, f"rslp.common.diagnostics:{_name}", from_message=True, diagnostic=True)
 register("common", "noop", "rslp.common.diagnostics:noop", from_message=True)
 
-# The rslearn batch-inference pipeline (rslp/pipeline/): one workflow per step.
+# The rslearn batch-inference pipeline (rslp/pipeline/): one workflow per step, each taking its task.
 for _step in ("create_windows", "prepare", "ingest", "materialize", "predict", "postprocess", "combine", "observe"):
-    register("pipeline", _step, f"rslp.pipeline.steps:{_step}", from_message=True)
+    register(
+        "pipeline", _step, "rslp.pipeline.steps:by_hand", from_message=True, handler="rslp.pipeline.steps:run_task"
+    )
 register("pipeline", "write_jobs", "rslp.pipeline.write_jobs:write_jobs", from_message=False)

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from rslp.errors import ExitCode
 from rslp.queue import open_queue
-from rslp.queue.limits import encode_task
+from rslp.queue.base import encode_task
 from rslp.task import Task
 from rslp.trust import Trust
 from rslp.worker import WorkerSettings, run_worker

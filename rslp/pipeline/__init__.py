@@ -1,9 +1,10 @@
 """The rslearn batch-inference pipeline: one job = one pipeline config over one request.
 
-- :mod:`~rslp.pipeline.config`: ``pipeline.yaml``, validated; strict ``${VAR}`` substitution.
+- :mod:`~rslp.pipeline.config`: ``pipeline.yaml``, validated, once per process.
+- :mod:`~rslp.pipeline.configfile`: reading a config file: bounded, strict ``${VAR}``, no YAML aliases.
 - :mod:`~rslp.pipeline.partition`: requests, partitioners (job -> partitions -> windows).
 - :mod:`~rslp.pipeline.job`: the job root's layout and what a step needs from it.
-- :mod:`~rslp.pipeline.steps`: the registered workflows, one per step (thin).
+- :mod:`~rslp.pipeline.steps`: the registered workflows, one handler per step (thin), each given its task.
 - :mod:`~rslp.pipeline.rslearn_ops`: windows, prepare, ingest, materialize, each verified.
 - :mod:`~rslp.pipeline.predict`: the model, loaded once per process, and predict.
 - :mod:`~rslp.pipeline.postprocess`: window outputs -> partition file -> job output.

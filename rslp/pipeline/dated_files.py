@@ -15,7 +15,9 @@ match every period.
 
 LocalFiles caches its item list in ``summary.json`` in the folder and never notices new
 files, but a folder that rolling runs read gains an acquisition every period: here the
-cache is used only while it names exactly the raster files in the folder (one listing).
+cache is used only while it names exactly the raster files in the folder (one listing),
+read through the folder it was written for: a cache written through another path to the
+same folder (a symlink that is gone now) would send ingest to files that do not exist.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class DatedLocalFiles(LocalFiles):
         return dated
 
     def _read_cached_items(self, cache_fname: UPath) -> list[dict[str, Any]] | None:
-        """LocalFiles' cached item list, unless raster files were added or removed since it was written."""
+        """LocalFiles' cached item list, unless files were added or removed or it was written through another path."""
         cached: list[dict[str, Any]] | None = super()._read_cached_items(cache_fname)
         if cached is None or self.layer_type != LayerType.RASTER:
             return cached
@@ -74,4 +76,5 @@ class DatedLocalFiles(LocalFiles):
             if not p.name.endswith(".json") and not is_tmp_path(p)
         }
         listed = {name for item in cached for name in item.get("spec", {}).get("fnames", [])}
-        return cached if listed == files else None
+        here = all(item.get("src_dir") == str(self.src_dir) for item in cached)
+        return cached if listed == files and here else None

@@ -5,10 +5,16 @@ carry only ``--job_root`` and ``--partition`` (``job`` for per-job steps): every
 else is read from the header, the partition's own record and the pipeline config, so a
 message stays small, a task can never disagree with its job, and what a task reads does
 not grow with the job.
+
+The order of the steps and their topics come from the header alone: write_jobs copies
+them from the pipeline config once, and every task of the job follows the header, even
+if pipeline.yaml is edited while the job runs (the worker's guard admits tasks by the
+same header).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -49,15 +55,29 @@ class Job:
     config: PipelineConfig
 
     @classmethod
-    def load(cls, job_root: str) -> Job:
-        """Read the header and the pipeline config it names (PermanentError if there is none)."""
-        try:
-            manifest = JobRoot(job_root).read_manifest()
-        except FileNotFoundError as e:
-            raise PermanentError(str(e)) from None
-        config = load_pipeline_config(manifest.config)
-        config.remember_secrets()  # rslearn resolves ${RSLP_*} itself: its errors must not show them
-        return cls(UPath(job_root), manifest, config)
+    def load(cls, job_root: str, manifest: JobManifest | None = None) -> Job:
+        """The job with its header and the pipeline config it names (PermanentError if there is none).
+
+        ``manifest``: the header as already read (the worker's guard read it to admit the
+        task); None reads it here. The config is the process's (:func:`load_pipeline_config`).
+        """
+        if manifest is None:
+            try:
+                manifest = JobRoot(job_root).read_manifest()
+            except FileNotFoundError as e:
+                raise PermanentError(str(e)) from None
+        job = cls(UPath(job_root), manifest, load_pipeline_config(manifest.config))
+        # rslearn resolves ${RSLP_*} itself: its errors must not show them.
+        job.config.remember_secrets(job.dataset_json)
+        return job
+
+    @functools.cached_property
+    def dataset_json(self) -> Any:
+        """The pipeline's dataset.json as read, once for this job object (one task).
+
+        Never kept per process: a changed file or ``${RSLP_*}`` value is seen by the next task.
+        """
+        return self.config.read_dataset()
 
     def partition(self, partition_id: str) -> PartitionEntry:
         """``partition_id``'s record (one shard read; PermanentError if the job has no such partition)."""
@@ -84,7 +104,7 @@ class Job:
         """The pipeline's rslearn dataset config, its tile store set to the job's shared one."""
         from rslp.pipeline.tiles import shared_tile_store_config
 
-        config = self.config.load_dataset_config()
+        config = self.config.load_dataset_config(raw=self.dataset_json)
         config["tile_store"] = shared_tile_store_config(JobRoot(self.root).tiles, config.get("tile_store"))
         return config
 
@@ -107,9 +127,19 @@ class Job:
         """The task of ``step`` for ``partition`` in this job."""
         return make_task(self.manifest.job_id, self.manifest.job_root, step, partition)
 
+    def next_step(self, step: str) -> str | None:
+        """The per-partition step after ``step`` in the header's order, or None after the last one."""
+        steps = self.manifest.steps
+        i = steps.index(step)
+        return steps[i + 1] if i + 1 < len(steps) else None
+
     def downstream(self, step: str, partition: str) -> list[Downstream]:
         """The task to publish after ``step`` of ``partition``: its next per-partition step, if any."""
-        following = self.config.next_step(step)
+        following = self.next_step(step)
         if following is None:
             return []
-        return [Downstream(topic=self.config.topics[following], task=self.task(following, partition))]
+        return [self.downstream_task(following, partition)]
+
+    def downstream_task(self, step: str, partition: str) -> Downstream:
+        """``step``'s task for ``partition``, on the topic the header names for it."""
+        return Downstream(topic=self.manifest.topics[step], task=self.task(step, partition))

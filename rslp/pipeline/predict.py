@@ -33,7 +33,8 @@ from typing import Any
 from upath import UPath
 
 from rslp import log
-from rslp.pipeline.config import ConfigError, Hardware, PipelineConfig
+from rslp.pipeline.config import Hardware, PipelineConfig
+from rslp.pipeline.configfile import ConfigError
 from rslp.trust import TRUSTED_CHECKPOINTS_ENV
 from rslp.trust import current as current_trust
 

@@ -24,13 +24,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rslp.errors import PermanentError
-
-if TYPE_CHECKING:
-    from rslp.pipeline.config import PipelineConfig
-
 
 _MONTH = re.compile(r"\d{4}-\d{2}")
 
@@ -112,8 +108,11 @@ def resolve(flags: TimeRange | None, feature: TimeRange | None, config: TimeRang
     return flags or feature or config
 
 
-def check_imagery(pipeline: PipelineConfig, spans: dict[TimeRange, str]) -> None:
+def check_imagery(dataset_config: dict[str, Any], dataset_path: str, spans: dict[TimeRange, str]) -> None:
     """Fail, naming where each range came from, if a range has no item in some data-source layer.
+
+    ``dataset_config`` is the pipeline's dataset.json with its variables resolved (the
+    sources are listed now), ``dataset_path`` where it was read, for the error.
 
     Only sources that can list their items offline (LocalFiles and its subclasses) are
     checked here, before anything is published; for a search API that cannot be known
@@ -123,9 +122,7 @@ def check_imagery(pipeline: PipelineConfig, spans: dict[TimeRange, str]) -> None
     from rslearn.config import DatasetConfig
     from rslearn.data_sources.local_files import LocalFiles
 
-    if not spans:
-        return
-    dataset = DatasetConfig.model_validate(pipeline.load_dataset_config(resolve_env=True))  # listed here, now
+    dataset = DatasetConfig.model_validate(dataset_config)
     for name, layer in dataset.layers.items():
         if layer.data_source is None:
             continue
@@ -137,8 +134,7 @@ def check_imagery(pipeline: PipelineConfig, spans: dict[TimeRange, str]) -> None
             wanted = TimeRange(*(layer.data_source.get_request_time_range(span.as_tuple()) or span.as_tuple()))
             if not any(wanted.overlaps(t) for t in times):
                 raise NoImageryError(
-                    f"{where}: no item of layers.{name} in {pipeline.resolve(pipeline.dataset_config)} "
-                    f"falls in {wanted} ({describe_items(times)})"
+                    f"{where}: no item of layers.{name} in {dataset_path} falls in {wanted} ({describe_items(times)})"
                 )
 
 

@@ -37,7 +37,7 @@ from rslp.pipeline.preflight import preflight
 from rslp.pipeline.publish_log import PublishLog
 from rslp.pipeline.timerange import TimeRange
 from rslp.queue import Queue, open_queue
-from rslp.queue.limits import encode_task
+from rslp.queue.base import encode_task
 from rslp.queue.placement import default_queue_url
 from rslp.storage import absolute
 from rslp.task import Task, task_id_for
@@ -86,7 +86,9 @@ def plan_partitions(
             origins[span] = (
                 "--start/--end" if flags else f"{request}: feature {i}" if own else config.where("time_range")
             )
-    timerange.check_imagery(config, origins)
+    if origins:  # the data sources are listed only when some range asks for a time
+        dataset = config.load_dataset_config(resolve_env=True)
+        timerange.check_imagery(dataset, str(config.resolve(config.dataset_config)), origins)
     count = 0
     for span, members in groups.items():
         suffix = "}" if span is None else f',"time_range":{json.dumps([t.isoformat() for t in span.as_tuple()])}}}'

@@ -21,6 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from rslp.queue.limits import MAX_DATA_BYTES, MessageTooLargeError, fit_attributes
+from rslp.task import Task
+
 #: Deliveries without an ack before a subscription dead-letters a message on its own. Only
 #: holders that die without notice spend deliveries (a worker that gets SIGTERM hands its
 #: task back by republishing it), and on a preemptible fleet that is infrastructure, not
@@ -98,6 +101,18 @@ class Outgoing:
 
     data: bytes
     attributes: dict[str, str] = field(default_factory=dict)
+
+
+def encode_task(task: Task) -> Outgoing:
+    """The message for ``task``, or :class:`MessageTooLargeError` naming it if Pub/Sub would refuse it."""
+    data = task.encode()
+    if len(data) > MAX_DATA_BYTES:
+        where = f"step {task.step} of partition {task.partition}" if task.job_id else task.name
+        raise MessageTooLargeError(
+            f"task {task.task_id} ({where}) is {len(data):,} bytes, over Pub/Sub's {MAX_DATA_BYTES:,}-byte"
+            " message limit: pass large inputs as paths under the job root, not in args"
+        )
+    return Outgoing(data)
 
 
 @dataclass(frozen=True)
@@ -215,8 +230,6 @@ class Queue(abc.ABC):
         confirmed before the ack, so a crash in between leaves a duplicate dead letter
         at worst, never a lost one.
         """
-        from rslp.queue.limits import fit_attributes  # limits builds on this module
-
         own = {**(attributes or {}), DEAD_LETTER_REASON: reason, DEAD_LETTER_SOURCE: message.subscription}
         attrs = fit_attributes(message.attributes, own)
         self.publish(dead_letter_name(message.subscription), [Outgoing(message.data, attrs)])

@@ -9,9 +9,6 @@ one line naming the task), and attributes rslp writes itself are cut to fit.
 
 from __future__ import annotations
 
-from rslp.queue.base import Outgoing
-from rslp.task import Task
-
 MAX_DATA_BYTES = 10_000_000
 MAX_ATTRIBUTES = 100
 MAX_KEY_BYTES = 256
@@ -19,7 +16,7 @@ MAX_VALUE_BYTES = 1024
 
 
 class MessageTooLargeError(ValueError):
-    """A task whose message Pub/Sub would refuse: over :data:`MAX_DATA_BYTES`."""
+    """A task whose message Pub/Sub would refuse: over :data:`MAX_DATA_BYTES` (:func:`rslp.queue.base.encode_task`)."""
 
 
 def cut_utf8(value: str, limit: int = MAX_VALUE_BYTES) -> str:
@@ -38,15 +35,3 @@ def fit_attributes(copied: dict[str, str], own: dict[str, str]) -> dict[str, str
     merged = dict(list((k, v) for k, v in copied.items() if k not in own)[:keep])
     merged.update(own)
     return {cut_utf8(k, MAX_KEY_BYTES): cut_utf8(v) for k, v in list(merged.items())[:MAX_ATTRIBUTES]}
-
-
-def encode_task(task: Task) -> Outgoing:
-    """The message for ``task``, or :class:`MessageTooLargeError` naming it if Pub/Sub would refuse it."""
-    data = task.encode()
-    if len(data) > MAX_DATA_BYTES:
-        where = f"step {task.step} of partition {task.partition}" if task.job_id else task.name
-        raise MessageTooLargeError(
-            f"task {task.task_id} ({where}) is {len(data):,} bytes, over Pub/Sub's {MAX_DATA_BYTES:,}-byte"
-            " message limit: pass large inputs as paths under the job root, not in args"
-        )
-    return Outgoing(data)

@@ -50,7 +50,7 @@ from rslp.errors import ExitCode
 from rslp.jobroot import JobRoot, JobRootError
 from rslp.paths import under
 from rslp.queue import Queue, Received, dead_letter_name, dead_letters, open_queue
-from rslp.queue.limits import encode_task
+from rslp.queue.base import encode_task
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
 from rslp.text import clip
 from rslp.trust import Trust
@@ -285,7 +285,7 @@ class Worker:
             with lease:
                 with self._heartbeat(ledger, task, lease):  # stopped before the final marker is written
                     outcome = self.runner.run(
-                        task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds
+                        task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds, admitted.manifest
                     )
                 if outcome.downstream:
                     topics = admitted.topics or {self.queue.topic_of(message.subscription)}

@@ -8,7 +8,12 @@ the task back on preemption, and survive a crash, then start a fresh child.
 
 The child lives across tasks, so a workflow may cache expensive state in module
 globals (the predict step keeps its model loaded). It is started with the *spawn*
-method: forking after a gRPC client exists breaks gRPC.
+method: forking after a gRPC client exists breaks gRPC. It receives the task itself
+(the envelope, not its args as strings) and the job header the worker's guard read to
+admit it, so a pipeline step neither parses its args nor reads the header again.
+While it waits for its first task, it imports the code of the pipeline's steps and
+what they import on first use (their module's ``PRELOAD``), so the first pipeline task
+does not pay for those imports; a task that arrives meanwhile waits for one module at most.
 
 The child never outlives its worker: on Linux it asks the kernel (``PR_SET_PDEATHSIG``)
 to SIGKILL it the moment the worker dies, even by SIGKILL, so a task whose worker was
@@ -34,10 +39,16 @@ import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rslp.task import Downstream, Task
 from rslp.trust import Trust
+
+if TYPE_CHECKING:
+    from rslp.jobroot import JobManifest
+
+#: The project whose workflows' code the task process imports before its first task.
+PRELOADED_PROJECT = "pipeline"
 
 Kind = Literal["ok", "error", "permanent", "timeout", "crashed", "interrupted"]
 
@@ -88,20 +99,22 @@ class TaskRunner:
         scratch_dir: str,
         interrupted: Any,
         grace_to_finish: float = 0.0,
+        header: JobManifest | None = None,
     ) -> Outcome:
         """Run ``task`` in the child and wait for it.
 
         ``interrupted`` is an Event-like object (``is_set()``); once set, the task gets
         ``grace_to_finish`` more seconds, then the child is stopped and the outcome is
         ``interrupted``. Past ``time_limit`` the child is stopped and the outcome is
-        ``timeout``. If the child dies, the outcome is ``crashed``.
+        ``timeout``. If the child dies, the outcome is ``crashed``. ``header``: the
+        task's job header as the guard read it, handed to the task so it is read once.
         """
         self.start()
         assert self._conn is not None and self._proc is not None
         start = time.monotonic()
         deadline = start + time_limit if time_limit else None
         interrupt_deadline: float | None = None
-        self._conn.send((task.project, task.workflow, task.args, scratch_dir))
+        self._conn.send((task, header, scratch_dir))
         while True:
             now = time.monotonic()
             if interrupted.is_set() and interrupt_deadline is None:
@@ -189,15 +202,16 @@ def _child_main(conn: Connection, parent_pid: int, trust: Trust) -> None:
 
     operator_trust.configure(trust)  # the worker's flags: what its tasks may unpickle and import
     log.setup()
+    _preload(conn, registry.message_modules(PRELOADED_PROJECT))
     while True:
         try:
-            project, workflow, args, scratch_dir = conn.recv()
+            task, header, scratch_dir = conn.recv()
         except (EOFError, OSError):
             return
         os.environ["RSLP_SCRATCH_DIR"] = scratch_dir
         tempfile.tempdir = scratch_dir
         try:
-            result = registry.get(project, workflow).run(args)
+            result = registry.get(task.project, task.workflow).run_task(task, header)
             downstream = _check_downstream(result)
             message: tuple[str, Any, str, str] = ("ok", [d.model_dump(mode="json") for d in downstream], "", "")
         except PermanentError as e:
@@ -207,6 +221,19 @@ def _child_main(conn: Connection, parent_pid: int, trust: Trust) -> None:
         finally:
             tempfile.tempdir = None
         conn.send(message)
+
+
+def _preload(conn: Connection, modules: list[str]) -> None:
+    """Import ``modules`` and each one's ``PRELOAD`` until a task waits; a failed import is the task's to report."""
+    import importlib
+
+    pending = list(modules)
+    while pending and not conn.poll(0):
+        try:
+            module = importlib.import_module(pending.pop(0))
+        except Exception:  # noqa: BLE001 - the task that needs it reports the failure in its own words
+            continue
+        pending += getattr(module, "PRELOAD", ())
 
 
 def _check_downstream(result: Any) -> list[Downstream]:

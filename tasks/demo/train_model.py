@@ -28,7 +28,8 @@ from rslearn.utils.raster_array import RasterArray
 from upath import UPath
 
 from rslp.pipeline import rslearn_ops
-from rslp.pipeline.config import Hardware, substitute
+from rslp.pipeline.config import Hardware
+from rslp.pipeline.configfile import substitute
 from rslp.pipeline.demo import DEMO_DIR, TRAIN_SCENE, synthesize, write_scene
 
 WINDOW = 64

@@ -9,7 +9,8 @@ import pytest
 
 from rslp.common.worker import write_jobs
 from rslp.queue import Outgoing, Queue, dead_letter_name
-from rslp.queue.limits import MAX_ATTRIBUTES, MAX_DATA_BYTES, MessageTooLargeError, cut_utf8, encode_task
+from rslp.queue.base import encode_task
+from rslp.queue.limits import MAX_ATTRIBUTES, MAX_DATA_BYTES, MessageTooLargeError, cut_utf8
 from rslp.task import Task
 from rslp.weather import CloudRefusedError
 from rslp.worker import Worker, WorkerSettings

@@ -99,7 +99,10 @@ def test_job_load_reads_the_header_and_not_the_records(tmp_path: Path, monkeypat
     ledger.write_job(header(tmp_path).model_copy(update={"config": "pipeline.yaml"}), [{"geometry": square(0, 1)}])
 
     class Config(str):  # the config as loaded, without reading pipeline.yaml or dataset.json
-        def remember_secrets(self) -> None:
+        def read_dataset(self) -> dict[str, object]:
+            return {}
+
+        def remember_secrets(self, raw: object) -> None:
             pass
 
     monkeypatch.setattr(job_module, "load_pipeline_config", lambda path: Config(f"config from {path}"))

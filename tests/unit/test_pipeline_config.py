@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from rslp.errors import PermanentError
-from rslp.pipeline.config import ConfigError, load_pipeline_config
+from rslp.pipeline.config import load_pipeline_config
+from rslp.pipeline.configfile import ConfigError
 from rslp.pipeline.demo import DEMO_DIR
 from rslp.pipeline.partition import GridPartitioner
 from rslp.pipeline.postprocess import RasterMerge
@@ -33,7 +34,6 @@ def test_demo_config_loads_with_steps_topics_and_knobs() -> None:
     assert config.partition_steps == ["create_windows", "prepare", "ingest", "materialize", "predict", "postprocess"]
     assert config.job_steps == ["combine", "observe"]
     assert config.topics["predict"] == "demo-gpu" and config.topics["combine"] == "demo-combine"
-    assert config.next_step("materialize") == "predict" and config.next_step("postprocess") is None
     assert config.hardware.predict_batch_size == 8 and config.hardware.device == "cpu"
     assert isinstance(config.build_partitioner(), GridPartitioner)
     assert isinstance(config.build_postprocessors()[0], RasterMerge)
@@ -93,11 +93,11 @@ def test_field_errors_name_the_field(demo_copy: Path, changes: dict[str, object]
     [
         (
             {"class_path": "rslp.no_such.Partitioner"},
-            "partitioner.class_path: cannot import 'rslp.no_such.Partitioner'",
+            "partitioner: Problem with given class_path 'rslp.no_such.Partitioner'",
         ),
         (
             {"class_path": "rslp.pipeline.config.Hardware"},
-            "partitioner.class_path: rslp.pipeline.config.Hardware is not a Partitioner",
+            "partitioner: Import path rslp.pipeline.config.Hardware does not correspond to a subclass of Partitioner",
         ),
         (
             {"class_path": "collections.OrderedDict"},
@@ -109,7 +109,8 @@ def test_field_errors_name_the_field(demo_copy: Path, changes: dict[str, object]
         ),
         (
             {"class_path": "rslp.pipeline.partition.GridPartitioner", "init_args": {"cell_size": 4, "size": 1}},
-            "partitioner.init_args.size: unknown field",
+            "partitioner: Problem with given class_path 'rslp.pipeline.partition.GridPartitioner': "
+            "Option 'size' is not accepted",
         ),
     ],
 )
@@ -149,9 +150,29 @@ def test_a_class_path_outside_the_operators_prefixes_is_never_imported(
     assert not ran.exists()
 
     monkeypatch.setenv("RSLP_CLASS_PREFIXES", "planted")  # the operator allows it: imported, then type-checked
-    with pytest.raises(ConfigError, match=r"planted\.Part is not a Partitioner"):
+    with pytest.raises(ConfigError, match=r"planted\.Part does not correspond to a subclass of Partitioner"):
         config.build_partitioner()
     assert ran.exists()
+
+
+def test_a_class_path_inside_init_args_is_checked_before_anything_is_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """jsonargparse builds the parts that init_args name: their class paths pass the same check first."""
+    from rslp.pipeline.config import ClassSpec
+    from rslp.pipeline.partition import Partitioner
+
+    ran = tmp_path / "imported"
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "planted.py").write_text(f"open({str(ran)!r}, 'w').close()\nclass Part: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
+    monkeypatch.delenv("RSLP_CLASS_PREFIXES", raising=False)
+    spec = ClassSpec(
+        class_path="rslp.pipeline.partition.GridPartitioner", init_args={"cell_size": {"class_path": "planted.Part"}}
+    )
+    with pytest.raises(ConfigError, match=r"partitioner.init_args.cell_size.class_path: planted.Part is not under"):
+        spec.build(Partitioner, "pipeline.yaml", "partitioner")
+    assert not ran.exists()
 
 
 def test_broken_dataset_json_is_one_line_naming_file_and_field(demo_copy: Path) -> None:

@@ -11,7 +11,8 @@ import shapely
 from rslearn.utils.geometry import STGeometry
 from rslearn.utils.get_utm_ups_crs import get_utm_ups_crs
 
-from rslp.pipeline.config import ClassSpec, ConfigError
+from rslp.pipeline.config import ClassSpec
+from rslp.pipeline.configfile import ConfigError
 from rslp.pipeline.demo import DEMO_DIR
 from rslp.pipeline.partition import (
     FixedWindowPartitioner,

@@ -11,7 +11,8 @@ import yaml
 
 from rslp import trust
 from rslp.pipeline import predict
-from rslp.pipeline.config import ConfigError, load_pipeline_config
+from rslp.pipeline.config import load_pipeline_config
+from rslp.pipeline.configfile import ConfigError
 
 
 def load(demo: Path) -> predict.LoadedModel:

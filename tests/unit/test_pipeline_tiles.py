@@ -31,7 +31,7 @@ def _ingest_in_processes(job_root: str, groups: list[list[str]]) -> list[dict[st
     """Ingest each group of partitions in its own process, all at once; their log events."""
     code = (
         "import sys; from rslp import log; log.setup(); from rslp.pipeline import steps\n"
-        "for p in sys.argv[2:]: steps.ingest(job_root=sys.argv[1], partition=p)"
+        'for p in sys.argv[2:]: steps.by_hand("ingest", job_root=sys.argv[1], partition=p)'
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
     procs = [

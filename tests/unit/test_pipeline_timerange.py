@@ -163,3 +163,23 @@ def test_dated_local_files_see_an_acquisition_added_after_the_item_list_was_cach
     shutil.copy(images / "tile_r0_c0_2026-02-15.tif", tmp_path)
     later = DatedLocalFiles(str(tmp_path), layer_type=LayerType.RASTER).list_items()
     assert sorted(i.name for i in later) == ["tile_r0_c0_2026-01-15", "tile_r0_c0_2026-02-15"]
+
+
+def test_dated_local_files_ignore_an_item_list_cached_through_another_path(tmp_path: Path) -> None:
+    """A data folder linked from a temporary copy cached paths through the link; once it was gone, ingest failed."""
+    import shutil
+
+    from rslearn.config import LayerType
+
+    from rslp.pipeline.dated_files import DatedLocalFiles
+    from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
+
+    ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    shutil.copy(DEMO_DIR / "data" / "images" / "tile_r0_c0_2026-01-15.tif", folder)
+    (tmp_path / "link").symlink_to(folder)
+    DatedLocalFiles(str(tmp_path / "link"), layer_type=LayerType.RASTER).list_items()
+    (tmp_path / "link").unlink()
+    (item,) = DatedLocalFiles(str(folder), layer_type=LayerType.RASTER).list_items()
+    assert str(item.src_dir) == str(folder)  # type: ignore[attr-defined]
