@@ -30,6 +30,7 @@ makes its second run a skip).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -58,18 +59,14 @@ class Claims:
 
     def take(self, path: UPath, about: Mapping[str, Any]) -> bool:
         """Create the claim at ``path`` for this process (``about``: what for); False if a live holder has it."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps({"owner": OWNER, **about}).encode()
         for _ in range(2):  # a second try after removing a stale claim
-            try:
-                with path.open("xb") as f:
-                    f.write(body)
+            if _create(path, body):
                 return True
-            except FileExistsError:
-                if not self.stale(path):
-                    return False
-                logger.warning("stale_claim_taken_over", claim=str(path), **about)
-                path.unlink(missing_ok=True)
+            if not self.stale(path):
+                return False
+            logger.warning("stale_claim_taken_over", claim=str(path), **about)
+            _delete(path)
         return False
 
     @contextmanager
@@ -92,7 +89,7 @@ class Claims:
                 keeper.join()
                 for path in mine:
                     if self.ours(path):  # a claim taken over while we were silent is its new holder's
-                        path.unlink(missing_ok=True)
+                        _delete(path)
 
     def left(self, path: UPath) -> float | None:
         """Seconds until the claim at ``path`` goes stale; None if there is none or it is stale already."""
@@ -103,10 +100,7 @@ class Claims:
 
     def ours(self, path: UPath) -> bool:
         """Whether the claim at ``path`` is this process's (not taken over, not gone)."""
-        try:
-            return bool(json.loads(path.read_bytes()).get("owner") == OWNER)
-        except (OSError, ValueError, AttributeError):
-            return False
+        return _owner(path) == OWNER
 
     def age(self, path: UPath) -> float | None:
         """Seconds since the store last saw the claim written; None if there is none."""
@@ -129,10 +123,43 @@ class Claims:
         while not stop.wait(self.seconds / 3):
             for path in paths:
                 try:
-                    if self.ours(path):
-                        path.write_bytes(path.read_bytes())  # a new modification time
-                except OSError as e:  # the store refused: the next round tries again
+                    body = path.fs.cat_file(path.path)
+                    if _owner(path, body) == OWNER:
+                        path.fs.pipe_file(path.path, body)  # a new modification time
+                except OSError as e:  # the store refused, or the claim is gone: the next round tries again
                     logger.warning("claim_refresh_failed", claim=str(path), error=str(e))
+
+
+# One request each on an object store (UPath's own calls add a stat and a listing to each).
+
+
+def _create(path: UPath, body: bytes) -> bool:
+    """Write ``body`` to ``path`` only if nothing is there; False if something is."""
+    try:
+        try:
+            f = path.open("xb")
+        except FileNotFoundError:  # its folder is not there yet (local disk; object stores have none)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = path.open("xb")
+        with f:
+            f.write(body)
+        return True
+    except FileExistsError:
+        return False
+
+
+def _owner(path: UPath, body: bytes | None = None) -> str | None:
+    """The owner the claim at ``path`` names (read unless ``body`` is given); None if none or unreadable."""
+    try:
+        owner = json.loads(path.fs.cat_file(path.path) if body is None else body).get("owner")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return owner if isinstance(owner, str) else None
+
+
+def _delete(path: UPath) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.fs.rm_file(path.path)
 
 
 @contextmanager

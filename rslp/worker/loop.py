@@ -283,7 +283,7 @@ class Worker:
         claim = TaskClaim(ledger, task, self.worker_id)  # held from here until the outcome is settled
         try:
             if not claim.take():  # another worker runs it now: back later, spending no attempt nor delivery
-                self._hand_back(message, later := claim.later(task))
+                self._hand_back(message, later := claim.later())
                 self.log.info("claimed_elsewhere", due=later.not_before)
                 return
             self.log.info("started", time_limit=time_limit)

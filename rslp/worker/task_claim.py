@@ -75,11 +75,11 @@ class TaskClaim:
         # Storage errors as a marker's: the store's bad minutes ridden out, the rest the job root's fault.
         return ledger._marker_io("take claim", ledger.root / "claims", take)
 
-    def later(self, task: Task) -> Task:
-        """``task`` to hand back while another worker holds it: due when that holder's claim would go stale."""
+    def later(self) -> Task:
+        """The task to hand back while another worker holds it: due when that holder's claim would go stale."""
         left = self.claims.left(self.path) if self.path is not None else None
         due = datetime.now(UTC) + timedelta(seconds=max(1.0, left or 0.0))
-        return task.model_copy(update={"not_before": due})
+        return self.task.model_copy(update={"not_before": due})
 
     def give_up(self) -> None:
         """Stop refreshing the claim and delete it if it is still this worker's; safe to call again."""

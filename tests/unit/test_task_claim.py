@@ -36,7 +36,7 @@ def test_a_second_delivery_is_due_back_when_the_holders_claim_would_go_stale(tmp
     try:
         assert holder.take()
         assert not second.take()
-        later = second.later(task)
+        later = second.later()
         assert later.not_before is not None
         due = (later.not_before - datetime.now(UTC)).total_seconds()
         assert CLAIM_SECONDS - 2 < due <= CLAIM_SECONDS
@@ -73,3 +73,14 @@ def test_a_task_claim_is_taken_kept_fresh_and_given_up_on_object_storage(gcs_buc
     assert path.stat().st_mtime > written  # refreshed by the holder's thread
     claim.give_up()
     assert not path.exists()
+
+
+def test_a_claims_folder_that_leads_out_of_the_job_root_is_refused(tmp_path: Path) -> None:
+    """Whoever writes a job root may make ``claims`` a symlink: no claim is ever written through it."""
+    root, outside = tmp_path / "job", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    (root / "claims").symlink_to(outside)
+    with pytest.raises(JobRootError, match="through a symlink"):
+        TaskClaim(Ledger(root), _task(str(root)), "w1").take()
+    assert list(outside.iterdir()) == []
