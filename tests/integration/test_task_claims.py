@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,34 @@ def test_the_claim_of_a_killed_worker_is_taken_over_within_its_stale_bound(
     assert started >= taken
     assert len(_runs(runs)) == 1  # the victim died mid-spin: only the heir's run finished
     assert Ledger(task.job_root or "").read(task, "done") is not None
+
+
+def test_a_preempted_workers_task_runs_again_at_once_on_a_free_worker(
+    backend: Backend, topic: str, tmp_path: Path
+) -> None:
+    """SIGTERM mid-task: the worker hands the task back and gives its claim up (before the
+    hand-back, so even a worker that pulls the task within milliseconds finds no claim): the
+    free worker runs it at once, never waiting for the claim to go stale."""
+    q = backend.open()
+    q.setup(topic, topic)
+    task, runs = _spin_task(tmp_path, topic)
+    claim = claim_path(Ledger(task.job_root or ""), task)
+    publish_tasks(q, topic, [task])
+    victim = WorkerProc(backend.url, topic, idle_timeout=60)
+    standby = None
+    try:
+        victim.wait_for("started", timeout=60)
+        standby = WorkerProc(backend.url, topic, idle_timeout=8)
+        standby.wait_for("worker_started", timeout=60)
+        victim.signal(signal.SIGTERM)
+        assert victim.wait(timeout=30) == 0
+        handed_back = epoch(victim.wait_for("preempted", timeout=1))
+        started = epoch(standby.wait_for("started", timeout=60))
+        assert standby.wait(timeout=SPIN_SECONDS + 30) == 0  # done, then idle: its claim given up after the marker
+    finally:
+        victim.kill()
+        if standby is not None:
+            standby.kill()
+    assert started - handed_back < CLAIM_SECONDS / 2, started - handed_back
+    assert standby.count("claimed_elsewhere") == 0
+    assert len(_runs(runs)) == 1 and not claim.exists()
