@@ -42,6 +42,7 @@ BENCHMARKS = [
     ("worker_rate", "14. Worker rate: demo create_windows tasks one worker finishes in 45 s, new vs 175f73b"),
     ("roundtrips", "15. Storage round trips per task per step: local disk and GCS emulator, 175f73b vs new"),
     ("task_cost", "16. Task cost: where a create_windows task's time goes, 175f73b vs new"),
+    ("publish_rerun", "18. Resumed write-jobs: messages queued after a kill partway and a rerun, vs a clean run"),
 ]
 RESULTS = REPO / "bench" / "RESULTS.md"
 COMMAND = "make bench  (= WANDB_MODE=disabled .venv/bin/python -m bench.run_all)"

@@ -172,9 +172,13 @@ def create_only(path: UPath, data: bytes) -> bool:
 
     Of any number of writers, exactly one gets True.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with path.open("xb") as f:
+        try:
+            f = path.open("xb")
+        except FileNotFoundError:  # its folder is not there yet (local disk; object stores have none)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = path.open("xb")
+        with f:
             f.write(data)
     except FileExistsError:
         return False

@@ -40,15 +40,17 @@ def crash() -> None:
 def spin(seconds: float, fname: str | None = None) -> None:
     """Busy-loop in pure Python for SECONDS (holds the GIL), then append a line to FNAME if given.
 
-    Appending (not overwriting) lets a test count how many times the task really ran.
+    Appending (not overwriting) lets a test count how many times the task really ran, and
+    the line's start and end times (seconds since the epoch) whether two runs overlapped.
     """
+    started = time.time()
     end = time.monotonic() + seconds
     n = 0
     while time.monotonic() < end:
         n += 1
     if fname:
         with UPath(fname).open("a") as f:
-            f.write(f"spun {n}\n")
+            f.write(f"spun {n} from {started:.6f} to {time.time():.6f}\n")
 
 
 def chain(fname: str, topic: str, then: str, contents: str = "chained", seconds: float = 0.0) -> list[Downstream]:

@@ -55,6 +55,10 @@ class JobRoot:
         """``markers/<step>/<task_id>.<state>.json``, proved to lie under the job root."""
         return under(self.root, "markers", step, marker_name(task_id, state))
 
+    def claim_path(self, step: str, task_id: str) -> UPath:
+        """``claims/<step>/<task_id>.claim``: the one worker running the task (:mod:`rslp.worker.task_claim`)."""
+        return under(self.root, "claims", step, f"{task_id}.claim")
+
     def dataset_root(self, pid: str) -> UPath:
         """``partitions/<pid>/``: the partition's rslearn dataset, proved to lie under the job root."""
         return under(self.root, "partitions", pid)
@@ -204,7 +208,7 @@ class JobRoot:
             path = self.marker_path(task.step or "task", task.task_id, state)
         except PathEscapeError as e:  # a symlink in the job root leads out of it
             raise JobRootError(f"cannot write marker: {e}") from None
-        self._marker_io("write marker", path, lambda: storage.write_json_atomic(path, payload))
+        self.guarded_io("write marker", path, lambda: storage.write_json_atomic(path, payload))
 
     def read(self, task: Task, state: str) -> dict[str, Any] | None:
         path = self.marker_path(task.step or "task", task.task_id, state)
@@ -215,7 +219,7 @@ class JobRoot:
             except FileNotFoundError:
                 return None
 
-        return self._marker_io("read marker", path, read)
+        return self.guarded_io("read marker", path, read)
 
     def clear(self, task: Task, *states: str) -> None:
         """Delete ``task``'s markers of ``states`` (never ``done``); missing ones are fine."""
@@ -257,8 +261,11 @@ class JobRoot:
     def _storage(self, what: str, path: UPath, call: Callable[[], T]) -> T:
         return self.weather.call(call, what=what, resource=str(path), role=STORAGE)
 
-    def _marker_io(self, what: str, path: UPath, call: Callable[[], T]) -> T:
-        """A marker read or write; what is not the cloud's weather is a :class:`JobRootError`."""
+    def guarded_io(self, what: str, path: UPath, call: Callable[[], T]) -> T:
+        """A read or write of the job root's own files (markers, claims), with the store's weather ridden out.
+
+        Anything else is the job root's fault: a :class:`JobRootError`, the message's, not the worker's.
+        """
         try:
             return self._storage(what, path, call)
         except CloudUnavailableError:

@@ -7,17 +7,15 @@ own layout (``tiles/<layer>/<item>/<bands>/``). Partitions ingest concurrently o
 different workers, so two things make the sharing safe:
 
 - **Claims, so an item is fetched once.** Before fetching, the ingest step claims each
-  item it needs by creating ``tiles/.claims/<hash>.claim`` exclusively (``O_EXCL`` on
-  local disk, a create-only write on gs://; the name hashes layer and item, so no item
-  name becomes a path). It fetches only the items it claimed, keeping their claims
-  fresh meanwhile, gives them up, then waits (at most ``max_wait_seconds``) for the
-  items other tasks hold and claims again whatever is still missing. A claim lives as
-  long as its holder works: a thread rewrites it every third of ``claim_seconds``; the
-  holder deletes it when it is done, fails, or gets SIGTERM; one whose holder died is
-  stale ``claim_seconds`` after its last rewrite, judged by the modification time the
-  store reports, never by the claim's content. A task never waits while holding a
-  claim, so two partitions cannot deadlock. The data source skips items already in the
-  store (rslearn's ``is_raster_ready``), so claiming a stored item costs no fetch.
+  item it needs (:mod:`rslp.claims`: created only if absent, kept fresh by a thread,
+  stale ``claim_seconds`` after its holder's last sign of life by the store's clock,
+  given up on finish, failure or SIGTERM) as ``tiles/.claims/<hash>.claim``; the name
+  hashes layer and item, so no item name becomes a path. It fetches only the items it
+  claimed, gives them up, then waits (at most ``max_wait_seconds``) for the items
+  other tasks hold and claims again whatever is still missing. A task never waits while
+  holding a claim, so two partitions cannot deadlock. The data source skips items
+  already in the store (rslearn's ``is_raster_ready``), so claiming a stored item costs
+  no fetch.
 - **Whole writes, so a reader never sees half an item.** :class:`SharedTileStore` writes
   each raster or vector into a private staging folder and renames it into place on
   local disk; a second writer's rename finds the item there and drops its copy. On
@@ -25,25 +23,20 @@ different workers, so two things make the sharing safe:
   marker last, so a reader (materialize) that waits for the marker sees whole objects.
 
 Limits: ingest through :func:`fetch_once` runs in the task process, one data-source
-call per round of claims (``hardware.workers`` does not apply to it); a holder whose
-refresh thread is starved for ``claim_seconds`` may see a waiting task fetch the same
-item (harmless, only slower); two tasks taking over the same stale claim at the same
-moment may both fetch it (the same). Stale claims rely on the store's clock and the
-worker's agreeing within ``claim_seconds``.
+call per round of claims (``hardware.workers`` does not apply to it); the claims' own
+limits (:mod:`rslp.claims`) may let two tasks fetch one item, which is harmless, only
+slower.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import shutil
-import signal
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -52,6 +45,7 @@ from rslearn.tile_stores import DefaultTileStore
 from upath import UPath
 
 from rslp import log
+from rslp.claims import OWNER, Claims
 
 if TYPE_CHECKING:
     from rslearn.dataset import Dataset, Window
@@ -61,9 +55,6 @@ logger = log.get(__name__)
 
 #: The folder under the tile store's root where claims live, one file per (layer, item).
 CLAIMS = ".claims"
-
-#: Who holds a claim: this process (a task process runs many tasks; its claims are its own).
-OWNER = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def shared_tile_store_config(tiles: UPath, configured: dict[str, Any] | None) -> dict[str, Any]:
@@ -111,6 +102,7 @@ class SharedTileStore(DefaultTileStore):
             gcp_transform_method=gcp_transform_method,
         )
         self.claim_seconds = claim_seconds
+        self.claims = Claims(claim_seconds)
         self.poll_seconds = poll_seconds
         self.max_wait_seconds = max_wait_seconds
 
@@ -168,7 +160,7 @@ class SharedTileStore(DefaultTileStore):
             self.path = shared
             shutil.rmtree(staging.path, ignore_errors=True)
 
-    # -- claims ---------------------------------------------------------------------------
+    # -- claims (the mechanics are rslp.claims's) ----------------------------------------
 
     def _claim_path(self, layer_name: str, item_name: str) -> UPath:
         """One flat folder, one hashed name per (layer, item): no item name becomes a path."""
@@ -178,128 +170,32 @@ class SharedTileStore(DefaultTileStore):
 
     def claim(self, layer_name: str, item_name: str) -> bool:
         """Claim the item for this process; False if a live holder has it (its claim is fresh)."""
-        path = self._claim_path(layer_name, item_name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"owner": OWNER, "layer": layer_name, "item": item_name}).encode()
-        for _ in range(2):  # a second try after removing a stale claim
-            try:
-                with path.open("xb") as f:
-                    f.write(body)
-                return True
-            except FileExistsError:
-                if not self._stale(path):
-                    return False
-                logger.warning("stale_claim_taken_over", layer=layer_name, item=item_name)
-                path.unlink(missing_ok=True)
-        return False
+        return self.claims.take(self._claim_path(layer_name, item_name), {"layer": layer_name, "item": item_name})
 
     @contextmanager
     def holding(self, layer_name: str, item_names: list[str]) -> Iterator[list[str]]:
         """Claim what nobody holds; yield those names; keep their claims fresh until the block ends.
 
-        A thread rewrites each claim every third of ``claim_seconds``, so a claim lives
-        as long as its holder works and goes stale within ``claim_seconds`` of its death.
-        The claims are given up when the block ends, however it ends; in a process that
-        leaves SIGTERM to its default (the worker's task process, which the worker stops
-        with SIGTERM on preemption or a time limit) a SIGTERM gives them up first, then
-        ends the process as it would have.
+        The claims go stale within ``claim_seconds`` of their holder's death, and are
+        given up when the block ends or on a task process's SIGTERM (:meth:`Claims.holding`).
         """
-        with _given_up_on_sigterm() as releasing:
-            mine = [name for name in item_names if self.claim(layer_name, name)]
-            paths = [self._claim_path(layer_name, name) for name in mine]
-            stop = threading.Event()
-            keeper = threading.Thread(target=self._keep_fresh, args=(paths, stop), daemon=True, name="tile-claims")
-            keeper.start()
-            try:
-                yield mine
-            finally:
-                releasing()
-                stop.set()
-                keeper.join()
-                for path in paths:
-                    if self._ours(path):  # a claim taken over while we were silent is its new holder's
-                        path.unlink(missing_ok=True)
+        wanted = {self._claim_path(layer_name, n): {"layer": layer_name, "item": n} for n in item_names}
+        with self.claims.holding(wanted) as mine:
+            taken = set(mine)
+            yield [n for n in item_names if self._claim_path(layer_name, n) in taken]
 
     def wait_released(self, layer_name: str, item_names: list[str]) -> None:
         """Block until none of the items has a fresh claim; RuntimeError past ``max_wait_seconds``."""
         deadline = time.monotonic() + self.max_wait_seconds
         for name in item_names:
             path = self._claim_path(layer_name, name)
-            while self._age(path) is not None and not self._stale(path):
+            while self.claims.left(path) is not None:
                 if time.monotonic() >= deadline:
                     raise RuntimeError(
                         f"tile store item {layer_name}/{name} was still claimed by another task after "
                         f"{self.max_wait_seconds:.0f} s (claim {path}); the task is retried"
                     )
                 time.sleep(self.poll_seconds)
-
-    def _keep_fresh(self, paths: list[UPath], stop: threading.Event) -> None:
-        """Rewrite each of our claims every third of ``claim_seconds`` until ``stop``; never raises."""
-        while not stop.wait(self.claim_seconds / 3):
-            for path in paths:
-                try:
-                    if self._ours(path):
-                        path.write_bytes(path.read_bytes())  # a new modification time
-                except OSError as e:  # the store refused: the next round tries again
-                    logger.warning("claim_refresh_failed", claim=str(path), error=str(e))
-
-    def _ours(self, path: UPath) -> bool:
-        """Whether the claim at ``path`` is this process's (not taken over, not gone)."""
-        try:
-            return bool(json.loads(path.read_bytes()).get("owner") == OWNER)
-        except (OSError, ValueError, AttributeError):
-            return False
-
-    def _age(self, path: UPath) -> float | None:
-        """Seconds since the store last saw the claim written; None if there is none."""
-        try:
-            return time.time() - path.stat().st_mtime
-        except FileNotFoundError:
-            return None
-
-    def _stale(self, path: UPath) -> bool:
-        """A claim not rewritten for ``claim_seconds``, or dated further than that in the future.
-
-        Judged by the store's modification time only: content (empty after a crash
-        between create and write, or any date a writer puts there) never keeps a claim alive.
-        """
-        age = self._age(path)
-        return age is not None and abs(age) > self.claim_seconds
-
-
-@contextmanager
-def _given_up_on_sigterm() -> Iterator[Callable[[], None]]:
-    """Turn a SIGTERM into an exception (so ``finally`` blocks give claims up), then end the process by it.
-
-    Only where SIGTERM has its default action and only in the main thread: a process
-    with its own SIGTERM handler keeps it. Yields ``releasing``, to call once the
-    claims are being given up, after which a SIGTERM waits for the end of the block.
-    """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        yield lambda: None
-        return
-    state = {"terminated": False, "releasing": False}
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        state["terminated"] = True
-        if not state["releasing"]:
-            raise _Terminated
-
-    def releasing() -> None:
-        state["releasing"] = True
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield releasing
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if state["terminated"]:
-            logger.info("claims_given_up", signal="SIGTERM")
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
-class _Terminated(BaseException):
-    """SIGTERM arrived while claims were held; raised to unwind to where they are given up."""
 
 
 def fetch_once(dataset: Dataset, store: SharedTileStore, windows: list[Window], hw_retry: dict[str, Any]) -> None:

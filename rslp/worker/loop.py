@@ -63,6 +63,7 @@ from rslp.worker.metrics import WorkerMetrics
 from rslp.worker.retry import RetryPolicy, hold_for
 from rslp.worker.runner import Outcome, TaskRunner
 from rslp.worker.shutdown import Shutdown
+from rslp.worker.task_claim import TaskClaim
 
 #: Environment variables Beaker injects; logged so a task's lines lead back to its job.
 BEAKER_ENV = ("BEAKER_JOB_ID", "BEAKER_WORKLOAD_ID", "BEAKER_EXPERIMENT_ID", "BEAKER_NODE_HOSTNAME")
@@ -279,14 +280,21 @@ class Worker:
         scratch = under(self.scratch_root, task.task_id)
         self.scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
         scratch.mkdir(mode=0o700, exist_ok=True)
-        self.log.info("started", time_limit=time_limit)
+        claim = TaskClaim(ledger, task, self.worker_id)  # held from here until the outcome is settled
         try:
+            if not claim.take():  # another worker runs it now: back later, spending no attempt nor delivery
+                self._hand_back(message, later := claim.later())
+                self.log.info("claimed_elsewhere", due=later.not_before)
+                return
+            self.log.info("started", time_limit=time_limit)
             lease = LeaseKeeper(self.queue, message, self.settings.lease_seconds, self.settings.max_lease, self.log)
             with lease:
                 with self._heartbeat(ledger, task, lease):  # stopped before the final marker is written
                     outcome = self.runner.run(
                         task, time_limit, str(scratch), self.shutdown, self.settings.grace_seconds, admitted.manifest
                     )
+                if not outcome.ok:  # the run is over: a retry or a handed-back copy may run at once
+                    claim.give_up()
                 if outcome.downstream:
                     topics = admitted.topics or {self.queue.topic_of(message.subscription)}
                     outcome = guard.check_downstream(task, outcome, topics, admitted.manifest)
@@ -297,6 +305,7 @@ class Worker:
             self.metrics.task_finished(outcome.kind, task.name, outcome.duration)
             self.metrics.lease_extended(lease.extensions)
         finally:
+            claim.give_up()
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _heartbeat(
