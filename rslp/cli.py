@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from rslp import log
 from rslp.argv import bare_booleans, flag_problem, unknown_command
-from rslp.errors import ExitCode, Interrupted, PermanentError, QueueResourceError
-from rslp.launch import FleetError
-from rslp.text import terminal_line
-from rslp.weather import CloudError
+from rslp.errors import ExitCode, run_command
 
 #: name -> (target "module:function", one-line summary, required params positional?)
 COMMANDS: dict[str, tuple[str, str, bool]] = {
@@ -135,26 +131,7 @@ def _run(name: str, rest: list[str]) -> int:
         return ExitCode.USAGE
     namespace = parser.parse_args(bare_booleans(fn, args))
     kwargs = {k: v for k, v in namespace.as_dict().items() if k != "__path__"}
-    try:
-        result = fn(**kwargs)
-        sys.stdout.flush()  # inside the try: a reader that stopped early (| head) is not an error
-    except QueueResourceError as e:
-        print(f"rslp {name}: error: {terminal_line(str(e))}", file=sys.stderr)
-        return ExitCode.PERMANENT_QUEUE_ERROR
-    except (PermanentError, FleetError, FileNotFoundError, ValueError) as e:
-        print(f"rslp {name}: error: {terminal_line(str(e))}", file=sys.stderr)
-        return ExitCode.USAGE
-    except CloudError as e:  # a queue or storage call that retries could not get past
-        print(f"rslp {name}: error: {terminal_line(str(e))}", file=sys.stderr)
-        return int(e.exit_code)
-    except Interrupted as e:  # Ctrl-C where the command knows what it had done
-        print(f"rslp {name}: {' '.join(str(e).split())}", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    except BrokenPipeError:
-        # The reader has what it wanted; point stdout at /dev/null so the exit flush is quiet.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return ExitCode.OK
-    return int(result) if isinstance(result, ExitCode) else ExitCode.OK
+    return run_command(f"rslp {name}", lambda: fn(**kwargs))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Plain typed functions, so the CLI can expose them as they are. They print for a
 person and return data for a script. Every problem the user can fix (bad config, no
 token, unknown workspace, no network) is raised as a one-line
-:class:`~rslp.launch.beaker.FleetError`; the CLI prints it and exits non-zero.
+:class:`~rslp.launch.fleet.FleetError`; the CLI prints it and exits non-zero.
 A dry run builds and prints the specs and never contacts Beaker, so it needs no token.
 """
 
@@ -15,20 +15,18 @@ import yaml
 from pydantic import ValidationError
 
 from rslp import hints
-from rslp.launch import FleetError
 from rslp.launch.autoscale import pool_fleet
-from rslp.launch.beaker import (
-    BeakerFleetClient,
+from rslp.launch.beaker import BeakerFleetClient, build_spec, launch_fleet
+from rslp.launch.config import DEFAULT_GCP_CREDENTIALS_PATH, DEFAULT_GCP_CREDENTIALS_SECRET, LaunchConfig, Priority
+from rslp.launch.fleet import (
     FleetClient,
+    FleetError,
     WorkerStatus,
-    build_spec,
     fleet_status,
-    launch_fleet,
     new_launch_id,
     stop_fleet,
     worker_names,
 )
-from rslp.launch.config import DEFAULT_GCP_CREDENTIALS_PATH, DEFAULT_GCP_CREDENTIALS_SECRET, LaunchConfig, Priority
 from rslp.launch.idle import default_idle_timeout
 from rslp.launch.sizing import HANDFUL
 from rslp.worker.guard import JOB_ROOTS_ENV

@@ -400,9 +400,7 @@ class Worker:
         tb: str = "",
     ) -> None:
         attempts = (task.attempt + 1) if task else message.delivery_attempt
-        attributes = {"rslp_kind": kind, "rslp_attempts": str(attempts), "rslp_worker": self.worker_id}
-        if tb:
-            attributes["rslp_traceback"] = tb[-1000:]
+        attributes = dead_letters.attributes(kind, attempts, self.worker_id, tb)
         if ledger is not None and task is not None:
             try:
                 info = {"kind": kind, "error": reason, "attempts": attempts, "traceback": tb}

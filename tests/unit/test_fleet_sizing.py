@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from rslp.errors import PermanentError
-from rslp.launch import FleetError, commands
+from rslp.launch import commands
 from rslp.launch.autoscale import Autoscaler
+from rslp.launch.fleet import FleetError
 from rslp.launch.sizing import DEFAULT_GUESS, DEFAULT_MAX_WORKERS, parse_duration, size_pools
 from rslp.ledger import Ledger
 from rslp.pipeline.job import make_task

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from rslp import registry
-from rslp.launch import FleetError, commands
+from rslp.launch import commands
+from rslp.launch.fleet import FleetError
 from rslp.queue.local import LocalQueue
 
 ANCESTOR_ARGV = [

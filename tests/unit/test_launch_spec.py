@@ -15,9 +15,10 @@ from pydantic import ValidationError
 
 from rslp import registry
 from rslp.common.launch import fleet_name
-from rslp.launch import FleetError, commands
-from rslp.launch.beaker import build_spec, new_launch_id, parse_worker_name, worker_name
+from rslp.launch import commands
+from rslp.launch.beaker import build_spec
 from rslp.launch.config import LaunchConfig
+from rslp.launch.fleet import FleetError, new_launch_id, parse_worker_name, worker_name
 
 HOUR_NS = 3600 * 1_000_000_000
 NAME = "demo-abc123-w0"
