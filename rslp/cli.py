@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from rslp import log
-from rslp.argv import bare_booleans, flag_problem, unknown_command
+from rslp.argv import add_arguments, call, flag_problem, parse_problem, unknown_command
 from rslp.errors import ExitCode, run_command
+from rslp.text import terminal_line
 
 #: name -> (target "module:function", one-line summary, required params positional?)
 COMMANDS: dict[str, tuple[str, str, bool]] = {
@@ -95,8 +96,8 @@ def build_parser(name: str) -> tuple[Any, Callable[..., Any]]:
     module_name, _, attr = target.partition(":")
     fn = getattr(importlib.import_module(module_name), attr)
     description = (inspect.getdoc(fn) or summary).split("\n\n")[0]
-    parser = jsonargparse.ArgumentParser(prog=f"rslp {name}", description=description)
-    parser.add_function_arguments(fn, as_positional=positional, fail_untyped=False)
+    parser = jsonargparse.ArgumentParser(prog=f"rslp {name}", description=description, exit_on_error=False)
+    add_arguments(parser, fn, as_positional=positional)
     return parser, fn
 
 
@@ -123,15 +124,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(name: str, rest: list[str]) -> int:
     """Parse ``rest`` for subcommand ``name`` and run it; each error a user can act on is one line."""
+    import jsonargparse
+
     log.setup()
     parser, fn = build_parser(name)
     args = _normalize_flags(rest)
     if problem := flag_problem(fn, args, COMMANDS[name][2]):
         print(f"rslp {name}: {problem}", file=sys.stderr)
         return ExitCode.USAGE
-    namespace = parser.parse_args(bare_booleans(fn, args))
-    kwargs = {k: v for k, v in namespace.as_dict().items() if k != "__path__"}
-    return run_command(f"rslp {name}", lambda: fn(**kwargs))
+    try:
+        values = parser.parse_args(args).as_dict()
+    except jsonargparse.ArgumentError as e:  # a value that does not parse: one line, as a flag mistake
+        print(f"rslp {name}: error: {terminal_line(parse_problem(e))}", file=sys.stderr)
+        return ExitCode.USAGE
+    return run_command(f"rslp {name}", lambda: call(fn, values))
 
 
 if __name__ == "__main__":

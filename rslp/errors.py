@@ -112,7 +112,7 @@ def run_command(prog: str, call: Callable[[], object]) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
     except REPORTED as e:
-        print(f"{prefix}error: {terminal_line(str(e))}", file=sys.stderr)
+        print(f"{prefix}error: {terminal_line(message(e))}", file=sys.stderr)
         return exit_code_of(e) or ExitCode.USAGE
     return int(result) if isinstance(result, ExitCode) else ExitCode.OK
 
@@ -125,10 +125,21 @@ def one_line(error: BaseException | str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def invalid(error: ValidationError, what: str) -> str:
-    """A pydantic error as one line: ``invalid WHAT: field: reason; ...`` (values are never quoted)."""
+def message(error: BaseException) -> str:
+    """What a command prints for ``error``: its message, or a pydantic error as :func:`describe` words it."""
+    from pydantic import ValidationError  # loaded already wherever one was raised
+
+    return describe(error) if isinstance(error, ValidationError) else str(error)
+
+
+def describe(error: ValidationError) -> str:
+    """A pydantic error as one line, ``field: reason; ...`` (a reason alone for the model's own checks).
+
+    Values are never quoted: they may be long, or come from a message.
+    """
     reasons = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "config"
-        reasons.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
-    return f"invalid {what}: " + "; ".join(reasons)
+        where = ".".join(str(part) for part in item["loc"])
+        reason = item["msg"].removeprefix("Value error, ")
+        reasons.append(f"{where}: {reason}" if where else reason)
+    return "; ".join(reasons)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rslp.argv import bare_booleans
+from rslp import argv
 from rslp.errors import BadArgsError, UnknownWorkflowError
 from rslp.text import clip
 
@@ -67,13 +67,13 @@ class Workflow:
             prog=f"{self.project} {self.name}", description=fn.__doc__, exit_on_error=False
         )
         # Required parameters are positional unless the args name one as a flag (then all are flags).
-        required = [p.name for p in inspect.signature(fn).parameters.values() if p.default is p.empty]
+        required = [p.name for p in argv.parameters(fn) if p.default is p.empty]
         named = any(a.split("=")[0] in {f"--{r}" for r in required} for a in args)
-        parser.add_function_arguments(fn, as_positional=not named, fail_untyped=False)
+        argv.add_arguments(parser, fn, as_positional=not named)
         if self.defaults:
             parser.set_defaults(dict(self.defaults))
         try:
-            namespace = parser.parse_args(_optional_positionals(fn, bare_booleans(fn, args)))
+            namespace = parser.parse_args(_optional_positionals(fn, args))
         except SystemExit as e:
             if e.code in (0, None):  # --help
                 raise
@@ -84,9 +84,7 @@ class Workflow:
 
     def run(self, args: list[str]) -> Any:
         """Parse ``args`` and call the workflow; returns whatever the workflow returns."""
-        kwargs = self.parse_args(args)
-        kwargs.pop("__path__", None)
-        return self.function()(**kwargs)
+        return argv.call(self.function(), self.parse_args(args))
 
 
 def _optional_positionals(fn: Callable[..., Any], args: list[str]) -> list[str]:
@@ -96,7 +94,7 @@ def _optional_positionals(fn: Callable[..., Any], args: list[str]) -> list[str]:
     strings beyond those are turned into ``--name=value`` for the next parameters in
     signature order.
     """
-    params = list(inspect.signature(fn).parameters.values())
+    params = argv.parameters(fn)
     n_required = sum(p.default is inspect.Parameter.empty for p in params)
     n_positional = next((i for i, a in enumerate(args) if a.startswith("--")), len(args))
     extra = args[n_required:n_positional]

@@ -118,4 +118,4 @@ def test_fleet_status_finds_a_local_fleet_and_shows_why_a_worker_failed(
     capsys.readouterr()
     [worker] = commands.status("bad")  # no --backend local: the fleet was launched here
     assert worker.exit_code == 2
-    assert "rslp worker: error: 1 validation error for WorkerSettings lease_seconds" in capsys.readouterr().out
+    assert "rslp worker: error: --lease_seconds: Input should be greater than or equal to 1" in capsys.readouterr().out
