@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import IntEnum
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rslp.text import terminal_line
 
@@ -117,12 +117,12 @@ def run_command(prog: str, call: Callable[[], object]) -> int:
     return int(result) if isinstance(result, ExitCode) else ExitCode.OK
 
 
-def one_line(error: BaseException | str, limit: int = 300) -> str:
+def one_line(error: BaseException | str, limit: int | None = 300) -> str:
     """An error's message on one line, at most ``limit`` characters (its type's name if it has none)."""
-    text = " ".join(str(getattr(error, "message", None) or error).split())
+    text = " ".join(str(error).split())
     if not text and isinstance(error, BaseException):
         text = type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 def message(error: BaseException) -> str:
@@ -132,14 +132,39 @@ def message(error: BaseException) -> str:
     return describe(error) if isinstance(error, ValidationError) else str(error)
 
 
-def describe(error: ValidationError) -> str:
-    """A pydantic error as one line, ``field: reason; ...`` (a reason alone for the model's own checks).
+#: A pydantic error lists at most this many problems: a hostile input may hold thousands.
+MAX_LISTED = 5
 
-    Values are never quoted: they may be long, or come from a message.
+
+def describe(error: ValidationError, schema: str = "", plain: Mapping[str, str] | None = None) -> str:
+    """A pydantic error as one line, ``field: reason; ...`` (the reason alone for a model's own checks).
+
+    At most :data:`MAX_LISTED` problems are named, fields the model does not have are
+    counted (``schema`` names what they are not part of), and values are never quoted:
+    they may be long, or come from a message. ``plain`` words an error type in the
+    caller's terms (``{"string_pattern_mismatch": "not a valid id"}``).
     """
-    reasons = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"])
-        reason = item["msg"].removeprefix("Value error, ")
-        reasons.append(f"{where}: {reason}" if where else reason)
-    return "; ".join(reasons)
+    from rslp.text import clip
+
+    words = {"missing": "required field is missing", **(plain or {})}
+    problems = error.errors()
+    unknown = [p for p in problems if p["type"] == "extra_forbidden"]
+    others = [p for p in problems if p["type"] != "extra_forbidden"]
+    parts = []
+    for problem in others[:MAX_LISTED]:
+        where = _where(problem)
+        reason = words.get(problem["type"]) or clip(str(problem["msg"]).removeprefix("Value error, "), 200)
+        parts.append(f"{where}: {reason}" if where else reason)
+    if len(others) > MAX_LISTED:
+        parts.append(f"and {len(others) - MAX_LISTED} more errors")
+    outside = f" (not part of {schema})" if schema else ""
+    if len(unknown) == 1:
+        parts.append(f"{_where(unknown[0])}: unknown field{outside}")
+    elif unknown:
+        parts.append(f"{len(unknown)} unknown fields{outside}, e.g. {_where(unknown[0])!r}")
+    return "; ".join(parts)
+
+
+def _where(problem: Any) -> str:
+    """Where in the input a pydantic problem is, at most 60 characters (field names may come from a message)."""
+    return ".".join(str(part) for part in problem["loc"])[:60]

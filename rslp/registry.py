@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rslp import argv
-from rslp.errors import BadArgsError, UnknownWorkflowError
+from rslp.errors import BadArgsError, UnknownWorkflowError, one_line
 from rslp.text import clip
 
 
@@ -79,7 +79,9 @@ class Workflow:
                 raise
             raise BadArgsError(clip(f"bad args {args!r} for {self.project}/{self.name}")) from None
         except (jsonargparse.ArgumentError, TypeError, ValueError) as e:
-            raise BadArgsError(clip(f"bad args {args!r} for {self.project}/{self.name}: {_one_line(e)}")) from None
+            raise BadArgsError(
+                clip(f"bad args {args!r} for {self.project}/{self.name}: {one_line(e, limit=None)}")
+            ) from None
         return namespace.as_dict()  # type: ignore[no-any-return]
 
     def run(self, args: list[str]) -> Any:
@@ -103,11 +105,6 @@ def _optional_positionals(fn: Callable[..., Any], args: list[str]) -> list[str]:
         return args  # let the parser report the unrecognized arguments
     named = [f"--{p.name}={value}" for p, value in zip(optional, extra, strict=True)]
     return args[: min(n_required, n_positional)] + named + args[n_positional:]
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e) or e.__class__.__name__
-    return " ".join(text.split())
 
 
 _WORKFLOWS: dict[str, dict[str, Workflow]] = {}

@@ -2,7 +2,9 @@
 
 Read top to bottom: :meth:`Worker.run` (the poll loop), then
 :meth:`Worker.handle` and the named steps of one task's life: decode, check done,
-run, then finish as done / retry / dead letter / hand back.
+run, then finish as done / retry / dead letter / hand back. Its settings are
+:class:`~rslp.worker.settings.WorkerSettings`; what it publishes goes through
+:class:`~rslp.worker.publish.Publisher`.
 
 Invariants this module owns (ARCHITECTURE.md):
 
@@ -48,15 +50,14 @@ from rslp.errors import ExitCode
 from rslp.ledger import JobRootError, Ledger
 from rslp.paths import under
 from rslp.queue import Queue, Received, dead_letter_name, dead_letters, open_queue
-from rslp.queue.limits import encode_task
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
-from rslp.text import clip
-from rslp.weather import PUBLISHER, CloudError, CloudRefusedError, CloudUnavailableError, Weather
+from rslp.weather import CloudError, CloudUnavailableError, Weather
 from rslp.worker import guard
 from rslp.worker.health import health_problem
 from rslp.worker.heartbeat import MarkerHeartbeat
 from rslp.worker.lease import LeaseKeeper
 from rslp.worker.metrics import WorkerMetrics
+from rslp.worker.publish import DownstreamRefusedError, Publisher
 from rslp.worker.retry import RetryPolicy, hold_for
 from rslp.worker.runner import Outcome, TaskRunner
 from rslp.worker.settings import WorkerSettings
@@ -76,6 +77,7 @@ class Worker:
         self.queue = queue or open_queue(settings.queue, weather=self.weather)
         self.worker_id = settings.worker_id or _default_worker_id()
         self.retry = RetryPolicy(settings.max_attempts, settings.retry_sleep)
+        self.publisher = Publisher(self.queue, settings.publish_patience)
         self.runner = TaskRunner(settings.trust())
         self.metrics = WorkerMetrics()
         #: Distinct tasks (or messages) that failed in a row on this worker; a success empties it.
@@ -224,7 +226,7 @@ class Worker:
         workflow, ledger = admitted.workflow, admitted.ledger
         if ledger is not None and (downstream := admitted.done_downstream) is not None:
             self.log.info("skipped_done", downstream=len(downstream))
-            self._publish_downstream(task, downstream)
+            self.publisher.downstream(task, downstream)
             self.queue.ack(message)
             self.metrics.task_finished("skipped", task.name)
             return
@@ -295,7 +297,7 @@ class Worker:
                 duration=round(outcome.duration, 3),
                 downstream=[d.model_dump(mode="json") for d in downstream],
             )
-        self._publish_downstream(task, downstream)
+        self.publisher.downstream(task, downstream)
         return downstream
 
     def _lease_lost(self, task: Task, outcome: Outcome, ledger: Ledger | None, why: str) -> None:
@@ -333,7 +335,7 @@ class Worker:
                 attempt=task.attempt + 1,
                 traceback=outcome.traceback,
             )
-        self._publish(self.queue.topic_of(message.subscription), [retry])
+        self.publisher.publish(self.queue.topic_of(message.subscription), [retry])
         self.queue.ack(message)
         self.log.warning(
             "retried",
@@ -379,43 +381,11 @@ class Worker:
     def _hand_back(self, message: Received, task: Task) -> None:
         """Preempted: republish the task unchanged, then ack, so no delivery is spent."""
         try:
-            self._publish(self.queue.topic_of(message.subscription), [task], patience=5.0)
+            self.publisher.publish(self.queue.topic_of(message.subscription), [task], patience=5.0)
             self.queue.ack(message)
         except Exception as e:  # noqa: BLE001 - fall back to a plain nack; Pub/Sub will redeliver
             self.log.warning("hand_back_republish_failed", error=str(e))
             self.queue.nack(message)
-
-    def _publish_downstream(self, task: Task, downstream: list[Downstream]) -> None:
-        """Publish what a task asked for (or its done marker recorded).
-
-        Those topics come from the job's files or the message, so a topic that is missing
-        or forbidden is the message's fault (:class:`DownstreamRefusedError`), not a reason
-        to stop the worker.
-        """
-        by_topic: dict[str, list[Task]] = {}
-        for d in downstream:
-            by_topic.setdefault(d.topic, []).append(d.task)
-        for topic, tasks in by_topic.items():
-            try:
-                self._publish(topic, tasks)
-            except CloudRefusedError as e:
-                raise DownstreamRefusedError(clip(f"cannot publish task {task.task_id}'s downstream: {e}")) from None
-
-    def _publish(self, topic: str, tasks: list[Task], patience: float | None = None) -> None:
-        """Publish and wait for confirmation, retrying transient failures for ``patience`` seconds.
-
-        A permanent error (a missing topic, a missing role) fails at once: waiting
-        cannot fix it.
-        """
-        weather = Weather(patience=patience or self.settings.publish_patience)
-        messages = [encode_task(t) for t in tasks]
-        weather.call(
-            lambda: self.queue.publish(topic, messages), what="publish to topic", resource=topic, role=PUBLISHER
-        )
-
-
-class DownstreamRefusedError(Exception):
-    """A downstream topic that a job's files or a message chose is missing or forbidden; dead-letter the message."""
 
 
 def _default_worker_id() -> str:

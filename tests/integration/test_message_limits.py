@@ -56,6 +56,6 @@ def test_worker_publish_to_a_missing_topic_fails_at_once_not_after_its_patience(
     worker = Worker(settings)
     start = time.monotonic()
     with pytest.raises(CloudRefusedError, match=r"roles/pubsub\.publisher"):
-        worker._publish("no-such-topic-anywhere", [Task(project="common", workflow="noop")])
+        worker.publisher.publish("no-such-topic-anywhere", [Task(project="common", workflow="noop")])
     assert time.monotonic() - start < 10
     worker.queue.close()
