@@ -220,6 +220,14 @@ def test_ctrl_c_in_write_jobs_prints_no_traceback(demo_copy: Path, tmp_path: Pat
             "unknown flag --requst; did you mean --request?",
         ),
         (["write-jobs", "--config", "c", "--request", "r"], "--job_root is required"),
+        (
+            ["worker", "--queue", "local:///x.db", "--subscription", "s", "--idle_timeout", "soon"],
+            "rslp worker: error: --idle_timeout: Expected a float; got soon",
+        ),
+        (
+            ["worker", "--queue", "local:///x.db", "--subscription", "s", "--lease_seconds", "0"],
+            "rslp worker: error: --lease_seconds: Input should be greater than or equal to 1; got 0",
+        ),
     ],
 )
 def test_a_flag_mistake_is_one_line_naming_the_flag_as_typed(
