@@ -58,10 +58,7 @@ def worker_job_roots(job_root: str) -> list[str]:
 
 def worker(queue: str, subscriptions: list[str], job_root: str) -> str:
     """The worker command that runs ``job_root``'s tasks from ``subscriptions`` on ``queue``."""
-    from rslp.worker.settings import worker_command  # on use: every command loads hints, few print this
-
-    _, *words = worker_command({"queue": queue, "subscription": subscriptions}, extra=worker_job_roots(job_root))
-    return command(*words)
+    return command("worker", "--queue", queue, "--subscription", ",".join(subscriptions), *worker_job_roots(job_root))
 
 
 def status(job_root: str, *flags: str) -> str:
