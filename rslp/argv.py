@@ -37,8 +37,12 @@ Flags = Annotated[_Model, _GIVEN_WHOLE]
 
 def models(fn: Callable[..., Any]) -> dict[str, Any]:
     """``fn``'s parameters marked :data:`Flags`, by name, with their model (a pydantic model class)."""
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except (NameError, TypeError):  # an annotation importable only under TYPE_CHECKING: no model is given whole
+        return {}
     found = {}
-    for name, hint in typing.get_type_hints(fn, include_extras=True).items():
+    for name, hint in hints.items():
         if typing.get_origin(hint) is Annotated and _GIVEN_WHOLE in hint.__metadata__:
             found[name] = typing.get_args(hint)[0]
     return found
