@@ -1,44 +1,100 @@
-"""Command-line words, tidied before a parser sees them.
+"""Command lines built from typed functions: one parser for ``rslp`` and the ancestor's workflows.
 
-jsonargparse builds the ``rslp`` subcommands and the registered workflows from
-function signatures, and reads a ``bool`` parameter as an option that needs a value
-(``--watch true``). Users write ``--watch`` and ``--dry_run`` bare, as every other
-tool takes them, so a bare boolean flag gets its ``true`` here. Unknown commands get
-the closest known one suggested, so a typo costs one line, not a usage screen; so do
-an unknown flag and a missing required one (named as it is typed: ``--job_root``).
+jsonargparse builds the parser from a function's signature and docstring. Two rules
+are added here, in one place:
+
+- A parameter marked :data:`Flags` (a pydantic model) is given whole (:func:`call`
+  builds it), and its fields are the command's flags, flat: ``rslp worker --queue URL``
+  fills ``WorkerSettings.queue``. So a setting is named once, in its model.
+- A boolean flag works bare (``--watch``, ``--dry_run``), as every other tool takes
+  it, or with a value (``--watch false``); jsonargparse's own boolean type reads the value.
+
+Unknown commands get the closest known one suggested, so a typo costs one line, not a
+usage screen; so do an unknown flag and a missing required one (named as it is typed:
+``--job_root``).
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any
-
-#: What may follow a boolean flag as its value; anything else means the flag stood bare.
-BOOLEAN_WORDS = {"true", "false", "yes", "no"}
+from typing import Annotated, Any, TypeVar
 
 
-def boolean_flags(fn: Callable[..., Any]) -> set[str]:
-    """``--name`` for each parameter of ``fn`` typed ``bool`` (or ``bool | None``)."""
+class _GivenWhole:
+    """The mark of :data:`Flags`."""
+
+
+_GIVEN_WHOLE = _GivenWhole()
+_Model = TypeVar("_Model")
+
+#: ``settings: Flags[WorkerSettings]``: a parameter given whole, whose model's fields are the command's flags.
+Flags = Annotated[_Model, _GIVEN_WHOLE]
+
+
+def models(fn: Callable[..., Any]) -> dict[str, Any]:
+    """``fn``'s parameters marked :data:`Flags`, by name, with their model (a pydantic model class)."""
     try:
-        hints = typing.get_type_hints(fn)
-    except (NameError, TypeError):  # an annotation only importable under TYPE_CHECKING
-        hints = {n: p.annotation for n, p in inspect.signature(fn).parameters.items()}
-    return {f"--{name}" for name, hint in hints.items() if hint in (bool, bool | None, "bool", "bool | None")}
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except (NameError, TypeError):  # an annotation importable only under TYPE_CHECKING: no model is given whole
+        return {}
+    found = {}
+    for name, hint in hints.items():
+        if typing.get_origin(hint) is Annotated and _GIVEN_WHOLE in hint.__metadata__:
+            found[name] = typing.get_args(hint)[0]
+    return found
 
 
-def bare_booleans(fn: Callable[..., Any], args: list[str]) -> list[str]:
-    """``--watch`` -> ``--watch true`` for ``fn``'s boolean flags given without a value."""
-    flags = boolean_flags(fn)
-    out: list[str] = []
-    for i, word in enumerate(args):
-        out.append(word)
-        following = args[i + 1] if i + 1 < len(args) else None
-        if word in flags and (following is None or following.lower() not in BOOLEAN_WORDS):
-            out.append("true")
+def parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    """``fn``'s parameters as its command line takes them: each model parameter's fields in its place."""
+    out: list[inspect.Parameter] = []
+    given_whole = models(fn)
+    for name, param in inspect.signature(fn).parameters.items():
+        if name in given_whole:
+            out += inspect.signature(given_whole[name]).parameters.values()
+        else:
+            out.append(param)
     return out
+
+
+def add_arguments(
+    parser: Any, fn: Callable[..., Any], as_positional: bool = False, skip: set[str] | None = None
+) -> None:
+    """Add ``fn``'s flags to ``parser`` (jsonargparse): its parameters but ``skip``, models' fields, bare booleans."""
+    given_whole = models(fn)
+    parser.add_function_arguments(
+        fn, as_positional=as_positional, fail_untyped=False, skip=set(given_whole) | (skip or set())
+    )
+    for model in given_whole.values():
+        parser.add_class_arguments(model, nested_key=None, fail_untyped=False)
+    booleans = {p.name for p in parameters(fn) if p.annotation in (bool, bool | None, "bool", "bool | None")}
+    for action in parser._actions:  # argparse keeps no public list; a bare flag takes its const
+        if action.dest in booleans:
+            action.nargs, action.const = "?", True
+
+
+def call(fn: Callable[..., Any], values: dict[str, Any]) -> Any:
+    """Call ``fn`` with parsed ``values``, each model parameter built whole from its fields.
+
+    A model that does not validate raises pydantic's ValidationError, a ValueError:
+    the command line reports it in one line (:func:`rslp.errors.run_command`).
+    """
+    kwargs = {k: v for k, v in values.items() if k != "__path__"}
+    for name, model in models(fn).items():
+        fields = [p.name for p in inspect.signature(model).parameters.values()]
+        kwargs[name] = model.model_validate({f: kwargs.pop(f) for f in fields if f in kwargs})
+    return fn(**kwargs)
+
+
+def parse_problem(error: Exception) -> str:
+    """Jsonargparse's error for a value that does not parse, as one line naming the flag as typed."""
+    text = re.sub(r'^Parser key "([^"]+)":', r"--\1:", str(error))
+    text = re.sub(r"\d+ validation errors? for \S+|\[type=[^\]]*\]|For further information visit \S+", "", text)
+    text = re.sub(r"<class '(\w+)'>", r"\1", text)
+    return " ".join(re.sub(r"\.?\s*Got value: ", "; got ", text).split())
 
 
 def unknown_command(words: list[str], commands: Iterable[str]) -> str:
@@ -60,17 +116,15 @@ def flag_problem(fn: Callable[..., Any], args: list[str], positional: bool = Fal
     """
     if "-h" in args or "--help" in args:
         return None
-    params = inspect.signature(fn).parameters
-    known = [f"--{name}" for name in params]
+    params = parameters(fn)
+    known = [f"--{p.name}" for p in params]
     given = {a.partition("=")[0] for a in args if a.startswith("--")}
     for flag in sorted(given - set(known)):
         close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}? " if close else ""
         return f"unknown flag {flag}; {hint}(--help lists them)"
     if not positional:
-        missing = [
-            f"--{n}" for n, p in params.items() if p.default is inspect.Parameter.empty and f"--{n}" not in given
-        ]
+        missing = [f"--{p.name}" for p in params if p.default is inspect.Parameter.empty and f"--{p.name}" not in given]
         if missing:
             return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required (--help lists every flag)"
     return None

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from rslp import log
-from rslp.argv import bare_booleans, flag_problem, unknown_command
+from rslp.argv import add_arguments, call, flag_problem, parse_problem, unknown_command
 from rslp.console import terminal_line
-from rslp.errors import ExitCode, Interrupted, PermanentError, QueueResourceError
-from rslp.launch import FleetError
-from rslp.weather import CloudError
+from rslp.errors import ExitCode, run_command
 
 #: name -> (target "module:function", one-line summary, required params positional?)
 COMMANDS: dict[str, tuple[str, str, bool]] = {
@@ -99,8 +96,8 @@ def build_parser(name: str) -> tuple[Any, Callable[..., Any]]:
     module_name, _, attr = target.partition(":")
     fn = getattr(importlib.import_module(module_name), attr)
     description = (inspect.getdoc(fn) or summary).split("\n\n")[0]
-    parser = jsonargparse.ArgumentParser(prog=f"rslp {name}", description=description)
-    parser.add_function_arguments(fn, as_positional=positional, fail_untyped=False)
+    parser = jsonargparse.ArgumentParser(prog=f"rslp {name}", description=description, exit_on_error=False)
+    add_arguments(parser, fn, as_positional=positional)
     return parser, fn
 
 
@@ -127,34 +124,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(name: str, rest: list[str]) -> int:
     """Parse ``rest`` for subcommand ``name`` and run it; each error a user can act on is one line."""
+    import jsonargparse
+
     log.setup()
     parser, fn = build_parser(name)
     args = _normalize_flags(rest)
     if problem := flag_problem(fn, args, COMMANDS[name][2]):
         print(f"rslp {name}: {problem}", file=sys.stderr)
         return ExitCode.USAGE
-    namespace = parser.parse_args(bare_booleans(fn, args))
-    kwargs = {k: v for k, v in namespace.as_dict().items() if k != "__path__"}
     try:
-        result = fn(**kwargs)
-        sys.stdout.flush()  # inside the try: a reader that stopped early (| head) is not an error
-    except QueueResourceError as e:
-        print(f"rslp {name}: error: {terminal_line(str(e))}", file=sys.stderr)
-        return ExitCode.PERMANENT_QUEUE_ERROR
-    except (PermanentError, FleetError, FileNotFoundError, ValueError) as e:
-        print(f"rslp {name}: error: {terminal_line(str(e))}", file=sys.stderr)
+        values = parser.parse_args(args).as_dict()
+    except jsonargparse.ArgumentError as e:  # a value that does not parse: one line, as a flag mistake
+        print(f"rslp {name}: error: {terminal_line(parse_problem(e))}", file=sys.stderr)
         return ExitCode.USAGE
-    except CloudError as e:  # a queue or storage call that retries could not get past
-        print(f"rslp {name}: error: {terminal_line(str(e))}", file=sys.stderr)
-        return int(e.exit_code)
-    except Interrupted as e:  # Ctrl-C where the command knows what it had done
-        print(f"rslp {name}: {' '.join(str(e).split())}", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    except BrokenPipeError:
-        # The reader has what it wanted; point stdout at /dev/null so the exit flush is quiet.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return ExitCode.OK
-    return int(result) if isinstance(result, ExitCode) else ExitCode.OK
+    return run_command(f"rslp {name}", lambda: call(fn, values))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from rslp.console import duration, printable, table
 from rslp.errors import QueueResourceError
 from rslp.jobroot import JobRoot
 from rslp.queue import Outgoing, Queue, Received, dead_letter_name, open_queue
-from rslp.queue.base import dead_letter_kind, dead_letter_reason
+from rslp.queue.base import DEAD_LETTER_ATTEMPTS, DEAD_LETTER_TRACEBACK, dead_letter_kind, dead_letter_reason
 from rslp.queue.choice import queue_to_act_on
 from rslp.storage import absolute
 from rslp.task import Task, TaskDecodeError, decode_task
@@ -71,7 +71,7 @@ class DeadLetter:
     @property
     def attempts(self) -> str:
         attrs = self.message.attributes
-        return attrs.get("rslp_attempts") or attrs.get("CloudPubSubDeadLetterSourceDeliveryCount") or "?"
+        return attrs.get(DEAD_LETTER_ATTEMPTS) or attrs.get("CloudPubSubDeadLetterSourceDeliveryCount") or "?"
 
     def matches(self, ids: list[str]) -> bool:
         """Whether this is one of ``ids`` (task ids, or their first characters, or message ids)."""
@@ -270,12 +270,12 @@ def dlq_show(
                 )
             )
             for key, value in sorted(d.message.attributes.items()):
-                if key != "rslp_traceback":
+                if key != DEAD_LETTER_TRACEBACK:
                     print(printable(f"  {key}: {value}"))
             body = _body(d)
             print("  message:", json.dumps(body, indent=2).replace("\n", "\n  "))
             marker = JobRoot(job_root or "").read(d.task, "dead") if d.task and _own_job(d.task, job_root) else None
-            traceback = str((marker or {}).get("traceback") or d.message.attributes.get("rslp_traceback") or "")
+            traceback = str((marker or {}).get("traceback") or d.message.attributes.get(DEAD_LETTER_TRACEBACK) or "")
             if traceback:
                 print(printable("  traceback:\n    " + traceback.rstrip().replace("\n", "\n    ")))
             print()

@@ -9,10 +9,7 @@ from __future__ import annotations
 import sys
 
 from rslp import log, registry
-from rslp.console import terminal_line
-from rslp.errors import ExitCode, PermanentError, QueueResourceError
-from rslp.launch import FleetError
-from rslp.weather import CloudError
+from rslp.errors import ExitCode, run_command
 
 HELP = ("-h", "--help")
 
@@ -29,19 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.OK if set(argv[:2]) & set(HELP) else ExitCode.USAGE
     log.setup()
     project, workflow, args = argv[0], argv[1], argv[2:]
-    try:
-        result = registry.get(project, workflow).run(args)
-    except QueueResourceError as e:
-        print(f"error: {terminal_line(str(e))}", file=sys.stderr)
-        return ExitCode.PERMANENT_QUEUE_ERROR
-    except (PermanentError, FleetError) as e:
-        print(f"error: {terminal_line(str(e))}", file=sys.stderr)
-        return ExitCode.USAGE
-    except CloudError as e:
-        print(f"error: {terminal_line(str(e))}", file=sys.stderr)
-        return int(e.exit_code)
     # `common worker` returns its exit code (ExitCode); other workflows return data or None.
-    return int(result) if isinstance(result, ExitCode) else ExitCode.OK
+    return run_command("", lambda: registry.get(project, workflow).run(args))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rslp.argv import bare_booleans
-from rslp.errors import BadArgsError, UnknownWorkflowError
+from rslp import argv
+from rslp.errors import BadArgsError, UnknownWorkflowError, one_line
 from rslp.task import Task
 from rslp.text import clip
 
@@ -73,19 +73,21 @@ class Workflow:
         import jsonargparse
 
         fn = self.function()
-        parameters = list(inspect.signature(fn).parameters.values())[1 if self.handler else 0 :]
+        parameters = argv.parameters(fn)[1 if self.handler else 0 :]
         # Required parameters are positional unless the args name one as a flag (then all are flags).
         required = {f"--{p.name}" for p in parameters if p.default is p.empty}
         named = any(a.split("=")[0] in required for a in args)
         parser = self._parser(fn, named)
         try:
-            namespace = parser.parse_args(_optional_positionals(parameters, bare_booleans(fn, args)))
+            namespace = parser.parse_args(_optional_positionals(parameters, args))
         except SystemExit as e:
             if e.code in (0, None):  # --help
                 raise
             raise BadArgsError(clip(f"bad args {args!r} for {self.project}/{self.name}")) from None
         except (jsonargparse.ArgumentError, TypeError, ValueError) as e:
-            raise BadArgsError(clip(f"bad args {args!r} for {self.project}/{self.name}: {_one_line(e)}")) from None
+            raise BadArgsError(
+                clip(f"bad args {args!r} for {self.project}/{self.name}: {one_line(e, limit=None)}")
+            ) from None
         return namespace.as_dict()  # type: ignore[no-any-return]
 
     def _parser(self, fn: Callable[..., Any], named: bool) -> Any:
@@ -98,8 +100,8 @@ class Workflow:
                 prog=f"{self.project} {self.name}", description=fn.__doc__, exit_on_error=False
             )
             # With a handler, the command-line form's first parameter is the workflow's name, not an arg.
-            skip: set[str | int] | None = {next(iter(inspect.signature(fn).parameters))} if self.handler else None
-            parser.add_function_arguments(fn, as_positional=not named, skip=skip, fail_untyped=False)
+            skip = {next(iter(inspect.signature(fn).parameters))} if self.handler else set()
+            argv.add_arguments(parser, fn, as_positional=not named, skip=skip)
             if self.defaults:
                 parser.set_defaults(dict(self.defaults))
             _PARSERS[key] = parser
@@ -107,11 +109,10 @@ class Workflow:
 
     def run(self, args: list[str]) -> Any:
         """Parse ``args`` and call the workflow; returns whatever the workflow returns."""
-        kwargs = self.parse_args(args)
-        kwargs.pop("__path__", None)
-        if self.handler:
-            return self.function()(self.name, **kwargs)
-        return self.function()(**kwargs)
+        values = self.parse_args(args)
+        if self.handler:  # the command-line form of a step: its name first
+            return self.function()(self.name, **{k: v for k, v in values.items() if k != "__path__"})
+        return argv.call(self.function(), values)
 
     def run_task(self, task: Task, header: Any = None) -> Any:
         """Run what ``task`` asks for: its handler with the task itself, else its CLI-string args parsed.
@@ -147,11 +148,6 @@ def _optional_positionals(params: list[inspect.Parameter], args: list[str]) -> l
         return args  # let the parser report the unrecognized arguments
     named = [f"--{p.name}={value}" for p, value in zip(optional, extra, strict=True)]
     return args[: min(n_required, n_positional)] + named + args[n_positional:]
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e) or e.__class__.__name__
-    return " ".join(text.split())
 
 
 _WORKFLOWS: dict[str, dict[str, Workflow]] = {}

@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from rslp.errors import describe
 from rslp.paths import ID_PATTERN
 from rslp.text import clip
 
@@ -59,8 +60,11 @@ def _not_goog(topic: str) -> str:
 TopicId = Annotated[
     str, StringConstraints(min_length=3, max_length=255, pattern=TOPIC_ID_PATTERN), AfterValidator(_not_goog)
 ]
-#: How many field errors a decode reason lists before it counts the rest.
-_MAX_LISTED_ERRORS = 5
+#: A task's errors in its own words: an id that is not one, a time without its zone.
+_PLAIN = {
+    "string_pattern_mismatch": "not a valid id or name (letters, digits, '_', '-', '.'; no '/')",
+    "timezone_aware": "needs a timezone (e.g. 2026-01-01T00:00:00Z)",
+}
 
 
 class TaskDecodeError(ValueError):
@@ -170,38 +174,9 @@ def decode_task(data: bytes) -> Task:
     try:
         return Task.model_validate(raw)
     except ValidationError as e:
-        raise TaskDecodeError(clip(f"invalid task message: {_describe(e)}")) from None
+        raise TaskDecodeError(clip(f"invalid task message: {describe(e, 'the task schema', _PLAIN)}")) from None
     except RecursionError:
         raise TaskDecodeError("message is nested too deeply to be a task") from None
-
-
-def _describe(e: ValidationError) -> str:
-    """The first few field errors, unknown fields summarised as a count (never their values)."""
-    errors = e.errors()
-    unknown = [err for err in errors if err["type"] == "extra_forbidden"]
-    others = [err for err in errors if err["type"] != "extra_forbidden"]
-    parts = [f"{_loc(err)[:60]}: {_short(err)}" for err in others[:_MAX_LISTED_ERRORS]]
-    if len(others) > _MAX_LISTED_ERRORS:
-        parts.append(f"and {len(others) - _MAX_LISTED_ERRORS} more errors")
-    if len(unknown) == 1:
-        parts.append(f"{_loc(unknown[0])[:60]}: unknown field (not part of the task schema)")
-    elif unknown:
-        parts.append(f"{len(unknown)} unknown fields (not part of the task schema), e.g. {_loc(unknown[0])[:60]!r}")
-    return "; ".join(parts)
-
-
-def _loc(err: Any) -> str:
-    return ".".join(str(p) for p in err["loc"]) or "message"
-
-
-def _short(err: Any) -> str:
-    if err["type"] == "missing":
-        return "required field is missing"
-    if err["type"] == "string_pattern_mismatch":
-        return "not a valid id or name (letters, digits, '_', '-', '.'; no '/')"
-    if err["type"] == "timezone_aware":
-        return "needs a timezone (e.g. 2026-01-01T00:00:00Z)"
-    return clip(str(err["msg"]), 200)
 
 
 class Downstream(BaseModel):

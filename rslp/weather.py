@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from rslp import log
-from rslp.errors import ExitCode, QueueResourceError
+from rslp.errors import ExitCode, QueueResourceError, RslpError, one_line
 
 T = TypeVar("T")
 
@@ -43,10 +43,10 @@ EDITOR = "roles/pubsub.editor"
 STORAGE = "roles/storage.objectUser"
 
 
-class CloudError(Exception):
+class CloudError(RslpError):
     """A queue or storage call that the worker cannot get past; ``exit_code`` says how it ends."""
 
-    exit_code: ExitCode = ExitCode.CRASH
+    exit_code = ExitCode.CRASH
 
 
 class CloudUnavailableError(CloudError):
@@ -129,12 +129,13 @@ class Weather:
         try:
             return retrying(fn)
         except Exception as e:
+            said = f"{_kind(e)}: {one_line(_said(e))}"
             if is_permanent(e):
                 need = f"; it needs {role} on it" if role else ""
-                raise CloudRefusedError(f"{what} {resource}: {_kind(e)}: {_one_line(e)}{need}") from e
+                raise CloudRefusedError(f"{what} {resource}: {said}{need}") from e
             if is_retryable(e):
                 raise CloudUnavailableError(
-                    f"{what} {resource}: still failing after {self.patience:g}s of retries: {_kind(e)}: {_one_line(e)}"
+                    f"{what} {resource}: still failing after {self.patience:g}s of retries: {said}"
                 ) from e
             raise
 
@@ -152,15 +153,15 @@ def _log_retry(what: str, resource: str, state: tenacity.RetryCallState) -> None
         resource=resource,
         attempt=state.attempt_number,
         wait=round(state.upcoming_sleep, 2),
-        error=f"{_kind(error)}: {_one_line(error)}" if error else "",
+        error=f"{_kind(error)}: {one_line(_said(error))}" if error else "",
     )
+
+
+def _said(error: Any) -> Any:
+    """What a Google error says, without the status its ``str`` repeats (others: the error itself)."""
+    return getattr(error, "message", None) or error
 
 
 def _kind(error: Any) -> str:
     grpc = getattr(error, "grpc_status_code", None)
     return grpc.name if grpc is not None else error.__class__.__name__
-
-
-def _one_line(error: Any) -> str:
-    message = getattr(error, "message", None) or str(error)
-    return " ".join(str(message).split())[:300]

@@ -15,6 +15,7 @@ import re
 
 from rslp.launch import commands
 from rslp.launch.config import DEFAULT_GCP_CREDENTIALS_SECRET, Priority
+from rslp.launch.pool import PoolSettings
 
 
 def launch(
@@ -72,12 +73,9 @@ def launch(
     Returns:
         The names of the workers launched.
     """
-    return commands.launch(
-        fleet=fleet or fleet_name(subscription_id),
+    pool = PoolSettings(
         image=image_name,
         queue=f"pubsub://{project_id}",
-        subscription=subscription_id,
-        num_workers=num_workers,
         clusters=cluster or [],
         workspace=workspace,
         budget=budget,
@@ -95,8 +93,9 @@ def launch(
         idle_timeout=idle_timeout,
         retries=retries,
         retry_sleep=retry_sleep,
-        dry_run=dry_run,
     )
+    fleet = fleet or fleet_name(subscription_id)
+    return commands.launch(fleet, pool, subscription=subscription_id, num_workers=num_workers, dry_run=dry_run)
 
 
 def fleet_name(subscription_id: str) -> str:

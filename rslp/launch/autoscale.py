@@ -1,6 +1,6 @@
 """``rslp fleet autoscale``: keep each topic's pool sized to its work and the deadline.
 
-A control loop over the :class:`~rslp.launch.beaker.FleetClient` seam, so it drives
+A control loop over the :class:`~rslp.launch.fleet.FleetClient` seam, so it drives
 Beaker and the local backend alike. Every ``interval`` seconds it reads the job's
 ledger (:func:`~rslp.launch.sizing.measure`: tasks left, tasks ready, measured
 durations) and, per topic, compares the workers the pool has with those it needs:
@@ -31,8 +31,9 @@ from dataclasses import dataclass
 
 from rslp import log
 from rslp.console import printable
-from rslp.launch.beaker import FleetClient, fleet_workloads, launch_fleet
+from rslp.launch.beaker import launch_fleet
 from rslp.launch.config import LaunchConfig
+from rslp.launch.fleet import FleetClient, fleet_workloads
 from rslp.launch.sizing import HANDFUL, PoolSize, measure, workers_for
 
 logger = log.get(__name__)

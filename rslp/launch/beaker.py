@@ -1,32 +1,25 @@
-"""Fleets on Beaker: experiment specs, worker names, and one thin client.
+"""Fleets on Beaker: experiment specs, the real client, and launching.
 
-A fleet is the set of Beaker experiments named ``{fleet}-{launch}-w{i}``: ``launch``
-is a short id per launch (time-ordered, so two launches of one fleet never collide),
-``i`` the worker's index. Each experiment has one task that runs ``rslp worker``.
-
-Three layers, each testable alone:
+Each worker of a fleet (named as :mod:`rslp.launch.fleet` says) is one Beaker
+experiment with one task that runs ``rslp worker``.
 
 - :func:`build_spec` is pure: config + worker name in, ``BeakerExperimentSpec`` out.
   Specs are always built in code, never loaded from YAML (that path corrupts
-  host-path mounts in beaker-py 2.8).
-- :class:`FleetClient` is the seam: the five Beaker calls a fleet needs. Tests use a
-  fake; :class:`BeakerFleetClient` is the real one. Every real call runs under a
-  deadline, because beaker-py retries an unreachable server forever, and every
-  failure becomes a one-line :class:`FleetError` that never contains the token.
-- :func:`launch_fleet`, :func:`fleet_status`, :func:`stop_fleet` are the operations,
-  written against the seam.
+  host-path mounts in beaker-py 2.8). The local backend runs these very specs.
+- :class:`BeakerFleetClient` is the real :class:`~rslp.launch.fleet.FleetClient`.
+  Every call runs under a deadline, because beaker-py retries an unreachable server
+  forever, and every failure becomes a one-line :class:`FleetError` that never
+  contains the token.
+- :func:`launch_fleet` builds every spec, then creates the experiments through the seam.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from beaker import (
@@ -50,7 +43,7 @@ from beaker.exceptions import (
 )
 from requests.exceptions import HTTPError, RequestException
 
-from rslp.launch import FleetError, FleetTimeoutError
+from rslp.errors import one_line
 from rslp.launch.config import (
     FLEET_ENV,
     GCP_CREDENTIALS_ENV,
@@ -62,6 +55,16 @@ from rslp.launch.config import (
     LaunchConfig,
     Mount,
     WekaMount,
+)
+from rslp.launch.fleet import (
+    FleetClient,
+    FleetError,
+    FleetTimeoutError,
+    FleetWorkload,
+    JobState,
+    new_launch_id,
+    parse_worker_name,
+    worker_names,
 )
 
 T = TypeVar("T")
@@ -76,38 +79,6 @@ BAD_TOKEN = "Beaker rejected the token (unauthenticated): check BEAKER_TOKEN or 
 NO_WORKSPACE = (
     "no Beaker workspace: pass --workspace ORG/NAME or set one with `beaker config set default_workspace ORG/NAME`"
 )
-
-
-# Names ---------------------------------------------------------------------------
-
-_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def new_launch_id(now: float | None = None) -> str:
-    """A short id that sorts by launch time: base-36 seconds (6 chars until 2059) + 2 random hex."""
-    seconds = int(time.time() if now is None else now)
-    digits = ""
-    while seconds:
-        seconds, rest = divmod(seconds, 36)
-        digits = _BASE36[rest] + digits
-    return (digits or "0") + secrets.token_hex(1)
-
-
-def worker_name(fleet: str, launch_id: str, index: int) -> str:
-    """The Beaker experiment name of worker ``index`` of one launch of ``fleet``."""
-    return f"{fleet}-{launch_id}-w{index}"
-
-
-def parse_worker_name(fleet: str, name: str) -> tuple[str, int] | None:
-    """``(launch_id, index)`` if ``name`` is a worker of ``fleet``, else None.
-
-    Beaker lists by substring, so ``fleet`` "a" would also see fleet "a-b"'s workers;
-    launch ids contain no dash, which makes this check exact. The workers of
-    ``fleet``'s autoscaled pools (fleet ``a.POOL``, see :mod:`rslp.launch.autoscale`)
-    belong to it too, so status and stop of ``a`` cover its pools.
-    """
-    match = re.fullmatch(rf"{re.escape(fleet)}(?:\.[A-Za-z0-9_-]+)?-([0-9a-z]+)-w(\d+)", name)
-    return (match.group(1), int(match.group(2))) if match else None
 
 
 # The spec ------------------------------------------------------------------------
@@ -165,59 +136,6 @@ def _data_mount(mount: Mount) -> BeakerDataMount:
         case _:
             raise TypeError(f"unknown mount {mount!r}")
     return BeakerDataMount(source=source, mount_path=mount.mount_path)
-
-
-# The seam ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FleetWorkload:
-    """One listed Beaker experiment: its id, name and workload status (e.g. ``running``)."""
-
-    id: str
-    name: str
-    status: str
-
-
-@dataclass(frozen=True)
-class JobState:
-    """The latest job of a worker: what ``rslp fleet status`` shows per worker."""
-
-    job_id: str
-    status: str
-    exit_code: int | None
-    detail: str
-
-
-@dataclass(frozen=True)
-class WorkerStatus:
-    """A worker of a fleet as ``rslp fleet status`` reports it."""
-
-    name: str
-    workload_id: str
-    status: str
-    job_id: str | None
-    exit_code: int | None
-    detail: str
-
-
-class FleetClient(Protocol):
-    """The Beaker calls a fleet needs, and nothing more; ``workspace=None`` means Beaker's default."""
-
-    def check_target(self, workspace: str | None, clusters: list[str]) -> None:
-        """Raise FleetError naming the workspace or cluster that does not exist."""
-
-    def create_experiment(self, workspace: str | None, name: str, spec: BeakerExperimentSpec) -> str:
-        """Create one experiment; returns its id."""
-
-    def list_workloads(self, workspace: str | None, name_contains: str, active_only: bool) -> list[FleetWorkload]:
-        """Experiments whose name or description contains ``name_contains`` (a substring match)."""
-
-    def latest_job(self, workload_id: str) -> JobState | None:
-        """The latest job of a listed workload, or None before Beaker has made one."""
-
-    def cancel(self, workload_ids: list[str]) -> list[str]:
-        """Cancel listed workloads; returns the ids Beaker reports cancelled."""
 
 
 class BeakerFleetClient:
@@ -356,17 +274,17 @@ def explain(what: str, error: BaseException) -> BaseException:
         return FleetError(NO_WORKSPACE)
     if isinstance(error, BeakerNotFoundError):
         kind = re.sub(r"^Beaker|NotFound(Error)?$", "", type(error).__name__).lower() or "resource"
-        return FleetError(f"{what}: Beaker {kind} not found: {_one_line(error)}")
+        return FleetError(f"{what}: Beaker {kind} not found: {one_line(error)}")
     if isinstance(error, BeakerNameConflictError):
-        return FleetError(f"{what}: a Beaker experiment with that name already exists: {_one_line(error)}")
+        return FleetError(f"{what}: a Beaker experiment with that name already exists: {one_line(error)}")
     if isinstance(error, BeakerPermissionsError):
-        return FleetError(f"{what}: Beaker denied permission: {_one_line(error)}")
+        return FleetError(f"{what}: Beaker denied permission: {one_line(error)}")
     if isinstance(error, BeakerError):
-        return FleetError(f"{what}: Beaker error: {_one_line(error)}")
+        return FleetError(f"{what}: Beaker error: {one_line(error)}")
     if isinstance(error, RequestException):
         return FleetError(f"{what}: cannot reach Beaker ({type(error).__name__}); check the network and BEAKER_ADDR")
     if isinstance(error, grpc.RpcError) and isinstance(error, grpc.Call):
-        return FleetError(f"{what}: Beaker call failed: {error.code().name}: {_one_line(error.details() or '')}")
+        return FleetError(f"{what}: Beaker call failed: {error.code().name}: {one_line(error.details() or '')}")
     return error
 
 
@@ -379,18 +297,10 @@ def _is_unauthenticated(error: BaseException) -> bool:
     return isinstance(error, BeakerError) and str(error).startswith("[code=401]")
 
 
-def _one_line(value: object) -> str:
-    return " ".join(str(value).split()) or type(value).__name__
-
-
 # Operations ----------------------------------------------------------------------
 
 
-def worker_names(fleet: str, launch_id: str, num_workers: int) -> list[str]:
-    """The names of one launch's workers, ``w0`` to ``w{num_workers-1}``."""
-    if num_workers < 1:
-        raise FleetError(f"num_workers must be at least 1, got {num_workers}")
-    return [worker_name(fleet, launch_id, i) for i in range(num_workers)]
+# Operations ----------------------------------------------------------------------
 
 
 def launch_fleet(
@@ -418,41 +328,3 @@ def launch_fleet(
             ) from e
         created.append(name)
     return created
-
-
-def fleet_workloads(
-    client: FleetClient, workspace: str | None, fleet: str, active_only: bool = False
-) -> list[FleetWorkload]:
-    """The fleet's experiments, oldest launch first, by worker index within a launch."""
-    listed = client.list_workloads(workspace, fleet, active_only)
-    mine = [(parsed, w) for w in listed if (parsed := parse_worker_name(fleet, w.name)) is not None]
-    return [w for _, w in sorted(mine, key=lambda pair: pair[0])]
-
-
-def fleet_status(
-    client: FleetClient, workspace: str | None, fleet: str, active_only: bool = False
-) -> list[WorkerStatus]:
-    """Every worker of ``fleet`` with its latest job's status (the workload's before a job exists)."""
-    statuses = []
-    for workload in fleet_workloads(client, workspace, fleet, active_only):
-        job = client.latest_job(workload.id)
-        statuses.append(
-            WorkerStatus(
-                name=workload.name,
-                workload_id=workload.id,
-                status=job.status if job else workload.status,
-                job_id=job.job_id if job else None,
-                exit_code=job.exit_code if job else None,
-                detail=job.detail if job else "",
-            )
-        )
-    return statuses
-
-
-def stop_fleet(client: FleetClient, workspace: str | None, fleet: str) -> list[str]:
-    """Cancel every active worker of ``fleet`` (and nothing else); returns the names cancelled."""
-    workloads = fleet_workloads(client, workspace, fleet, active_only=True)
-    if not workloads:
-        return []
-    cancelled = set(client.cancel([w.id for w in workloads]))
-    return [w.name for w in workloads if w.id in cancelled]

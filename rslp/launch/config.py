@@ -20,9 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 Priority = Literal["low", "normal", "high", "urgent", "immediate"]
 """Beaker job priorities; fleets default to ``low`` so they only use idle capacity."""
 
-WORKER_COMMAND = ("rslp", "worker")
-"""The console script and subcommand each worker container runs."""
-
 DEFAULT_GCP_CREDENTIALS_PATH = "/etc/rslp/gcp-credentials.json"
 """Where the GCP service-account key is mounted when one is given as a Beaker secret."""
 
@@ -139,31 +136,26 @@ class WorkerArgs(BaseModel):
 
     @model_validator(mode="after")
     def _as_the_worker_reads_them(self) -> WorkerArgs:
+        from rslp.errors import describe
         from rslp.worker import WorkerSettings  # the one model of a worker's settings
 
-        options = self.model_dump(include={"idle_timeout", "retries", "retry_sleep"}, exclude_none=True)
         try:
-            WorkerSettings.model_validate({"queue": self.queue, "subscriptions": [self.subscription], **options})
+            WorkerSettings.model_validate(self.settings())
         except ValidationError as e:
-            reasons = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise ValueError(f"the worker would refuse this: {reasons}") from None
+            raise ValueError(f"the worker would refuse this: {describe(e)}") from None
         return self
+
+    def settings(self) -> dict[str, str | int | float]:
+        """The worker settings these arguments set (field -> value), the worker's defaults left out."""
+        given = {"queue": self.queue, "subscription": self.subscription}
+        options = self.model_dump(include={"idle_timeout", "retries", "retry_sleep"}, exclude_none=True)
+        return {**given, **options}
 
     def command(self, worker_id: str) -> list[str]:
         """The full command line of one worker, naming it ``worker_id`` in its logs."""
-        options: list[tuple[str, str | int | float | None]] = [
-            ("queue", self.queue),
-            ("subscription", self.subscription),
-            ("idle_timeout", self.idle_timeout),
-            ("retries", self.retries),
-            ("retry_sleep", self.retry_sleep),
-            ("worker_id", worker_id),
-        ]
-        command = list(WORKER_COMMAND)
-        for flag, value in options:
-            if value is not None:
-                command += [f"--{flag}", f"{value:g}" if isinstance(value, float) else str(value)]
-        return command + self.extra_args
+        from rslp.worker.settings import worker_command
+
+        return worker_command({**self.settings(), "worker_id": worker_id}, extra=self.extra_args)
 
 
 class LaunchConfig(BaseModel):

@@ -1,4 +1,4 @@
-"""A fleet on this machine: the :class:`~rslp.launch.beaker.FleetClient` seam, run locally.
+"""A fleet on this machine: the :class:`~rslp.launch.fleet.FleetClient` seam, run locally.
 
 ``rslp launch --backend local`` builds the very Beaker spec a Beaker launch would and
 hands it to :class:`LocalFleetClient`, which runs the spec's command and plain
@@ -34,8 +34,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rslp.launch import FleetError
-from rslp.launch.beaker import FleetWorkload, JobState
+from rslp.launch.fleet import FleetError, FleetWorkload, JobState, fleet_workloads
 from rslp.storage import write_json_atomic
 
 if TYPE_CHECKING:
@@ -168,8 +167,6 @@ def last_line(log: Path) -> str:
 
 def has_fleet(fleet: str) -> bool:
     """Whether ``fleet`` has workers launched on this machine (so its commands need no ``--backend local``)."""
-    from rslp.launch.beaker import fleet_workloads
-
     return bool(fleet_workloads(LocalFleetClient(), None, fleet, active_only=False))
 
 

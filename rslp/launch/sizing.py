@@ -107,16 +107,17 @@ class PoolSize:
 
 
 def parse_duration(value: str) -> float:
-    """``6h``, ``90m``, ``1h30m``, ``45s`` or plain seconds, as seconds."""
-    import re
+    """``6h``, ``90m``, ``1h30m``, ``45s``, ``6 hours`` or plain seconds, as seconds (pytimeparse reads the units)."""
+    from pytimeparse import parse
 
-    text = value.replace(" ", "")
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(d|h|m|s)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
+    try:
+        seconds = float(value)
+    except ValueError:
+        parsed = parse(value.strip())
+        seconds = float("nan") if parsed is None else float(parsed)
+    if not 0 <= seconds < math.inf:  # NaN: nothing parsed
         raise ValueError(f"duration {value!r} must look like '6h', '90m', '1h30m' or a number of seconds")
-    return sum(float(n) * {"d": 86400, "h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+    return seconds
 
 
 def measure(job_root: str, guesses: dict[str, float] | None = None) -> dict[str, PoolSize]:

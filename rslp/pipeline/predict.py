@@ -33,6 +33,7 @@ from typing import Any
 from upath import UPath
 
 from rslp import log
+from rslp.errors import one_line
 from rslp.pipeline.config import Hardware, PipelineConfig
 from rslp.pipeline.configfile import ConfigError
 from rslp.trust import TRUSTED_CHECKPOINTS_ENV
@@ -53,11 +54,6 @@ class LoadedModel:
 
 #: (model config digest, checkpoint, device) -> model; one entry per worker process in practice.
 _MODELS: dict[tuple[str, str, str], LoadedModel] = {}
-
-
-def _one_line(e: BaseException, limit: int = 400) -> str:
-    text = " ".join(str(e).split()) or e.__class__.__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parser(with_model: bool) -> Any:
@@ -84,7 +80,7 @@ def _instantiate(parser: Any, raw: dict[str, Any], source: str) -> Any:
     try:
         config = parser.parse_object(raw)
     except (jsonargparse.ArgumentError, TypeError, ValueError) as e:
-        raise ConfigError(f"{source}: {_one_line(e)}") from None
+        raise ConfigError(f"{source}: {one_line(e, 400)}") from None
     return parser.instantiate(config)
 
 
@@ -125,12 +121,14 @@ def load_model(config: PipelineConfig) -> LoadedModel:
                 )
             ) from None
         raise ConfigError(
-            config.where(f"checkpoint: {checkpoint} is not a PyTorch checkpoint ({_one_line(e)})")
+            config.where(f"checkpoint: {checkpoint} is not a PyTorch checkpoint ({one_line(e, 400)})")
         ) from None
     try:
         missing, unexpected = module.load_state_dict(state.get("state_dict", state), strict=False)
     except RuntimeError as e:  # shapes differ
-        raise ConfigError(config.where(f"checkpoint: {checkpoint} does not fit {source} ({_one_line(e)})")) from None
+        raise ConfigError(
+            config.where(f"checkpoint: {checkpoint} does not fit {source} ({one_line(e, 400)})")
+        ) from None
     if missing or unexpected:
         raise ConfigError(
             config.where(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from rslp.queue import open_queue
 from rslp.queue.placement import default_queue_url
 from rslp.storage import absolute, is_local
 from rslp.worker.lease import DEFAULT_LEASE_SECONDS
+from rslp.worker.settings import worker_command as settings_command
 
 logger = log.get(__name__)
 #: How often the console's progress lines read the markers while workers run.
@@ -46,22 +46,8 @@ def worker_command(
     queue: str, subs: list[str], idle_timeout: float, lease_seconds: float, job_root: str | None = None
 ) -> list[str]:
     """The command line of one local worker (pinned to ``job_root`` when given)."""
-    pin = ["--job_roots", job_root] if job_root else []
-    return [
-        sys.executable,
-        "-m",
-        "rslp.cli",
-        "worker",
-        "--queue",
-        queue,
-        "--subscription",
-        ",".join(subs),
-        "--idle_timeout",
-        str(idle_timeout),
-        "--lease_seconds",
-        str(lease_seconds),
-        *pin,
-    ]
+    settings = {"queue": queue, "subscription": subs, "idle_timeout": idle_timeout, "lease_seconds": lease_seconds}
+    return settings_command({**settings, "job_roots": job_root}, here=True)
 
 
 def _pending(queue: str, subs: list[str]) -> int:

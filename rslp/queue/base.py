@@ -32,9 +32,14 @@ from rslp.task import Task
 #: many worker deaths, while a task survives that many holders killed under it less one.
 MAX_DELIVERIES = 20
 
-#: Attribute names the worker sets on dead-lettered messages.
+#: Attribute names a dead letter carries: why, from where (set by the worker or the backend), and what
+#: failed it, after how many runs, on which worker, and where (set by the worker; ``rslp dlq`` reads them).
 DEAD_LETTER_REASON = "rslp_dead_letter_reason"
 DEAD_LETTER_SOURCE = "rslp_dead_letter_source"
+DEAD_LETTER_KIND = "rslp_kind"
+DEAD_LETTER_ATTEMPTS = "rslp_attempts"
+DEAD_LETTER_WORKER = "rslp_worker"
+DEAD_LETTER_TRACEBACK = "rslp_traceback"
 #: Attribute the backends set when a message was moved for too many deliveries.
 MAX_DELIVERIES_REASON = "delivered too many times without an ack (the worker running it died?)"
 #: How long a peek holds what it has read, so that one message is not read twice; handed back at once after.
@@ -53,7 +58,7 @@ def dead_letter_reason(message: Received) -> str:
 
 def dead_letter_kind(message: Received) -> str:
     """The worker's failure kind; ``max_deliveries`` when the queue moved it (its worker died)."""
-    if kind := message.attributes.get("rslp_kind"):
+    if kind := message.attributes.get(DEAD_LETTER_KIND):
         return kind
     return "max_deliveries" if dead_letter_reason(message) == MAX_DELIVERIES_REASON else "?"
 

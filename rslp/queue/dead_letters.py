@@ -23,10 +23,31 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from rslp.queue.base import MAX_DELIVERIES, Queue, Received, dead_letter_name
+from rslp.errors import one_line
+from rslp.queue.base import (
+    DEAD_LETTER_ATTEMPTS,
+    DEAD_LETTER_KIND,
+    DEAD_LETTER_TRACEBACK,
+    DEAD_LETTER_WORKER,
+    MAX_DELIVERIES,
+    Queue,
+    Received,
+    dead_letter_name,
+)
 
 #: How long a message that could not be dead-lettered is handed back for (Pub/Sub's maximum).
 HOLD_SECONDS = 600.0
+
+#: At most this much of a failure's traceback rides along (the end, where the error is).
+TRACEBACK_LIMIT = 1000
+
+
+def attributes(kind: str, attempts: int, worker: str, traceback: str = "") -> dict[str, str]:
+    """The attributes a dead letter carries: what failed it, after how many runs, on which worker, and where."""
+    out = {DEAD_LETTER_KIND: kind, DEAD_LETTER_ATTEMPTS: str(attempts), DEAD_LETTER_WORKER: worker}
+    if traceback:
+        out[DEAD_LETTER_TRACEBACK] = traceback[-TRACEBACK_LIMIT:]
+    return out
 
 
 def fix_hint(queue_url: str, subscription: str) -> str:
@@ -43,7 +64,7 @@ def prepare(
     except Exception as e:  # noqa: BLE001 - a worker without admin rights still works; it says how
         return "dead_letters_unavailable", {
             "subscription": subscription,
-            "error": _one_line(e),
+            "error": f"{type(e).__name__}: {one_line(e)}",
             "instead": (
                 f"bad messages go to topic {dead_letter_name(subscription)} if it exists, else they are held on "
                 f"{subscription} ({HOLD_SECONDS:.0f} s at a time) and logged with their reason; "
@@ -63,9 +84,4 @@ def move(queue: Queue, message: Received, reason: str, attributes: dict[str, str
     except Exception as e:  # noqa: BLE001 - infrastructure, not the task's fault: never a task failure
         with contextlib.suppress(Exception):
             queue.nack(message, delay=HOLD_SECONDS)
-        return _one_line(e)
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or "(no message)"
-    return f"{e.__class__.__name__}: {text}"[:300]
+        return f"{type(e).__name__}: {one_line(e)}"

@@ -14,12 +14,13 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from rslp.worker.settings import worker_command
 
 
 def epoch(event: dict[str, Any]) -> float:
@@ -28,7 +29,7 @@ def epoch(event: dict[str, Any]) -> float:
 
 
 class WorkerProc:
-    """One worker subprocess; ``flags`` become ``--name value`` on its command line."""
+    """One worker subprocess; ``flags`` are more of its settings (:class:`~rslp.worker.settings.WorkerSettings`)."""
 
     def __init__(
         self,
@@ -39,9 +40,7 @@ class WorkerProc:
         new_session: bool = False,
         **flags: Any,
     ) -> None:
-        args = [sys.executable, "-m", "rslp.cli", "worker", "--queue", queue_url, "--subscription", subscription]
-        for k, v in flags.items():
-            args += [f"--{k}", str(v).lower() if isinstance(v, bool) else str(v)]
+        args = worker_command({"queue": queue_url, "subscription": subscription, **flags}, here=True)
         self.events: list[dict[str, Any]] = []
         self.raw: list[str] = []
         self.spawned_at = time.time()

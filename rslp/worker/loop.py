@@ -1,8 +1,10 @@
 """The worker: pull one task, keep its lease, run it, mark it, publish downstream, ack.
 
-Read top to bottom: :class:`WorkerSettings`, :meth:`Worker.run` (the poll loop), then
+Read top to bottom: :meth:`Worker.run` (the poll loop), then
 :meth:`Worker.handle` and the named steps of one task's life: decode, check done,
-run, then finish as done / retry / dead letter / hand back.
+run, then finish as done / retry / dead letter / hand back. Its settings are
+:class:`~rslp.worker.settings.WorkerSettings`; what it publishes goes through
+:class:`~rslp.worker.publish.Publisher`.
 
 Invariants this module owns (ARCHITECTURE.md):
 
@@ -43,75 +45,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from rslp import log
 from rslp.errors import ExitCode
 from rslp.jobroot import JobRoot, JobRootError
 from rslp.paths import under
 from rslp.queue import Queue, Received, dead_letter_name, dead_letters, open_queue
-from rslp.queue.base import encode_task
 from rslp.task import Downstream, Task, TaskDecodeError, decode_task
-from rslp.text import clip
-from rslp.trust import Trust
-from rslp.weather import PUBLISHER, CloudError, CloudRefusedError, CloudUnavailableError, Weather
+from rslp.weather import CloudError, CloudUnavailableError, Weather
 from rslp.worker import guard
 from rslp.worker.health import health_problem
 from rslp.worker.heartbeat import MarkerHeartbeat
-from rslp.worker.lease import DEFAULT_LEASE_SECONDS, LeaseKeeper
+from rslp.worker.lease import LeaseKeeper
 from rslp.worker.metrics import WorkerMetrics
+from rslp.worker.publish import DownstreamRefusedError, Publisher
 from rslp.worker.retry import RetryPolicy, hold_for
 from rslp.worker.runner import Outcome, TaskRunner
+from rslp.worker.settings import WorkerSettings
 from rslp.worker.shutdown import Shutdown
 from rslp.worker.task_claim import TaskClaim
 
 #: Environment variables Beaker injects; logged so a task's lines lead back to its job.
 BEAKER_ENV = ("BEAKER_JOB_ID", "BEAKER_WORKLOAD_ID", "BEAKER_EXPERIMENT_ID", "BEAKER_NODE_HOSTNAME")
-
-
-class WorkerSettings(BaseModel):
-    """How a worker behaves. Durations are in seconds."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    queue: str = Field(description="pubsub://PROJECT_ID or local://PATH.db")
-    subscriptions: list[str] = Field(min_length=1, description="pulled in this order of preference")
-    idle_timeout: float = Field(10.0, description="exit after this long with nothing to do; <= 0 never")
-    retries: int = Field(3, ge=0, description="exit after this many consecutive failed tasks (0: at the first)")
-    retry_sleep: float = Field(10.0, ge=0, description="backoff before a failed task's first retry")
-    max_attempts: int = Field(3, ge=1, description="runs per task before it is dead-lettered")
-    lease_seconds: float = Field(
-        DEFAULT_LEASE_SECONDS, ge=1, le=600, description="lease length; the failover time after a crash"
-    )
-    max_lease: float = Field(24 * 3600.0, gt=0, description="a task never holds its lease longer than this")
-    default_time_limit: float | None = Field(
-        None, gt=0, description="the worker's time limit; the smallest of task, workflow and this wins"
-    )
-    job_roots: list[str] = Field(
-        default_factory=list, description="job-root prefixes a message may name; empty: local paths only"
-    )
-    max_delay: float = Field(3600.0, gt=0, description="dead-letter a task whose not_before is further away")
-    grace_seconds: float = Field(0.0, ge=0, description="on preemption, let the task finish if it can within this")
-    poll_interval: float = Field(0.05, gt=0, description="sleep between empty pulls (grows to 1 s)")
-    scratch_root: str | None = Field(None, description="per-task scratch dirs go here; deleted after each task")
-    publish_patience: float = Field(600.0, gt=0, description="keep retrying a failing publish this long")
-    cloud_patience: float = Field(300.0, gt=0, description="ride out transient queue errors this long, then exit 5")
-    worker_id: str | None = None
-    metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus metrics on this port")
-    metrics_address: str = Field("127.0.0.1", description="the metrics server's address; 0.0.0.0 for every interface")
-    flush_messages: bool = Field(False, description="ack everything without running it, then exit")
-    allow_diagnostics: bool = Field(
-        False, description="run the diagnostics that write, fail or hold the worker (write_file, fail...) from messages"
-    )
-    exit_on_failures: bool = Field(
-        False, description="the ancestor's contract: exit after `retries` consecutive failed tasks"
-    )
-    trusted_checkpoints: list[str] = Field(
-        default_factory=list, description="checkpoint locations whose files may be fully unpickled"
-    )
-    class_prefixes: list[str] = Field(
-        default_factory=list, description="module prefixes config class paths may name, besides rslearn and rslp"
-    )
 
 
 class Worker:
@@ -124,7 +78,8 @@ class Worker:
         self.queue = queue or open_queue(settings.queue, weather=self.weather)
         self.worker_id = settings.worker_id or _default_worker_id()
         self.retry = RetryPolicy(settings.max_attempts, settings.retry_sleep)
-        self.runner = TaskRunner(Trust(tuple(settings.trusted_checkpoints), tuple(settings.class_prefixes)))
+        self.publisher = Publisher(self.queue, settings.publish_patience)
+        self.runner = TaskRunner(settings.trust())
         self.metrics = WorkerMetrics()
         #: Distinct tasks (or messages) that failed in a row on this worker; a success empties it.
         self.failed_streak: set[str] = set()
@@ -272,11 +227,11 @@ class Worker:
         workflow, ledger = admitted.workflow, admitted.ledger
         if ledger is not None and (downstream := admitted.done_downstream) is not None:
             self.log.info("skipped_done", downstream=len(downstream))
-            self._publish_downstream(task, downstream)
+            self.publisher.downstream(task, downstream)
             self.queue.ack(message)
             self.metrics.task_finished("skipped", task.name)
             return
-        time_limit = guard.time_limit(task, workflow, self.settings.default_time_limit, self.settings.max_lease)
+        time_limit = guard.time_limit(task, workflow, self.settings.time_limit, self.settings.max_lease)
         scratch = under(self.scratch_root, task.task_id)
         self.scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
         scratch.mkdir(mode=0o700, exist_ok=True)
@@ -351,7 +306,7 @@ class Worker:
                 duration=round(outcome.duration, 3),
                 downstream=[d.model_dump(mode="json") for d in downstream],
             )
-        self._publish_downstream(task, downstream)
+        self.publisher.downstream(task, downstream)
         return downstream
 
     def _lease_lost(self, task: Task, outcome: Outcome, ledger: JobRoot | None, why: str) -> None:
@@ -389,7 +344,7 @@ class Worker:
                 attempt=task.attempt + 1,
                 traceback=outcome.traceback,
             )
-        self._publish(self.queue.topic_of(message.subscription), [retry])
+        self.publisher.publish(self.queue.topic_of(message.subscription), [retry])
         self.queue.ack(message)
         self.log.warning(
             "retried",
@@ -409,9 +364,7 @@ class Worker:
         tb: str = "",
     ) -> None:
         attempts = (task.attempt + 1) if task else message.delivery_attempt
-        attributes = {"rslp_kind": kind, "rslp_attempts": str(attempts), "rslp_worker": self.worker_id}
-        if tb:
-            attributes["rslp_traceback"] = tb[-1000:]
+        attributes = dead_letters.attributes(kind, attempts, self.worker_id, tb)
         if ledger is not None and task is not None:
             try:
                 info = {"kind": kind, "error": reason, "attempts": attempts, "traceback": tb}
@@ -437,43 +390,11 @@ class Worker:
     def _hand_back(self, message: Received, task: Task) -> None:
         """Preempted: republish the task unchanged, then ack, so no delivery is spent."""
         try:
-            self._publish(self.queue.topic_of(message.subscription), [task], patience=5.0)
+            self.publisher.publish(self.queue.topic_of(message.subscription), [task], patience=5.0)
             self.queue.ack(message)
         except Exception as e:  # noqa: BLE001 - fall back to a plain nack; Pub/Sub will redeliver
             self.log.warning("hand_back_republish_failed", error=str(e))
             self.queue.nack(message)
-
-    def _publish_downstream(self, task: Task, downstream: list[Downstream]) -> None:
-        """Publish what a task asked for (or its done marker recorded).
-
-        Those topics come from the job's files or the message, so a topic that is missing
-        or forbidden is the message's fault (:class:`DownstreamRefusedError`), not a reason
-        to stop the worker.
-        """
-        by_topic: dict[str, list[Task]] = {}
-        for d in downstream:
-            by_topic.setdefault(d.topic, []).append(d.task)
-        for topic, tasks in by_topic.items():
-            try:
-                self._publish(topic, tasks)
-            except CloudRefusedError as e:
-                raise DownstreamRefusedError(clip(f"cannot publish task {task.task_id}'s downstream: {e}")) from None
-
-    def _publish(self, topic: str, tasks: list[Task], patience: float | None = None) -> None:
-        """Publish and wait for confirmation, retrying transient failures for ``patience`` seconds.
-
-        A permanent error (a missing topic, a missing role) fails at once: waiting
-        cannot fix it.
-        """
-        weather = Weather(patience=patience or self.settings.publish_patience)
-        messages = [encode_task(t) for t in tasks]
-        weather.call(
-            lambda: self.queue.publish(topic, messages), what="publish to topic", resource=topic, role=PUBLISHER
-        )
-
-
-class DownstreamRefusedError(Exception):
-    """A downstream topic that a job's files or a message chose is missing or forbidden; dead-letter the message."""
 
 
 def _default_worker_id() -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from rslp.launch import commands
 from rslp.launch.local import FLEET_DIR_ENV, LocalFleetClient
+from rslp.launch.pool import PoolSettings
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
 from rslp.pipeline.job import Job
 from rslp.pipeline.write_jobs import write_jobs
@@ -29,13 +30,11 @@ def test_autoscaler_scales_up_for_the_demo_backlog_and_ends_at_zero(
     checks = commands.autoscale(
         "auto",
         job_root=str(job_root),
-        queue=queue,
-        backend="local",
         deadline="10m",
         max_workers=1,
         interval=2,
-        idle_timeout=60,  # longer than the job: only the autoscaler ends the workers
         max_checks=150,
+        pool=PoolSettings(queue=queue, backend="local", idle_timeout=60),
     )
     out = capsys.readouterr().out
     assert "job done: every pool of fleet auto is stopped" in out, out[-2000:]

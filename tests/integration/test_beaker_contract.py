@@ -26,9 +26,9 @@ from beaker import Beaker, beaker_pb2_grpc
 from beaker import beaker_pb2 as pb2
 from beaker.config import Config
 
-from rslp.launch import FleetError, FleetTimeoutError
-from rslp.launch.beaker import BAD_TOKEN, BeakerFleetClient, fleet_status, launch_fleet, stop_fleet
+from rslp.launch.beaker import BAD_TOKEN, BeakerFleetClient, launch_fleet
 from rslp.launch.config import LaunchConfig
+from rslp.launch.fleet import FleetError, FleetTimeoutError, fleet_status, stop_fleet
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,6 +15,7 @@ from rslp.errors import QueueResourceError
 from rslp.jobroot import JobRoot
 from rslp.launch import commands
 from rslp.launch.local import FLEET_DIR_ENV
+from rslp.launch.pool import PoolSettings
 from rslp.queue.local import LocalQueue
 from rslp.status.liveness import running_tasks
 from rslp.status.model import scan_markers
@@ -41,12 +42,9 @@ def test_local_backend_launches_lists_and_stops_workers_through_preemption(
 
     names = commands.launch(
         fleet="lf",
-        backend="local",
-        queue=url,
         subscription="lf",
         num_workers=2,
-        idle_timeout=60,
-        worker_args=["--allow_diagnostics", "true"],  # the tasks are sleep diagnostics
+        pool=PoolSettings(backend="local", queue=url, idle_timeout=60, worker_args=["--allow_diagnostics", "true"]),
     )
     assert len(names) == 2 and "2 workers of fleet lf" in capsys.readouterr().out
     wait_until(lambda: (c := q.counts("lf")) is not None and c.in_flight == 2, 60, "both tasks leased by the workers")
@@ -98,11 +96,18 @@ def test_local_launch_on_a_queue_nothing_created_starts_no_worker(tmp_path: Path
     """The README's old example named a queue file nothing had made: two "launched" lines, two exits 4."""
     missing = f"local://{tmp_path / 'q.db'}"
     with pytest.raises(QueueResourceError, match="no such queue"):
-        commands.launch(fleet="dev", backend="local", queue=missing, subscription="demo-cpu", num_workers=2)
+        commands.launch(
+            fleet="dev", subscription="demo-cpu", num_workers=2, pool=PoolSettings(backend="local", queue=missing)
+        )
     q = LocalQueue(str(tmp_path / "q.db"))
     q.setup("demo-cpu", "demo-cpu")
     with pytest.raises(QueueResourceError, match=r"no subscription 'demo-gpu'.*rslp setup"):
-        commands.launch(fleet="dev", backend="local", queue=missing, subscription="demo-cpu,demo-gpu", num_workers=2)
+        commands.launch(
+            fleet="dev",
+            subscription="demo-cpu,demo-gpu",
+            num_workers=2,
+            pool=PoolSettings(backend="local", queue=missing),
+        )
     assert commands.status("dev", backend="local") == [] and not list(fleet_dir.glob("local-*.json"))
 
 
@@ -112,10 +117,13 @@ def test_fleet_status_finds_a_local_fleet_and_shows_why_a_worker_failed(
     url = f"local://{tmp_path / 'queue.db'}"
     LocalQueue(str(tmp_path / "queue.db")).setup("lf", "lf")
     commands.launch(
-        fleet="bad", backend="local", queue=url, subscription="lf", num_workers=1, worker_args=["--lease_seconds", "0"]
+        fleet="bad",
+        subscription="lf",
+        num_workers=1,
+        pool=PoolSettings(backend="local", queue=url, worker_args=["--lease_seconds", "0"]),
     )
     wait_until(lambda: {w.status for w in commands.status("bad")} == {"failed"}, 60, "the worker refuses its flags")
     capsys.readouterr()
     [worker] = commands.status("bad")  # no --backend local: the fleet was launched here
     assert worker.exit_code == 2
-    assert "rslp worker: error: 1 validation error for WorkerSettings lease_seconds" in capsys.readouterr().out
+    assert "rslp worker: error: --lease_seconds: Input should be greater than or equal to 1" in capsys.readouterr().out

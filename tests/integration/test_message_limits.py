@@ -53,10 +53,10 @@ def test_a_task_over_10mb_is_refused_before_publishing_naming_it(emulator_host: 
 def test_worker_publish_to_a_missing_topic_fails_at_once_not_after_its_patience(
     emulator_host: str, tmp_path: Path
 ) -> None:
-    settings = WorkerSettings(queue=f"pubsub://{PROJECT}", subscriptions=["unused"], publish_patience=600)
+    settings = WorkerSettings(queue=f"pubsub://{PROJECT}", subscription=["unused"], publish_patience=600)
     worker = Worker(settings)
     start = time.monotonic()
     with pytest.raises(CloudRefusedError, match=r"roles/pubsub\.publisher"):
-        worker._publish("no-such-topic-anywhere", [Task(project="common", workflow="noop")])
+        worker.publisher.publish("no-such-topic-anywhere", [Task(project="common", workflow="noop")])
     assert time.monotonic() - start < 10
     worker.queue.close()

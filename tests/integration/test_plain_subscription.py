@@ -112,7 +112,7 @@ def test_worker_that_may_not_make_dead_letters_holds_bad_messages_and_goes_on(pl
     q = _NoAdminRights(PROJECT, pull_timeout=2)
     good = _bad_then_good(q, f"{plain}-topic", tmp_path)
     settings = WorkerSettings(
-        queue=f"pubsub://{PROJECT}", subscriptions=[sub], idle_timeout=4, lease_seconds=10, allow_diagnostics=True
+        queue=f"pubsub://{PROJECT}", subscription=[sub], idle_timeout=4, lease_seconds=10, allow_diagnostics=True
     )
     log.setup()  # before capturing: a first setup() would replace the capture
     with structlog.testing.capture_logs() as events:

@@ -282,7 +282,7 @@ def test_lost_lease_is_not_acked_and_downstream_publication_stays_idempotent(
     pubsub.publish(first, [Outgoing(task.encode())])
     settings = WorkerSettings(
         queue=f"pubsub://{PROJECT}",
-        subscriptions=[first],
+        subscription=[first],
         idle_timeout=25,
         lease_seconds=10,
         retry_sleep=0,

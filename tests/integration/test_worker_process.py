@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from rslp.common.worker import DATA_DISK_SCRATCH, scratch_root_for, worker_pipeline
+from rslp.common.worker import worker_pipeline
 from rslp.errors import ExitCode
 from rslp.task import Task
 from rslp.worker.runner import TaskRunner
+from rslp.worker.settings import DATA_DISK_SCRATCH, scratch_root_for
 from tests.conftest import PROJECT, Backend
 from tests.integration.workers import WorkerProc, publish_tasks
 

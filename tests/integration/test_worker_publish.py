@@ -54,7 +54,7 @@ def test_transient_downstream_publish_failure_is_retried_before_ack(tmp_path: Pa
     q.publish("first-step", [Outgoing(task.encode())])
     settings = WorkerSettings(
         queue=f"local://{tmp_path / 'q.db'}",
-        subscriptions=["first-step"],
+        subscription=["first-step"],
         idle_timeout=1,
         scratch_root=str(tmp_path / "scratch"),
         allow_diagnostics=True,  # the tasks are diagnostics
@@ -78,7 +78,7 @@ def test_flush_messages_acks_without_running(tmp_path: Path) -> None:
         ],
     )
     settings = WorkerSettings(
-        queue=f"local://{tmp_path / 'q.db'}", subscriptions=["flushme"], idle_timeout=0.5, flush_messages=True
+        queue=f"local://{tmp_path / 'q.db'}", subscription=["flushme"], idle_timeout=0.5, flush_messages=True
     )
     assert Worker(settings).run() == "idle"
     assert q.counts("flushme").backlog == 0
@@ -96,7 +96,7 @@ def test_storage_failure_gives_the_message_back_and_the_worker_lives(tmp_path: P
     q.publish("infra", [Outgoing(bad.encode()), Outgoing(good.encode())])
     settings = WorkerSettings(
         queue=f"local://{tmp_path / 'q.db'}",
-        subscriptions=["infra"],
+        subscription=["infra"],
         idle_timeout=1,
         retries=100,
         retry_sleep=0,

@@ -13,14 +13,12 @@ import pytest
 
 from rslp import cli
 from rslp import main as rslp_main
-from rslp.argv import bare_booleans
 from rslp.dlq import dlq_show
 from rslp.errors import ExitCode, QueueResourceError
 from rslp.jobroot import JobRoot
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.queue import Outgoing, open_queue
 from rslp.queue.pubsub import PubSubQueue
-from rslp.status.command import status
 from rslp.task import decode_task
 from tests.shell import hints, run_printed, shell_env
 
@@ -55,10 +53,19 @@ def test_help_on_a_project_lists_its_workflows(capsys: pytest.CaptureFixture[str
 
 
 def test_boolean_flags_work_bare_and_with_a_value() -> None:
-    assert bare_booleans(status, ["--job_root", "j", "--watch"]) == ["--job_root", "j", "--watch", "true"]
-    assert bare_booleans(status, ["--watch", "--job_root", "j"]) == ["--watch", "true", "--job_root", "j"]
-    assert bare_booleans(status, ["--watch", "false"]) == ["--watch", "false"]
-    assert bare_booleans(status, ["--map", "true"]) == ["--map", "true"]  # not a boolean: left alone
+    parser, _ = cli.build_parser("status")
+    assert parser.parse_args(["--job_root", "j", "--watch"]).watch is True
+    assert parser.parse_args(["--watch", "--job_root", "j"]).watch is True
+    assert parser.parse_args(["--job_root", "j", "--watch", "false"]).watch is False
+    assert parser.parse_args(["--job_root", "j", "--map", "true"]).map == "true"  # not a boolean: left alone
+    worker, _ = cli.build_parser("worker")  # a boolean field of the worker's settings model
+    assert worker.parse_args(["--queue", "q", "--allow_diagnostics", "--retries", "1"]).allow_diagnostics is True
+    assert (
+        worker.parse_args(
+            ["--queue", "q", "--manage_scratch_dir_on_data_disk", "False"]
+        ).manage_scratch_dir_on_data_disk
+        is False
+    )
 
 
 def test_a_bare_dry_run_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -213,6 +220,14 @@ def test_ctrl_c_in_write_jobs_prints_no_traceback(demo_copy: Path, tmp_path: Pat
             "unknown flag --requst; did you mean --request?",
         ),
         (["write-jobs", "--config", "c", "--request", "r"], "--job_root is required"),
+        (
+            ["worker", "--queue", "local:///x.db", "--subscription", "s", "--idle_timeout", "soon"],
+            "rslp worker: error: --idle_timeout: Expected a float; got soon",
+        ),
+        (
+            ["worker", "--queue", "local:///x.db", "--subscription", "s", "--lease_seconds", "0"],
+            "rslp worker: error: --lease_seconds: Input should be greater than or equal to 1; got 0",
+        ),
     ],
 )
 def test_a_flag_mistake_is_one_line_naming_the_flag_as_typed(

@@ -17,7 +17,8 @@ import tomllib
 from pathlib import Path
 
 from rslp import cli
-from rslp.launch.config import WORKER_COMMAND, WorkerArgs
+from rslp.launch.config import WorkerArgs
+from rslp.worker.settings import WORKER_COMMAND
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "worker.Dockerfile"
@@ -73,7 +74,7 @@ def test_the_command_a_launch_runs_parses_with_the_real_worker_parser() -> None:
     parser, _ = cli.build_parser(command[1])
     parsed = parser.parse_args(command[2:])
     assert parsed.queue == "pubsub://p"
-    assert parsed.subscription == "s"
+    assert parsed.subscription == ["s"]
     assert parsed.idle_timeout == 600
     assert parsed.retries == 3
     assert parsed.retry_sleep == 5.5

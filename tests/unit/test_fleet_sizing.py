@@ -10,8 +10,10 @@ import pytest
 
 from rslp.errors import PermanentError
 from rslp.jobroot import JobRoot
-from rslp.launch import FleetError, commands
+from rslp.launch import commands
 from rslp.launch.autoscale import Autoscaler
+from rslp.launch.fleet import FleetError
+from rslp.launch.pool import PoolSettings
 from rslp.launch.sizing import DEFAULT_GUESS, DEFAULT_MAX_WORKERS, parse_duration, size_pools
 from rslp.pipeline.job import make_task
 from tests.unit.test_launch_client import FakeFleetClient, make_config
@@ -55,8 +57,10 @@ def test_durations_need_a_unit_or_are_seconds() -> None:
     assert parse_duration("6h") == 6 * 3600
     assert parse_duration("1h30m") == 5400
     assert parse_duration("90") == 90
-    with pytest.raises(ValueError, match="must look like"):
-        parse_duration("6 hours")
+    assert parse_duration("6 hours") == 6 * 3600  # pytimeparse reads words too
+    for bad in ("soon", "-1h", "6 parsecs"):
+        with pytest.raises(ValueError, match="must look like"):
+            parse_duration(bad)
 
 
 def test_launch_with_deadline_prints_the_arithmetic_and_one_pool_per_topic(
@@ -65,13 +69,11 @@ def test_launch_with_deadline_prints_the_arithmetic_and_one_pool_per_topic(
     make_job(tmp_path, 10, queue="pubsub://my-project")
     names = commands.launch(
         fleet="demo",
-        image="someone/rslp-worker",
-        clusters=["ai2/jupiter"],
         job_root=str(tmp_path),
-        queue="pubsub://my-project",
         deadline="10m",
         max_workers=3,
         dry_run=True,
+        pool=PoolSettings(image="someone/rslp-worker", clusters=["ai2/jupiter"], queue="pubsub://my-project"),
     )
     out = capsys.readouterr().out
     assert out.startswith("queue pubsub://my-project\n")  # the queue it acts on, first
@@ -85,9 +87,11 @@ def test_launch_with_deadline_prints_the_arithmetic_and_one_pool_per_topic(
 
 def test_launch_needs_workers_or_a_deadline() -> None:
     with pytest.raises(FleetError, match="--num_workers and --subscription, or --job_root and --deadline"):
-        commands.launch(fleet="demo", image="i", clusters=["c"], queue="pubsub://p", dry_run=True)
+        commands.launch(fleet="demo", dry_run=True, pool=PoolSettings(image="i", clusters=["c"], queue="pubsub://p"))
     with pytest.raises(FleetError, match="--image and --clusters are required with the beaker backend"):
-        commands.launch(fleet="demo", queue="pubsub://p", subscription="s", num_workers=1, dry_run=True)
+        commands.launch(
+            fleet="demo", subscription="s", num_workers=1, dry_run=True, pool=PoolSettings(queue="pubsub://p")
+        )
 
 
 class FinalizingClient(FakeFleetClient):
@@ -175,12 +179,10 @@ def test_launch_with_a_deadline_and_no_max_workers_stops_at_the_default_ceiling(
     make_job(tmp_path, 400, queue="pubsub://my-project")
     names = commands.launch(
         fleet="demo",
-        image="i",
-        clusters=["c"],
         job_root=str(tmp_path),
-        queue="pubsub://my-project",
         deadline="1m",
         dry_run=True,
+        pool=PoolSettings(image="i", clusters=["c"], queue="pubsub://my-project"),
     )
     assert sum(n.startswith("demo.st-gpu-") for n in names) == DEFAULT_MAX_WORKERS
     assert f"= 20 workers, capped at {DEFAULT_MAX_WORKERS} (the default; --max_workers N to change)" in (
@@ -230,19 +232,19 @@ def test_the_total_is_printed_before_more_than_a_handful_are_launched(
     monkeypatch.setattr(commands, "connect", lambda: client)
     commands.launch(
         fleet="demo",
-        image="i",
-        clusters=["c"],
         job_root=str(tmp_path),
-        queue="pubsub://my-project",
         deadline="1m",
         max_workers=3,
+        pool=PoolSettings(image="i", clusters=["c"], queue="pubsub://my-project"),
     )
     out = capsys.readouterr().out
     assert out.index("total: 7 workers in 3 pools of fleet demo") < out.index("FIRST WORKER CREATED")
 
     client = AnnouncingClient()
     monkeypatch.setattr(commands, "connect", lambda: client)
-    commands.launch(fleet="solo", image="i", clusters=["c"], queue="pubsub://p", subscription="s", num_workers=5)
+    commands.launch(
+        fleet="solo", subscription="s", num_workers=5, pool=PoolSettings(image="i", clusters=["c"], queue="pubsub://p")
+    )
     out = capsys.readouterr().out
     assert out.index("launching 5 workers of fleet solo") < out.index("FIRST WORKER CREATED")
 
@@ -265,7 +267,13 @@ def test_escape_sequences_in_a_job_header_reach_no_sizing_or_autoscale_line_raw(
     header["topics"]["combine"] = evil
     manifest.write_text(json.dumps(header))
     with pytest.raises(PermanentError, match=r"topics\.combine: String should match pattern") as refused:
-        commands.launch(fleet="demo", image="i", clusters=["c"], job_root=str(tmp_path), deadline="10m", dry_run=True)
+        commands.launch(
+            fleet="demo",
+            job_root=str(tmp_path),
+            deadline="10m",
+            dry_run=True,
+            pool=PoolSettings(image="i", clusters=["c"]),
+        )
     assert "\n" not in str(refused.value)
     with pytest.raises(PermanentError, match=r"topics\.combine"):
         scaler(tmp_path, FakeFleetClient()).run(interval=0, max_checks=1)
@@ -277,6 +285,12 @@ def test_launch_for_a_job_never_takes_a_queue_only_its_manifest_names(tmp_path: 
     """A job-root writer could point the manifest at another project's queue: workers pull only a named one."""
     make_job(tmp_path, 2, queue="pubsub://someone-elses-project")
     with pytest.raises(FleetError, match=r"names the queue pubsub://someone-elses-project; .*add --queue"):
-        commands.launch(fleet="demo", image="i", clusters=["c"], job_root=str(tmp_path), deadline="1h", dry_run=True)
+        commands.launch(
+            fleet="demo",
+            job_root=str(tmp_path),
+            deadline="1h",
+            dry_run=True,
+            pool=PoolSettings(image="i", clusters=["c"]),
+        )
     with pytest.raises(FleetError, match="add --queue"):
-        commands.autoscale("demo", job_root=str(tmp_path), image="i", clusters=["c"], max_checks=1)
+        commands.autoscale("demo", job_root=str(tmp_path), max_checks=1, pool=PoolSettings(image="i", clusters=["c"]))

@@ -21,18 +21,10 @@ from beaker import beaker_pb2 as pb2
 from beaker.exceptions import BeakerClusterNotFound, BeakerWorkspaceNotFound, BeakerWorkspaceNotSet
 from requests import HTTPError, Response
 
-from rslp.launch import FleetError, FleetTimeoutError, commands
-from rslp.launch.beaker import (
-    BAD_TOKEN,
-    NO_TOKEN,
-    BeakerFleetClient,
-    FleetWorkload,
-    JobState,
-    fleet_status,
-    launch_fleet,
-    stop_fleet,
-)
+from rslp.launch import commands
+from rslp.launch.beaker import BAD_TOKEN, NO_TOKEN, BeakerFleetClient, launch_fleet
 from rslp.launch.config import LaunchConfig
+from rslp.launch.fleet import FleetError, FleetTimeoutError, FleetWorkload, JobState, fleet_status, stop_fleet
 
 TOKEN = "s3cret-token-value"
 

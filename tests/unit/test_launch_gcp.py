@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from rslp import registry
-from rslp.launch import FleetError, commands
+from rslp.launch import commands
+from rslp.launch.fleet import FleetError
+from rslp.launch.pool import PoolSettings
 from rslp.queue.local import LocalQueue
 
 ANCESTOR_ARGV = [
@@ -75,16 +77,8 @@ def test_every_worker_option_launch_accepts_the_started_worker_accepts(
     """The command a launch puts in the spec runs: the worker exits idle (0), not on its arguments (2)."""
     queue = f"local://{tmp_path / 'q.db'}"
     LocalQueue(tmp_path / "q.db").setup("work", "work")
-    commands.launch(
-        fleet="f",
-        image="i",
-        queue=queue,
-        subscription="work",
-        num_workers=1,
-        clusters=["c"],
-        dry_run=True,
-        **{"idle_timeout": 1, **options},
-    )
+    pool = PoolSettings(image="i", queue=queue, clusters=["c"], **{"idle_timeout": 1, **options})
+    commands.launch(fleet="f", subscription="work", num_workers=1, dry_run=True, pool=pool)
     out = capsys.readouterr().out
     spec = next(d for d in yaml.safe_load_all(out) if d)
     command = spec["tasks"][0]["command"]
@@ -98,6 +92,5 @@ def test_every_worker_option_launch_accepts_the_started_worker_accepts(
 @pytest.mark.parametrize("options", [{"retry_sleep": -1}, {"retries": -1}])
 def test_launch_refuses_what_the_worker_would_refuse(options: dict[str, Any]) -> None:
     with pytest.raises(FleetError, match="the worker would refuse this"):
-        commands.launch(
-            fleet="f", image="i", queue="pubsub://p", subscription="s", num_workers=1, clusters=["c"], **options
-        )
+        pool = PoolSettings(image="i", queue="pubsub://p", clusters=["c"], **options)
+        commands.launch(fleet="f", subscription="s", num_workers=1, pool=pool)

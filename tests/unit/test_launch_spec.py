@@ -15,9 +15,11 @@ from pydantic import ValidationError
 
 from rslp import registry
 from rslp.common.launch import fleet_name
-from rslp.launch import FleetError, commands
-from rslp.launch.beaker import build_spec, new_launch_id, parse_worker_name, worker_name
+from rslp.launch import commands
+from rslp.launch.beaker import build_spec
 from rslp.launch.config import LaunchConfig
+from rslp.launch.fleet import FleetError, new_launch_id, parse_worker_name, worker_name
+from rslp.launch.pool import PoolSettings
 
 HOUR_NS = 3600 * 1_000_000_000
 NAME = "demo-abc123-w0"
@@ -250,13 +252,10 @@ def test_dry_run_prints_every_spec_and_needs_no_token(
     monkeypatch.setattr(commands, "connect", no_beaker)
     names = commands.launch(
         fleet="demo",
-        image="someone/rslp-worker",
-        queue="pubsub://p",
         subscription="s",
         num_workers=3,
-        clusters=["ai2/jupiter"],
-        timeout="24h",
         dry_run=True,
+        pool=PoolSettings(image="someone/rslp-worker", queue="pubsub://p", clusters=["ai2/jupiter"], timeout="24h"),
     )
     out = capsys.readouterr().out
     assert len(names) == 3
@@ -272,7 +271,10 @@ def test_dry_run_prints_every_spec_and_needs_no_token(
 def test_launch_with_bad_options_is_one_line_fleet_error() -> None:
     with pytest.raises(FleetError, match=r"invalid launch config: timeout: duration '24'") as info:
         commands.launch(
-            fleet="demo", image="i", queue="pubsub://p", subscription="s", num_workers=1, clusters=["c"], timeout="24"
+            fleet="demo",
+            subscription="s",
+            num_workers=1,
+            pool=PoolSettings(image="i", queue="pubsub://p", clusters=["c"], timeout="24"),
         )
     assert "\n" not in str(info.value)
 
@@ -324,13 +326,12 @@ def test_a_fleet_started_for_a_job_accepts_only_that_jobs_root(
     monkeypatch.setattr(commands, "connect", lambda: None)
     commands.launch(
         fleet="demo",
-        image="someone/rslp-worker",
-        queue="pubsub://p",
         subscription="s",
         num_workers=1,
-        clusters=["ai2/jupiter"],
-        job_roots="gs://bucket/jobs/j1",
         dry_run=True,
+        pool=PoolSettings(
+            image="someone/rslp-worker", queue="pubsub://p", clusters=["ai2/jupiter"], job_roots="gs://bucket/jobs/j1"
+        ),
     )
     assert "RSLP_JOB_ROOTS" in capsys.readouterr().out
     env = env_of(task_json(make_config(env={"RSLP_JOB_ROOTS": "gs://bucket/jobs/j1"})))
@@ -343,8 +344,9 @@ def test_launched_workers_idle_timeout_fits_their_pool(
 ) -> None:
     """A GPU worker must outlast the CPU steps that feed it, not exit after the worker's default 10 s."""
     monkeypatch.setattr(commands, "connect", lambda: pytest.fail("a dry run contacted Beaker"))
-    common = {"fleet": "f", "image": "i", "queue": "pubsub://p", "subscription": "s", "clusters": ["c"]}
-    commands.launch(**common, num_workers=1, gpus=gpus, dry_run=True)
+    pool = PoolSettings(image="i", queue="pubsub://p", clusters=["c"], gpus=gpus)
+    commands.launch(fleet="f", pool=pool, subscription="s", num_workers=1, dry_run=True)
     assert re.search(rf"- --idle_timeout\n\s*- '{idle}'\n", capsys.readouterr().out)
-    commands.launch(**common, num_workers=1, gpus=gpus, idle_timeout=42, dry_run=True)
+    pool = pool.model_copy(update={"idle_timeout": 42})
+    commands.launch(fleet="f", pool=pool, subscription="s", num_workers=1, dry_run=True)
     assert re.search(r"- --idle_timeout\n\s*- '42'\n", capsys.readouterr().out)

@@ -37,7 +37,7 @@ def test_metrics_bind_loopback_unless_told_otherwise() -> None:
         assert metrics._server is not None and metrics._server.server_address[0] == "127.0.0.1"
     finally:
         metrics.stop()
-    assert WorkerSettings(queue="local:///q.db", subscriptions=["s"]).metrics_address == "127.0.0.1"
+    assert WorkerSettings(queue="local:///q.db", subscription=["s"]).metrics_address == "127.0.0.1"
 
 
 def test_queue_files_are_private(tmp_path: Path, open_umask: None) -> None:
@@ -54,7 +54,7 @@ def test_scratch_dirs_are_private(tmp_path: Path, open_umask: None) -> None:
     q.publish("topic", [Outgoing(Task(project="common", workflow="noop").encode())])
     settings = WorkerSettings(
         queue=f"local://{tmp_path / 'q.db'}",
-        subscriptions=["topic"],
+        subscription=["topic"],
         idle_timeout=0.5,
         scratch_root=str(tmp_path / "s"),
     )
