@@ -208,12 +208,12 @@ def measure(code: Path, job_root: str, scratch: Path) -> dict[str, Any]:
     """Run the child under ``code``'s rslp; its counts by step."""
     import subprocess
 
+    from bench.baseline import child_command
     from bench.harness import REPO, child_env
 
     demo = REPO / "tasks" / "demo"
     scratch.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), job_root, str(demo / "pipeline.yaml")]
-    cmd.append(str(demo / "request.geojson"))
+    cmd = child_command(Path(__file__).resolve(), job_root, str(demo / "pipeline.yaml"), str(demo / "request.geojson"))
     env = {**child_env(), "PYTHONPATH": str(code)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=scratch, timeout=600, check=False)
     if proc.returncode:

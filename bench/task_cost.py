@@ -161,9 +161,10 @@ def child(job_root: str, tasks: int, profile: bool) -> None:
 
 
 def measure(code: Path, job_root: Path, tasks: int, profile: bool) -> dict[str, Any]:
+    from bench.baseline import child_command
     from bench.harness import child_env
 
-    cmd = [sys.executable, str(Path(__file__).resolve()), str(job_root), str(tasks), "1" if profile else "0"]
+    cmd = child_command(Path(__file__).resolve(), str(job_root), str(tasks), "1" if profile else "0")
     env = {**child_env(), "PYTHONPATH": str(code)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=job_root.parent, timeout=600)
     if proc.returncode:

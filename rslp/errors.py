@@ -136,35 +136,41 @@ def message(error: BaseException) -> str:
 MAX_LISTED = 5
 
 
-def describe(error: ValidationError, schema: str = "", plain: Mapping[str, str] | None = None) -> str:
+def describe(error: ValidationError, schema: str = "", plain: Mapping[str, str] | None = None, within: str = "") -> str:
     """A pydantic error as one line, ``field: reason; ...`` (the reason alone for a model's own checks).
 
     At most :data:`MAX_LISTED` problems are named, fields the model does not have are
     counted (``schema`` names what they are not part of), and values are never quoted:
     they may be long, or come from a message. ``plain`` words an error type in the
-    caller's terms (``{"string_pattern_mismatch": "not a valid id"}``).
+    caller's terms (``{"string_pattern_mismatch": "not a valid id"}``). ``within`` is where
+    the validated part sits in a larger document (``partitioner.init_args``): each field is
+    named from there.
     """
     from rslp.text import clip
 
     words = {"missing": "required field is missing", **(plain or {})}
     problems = error.errors()
-    unknown = [p for p in problems if p["type"] == "extra_forbidden"]
-    others = [p for p in problems if p["type"] != "extra_forbidden"]
+    unknown = [p for p in problems if p["type"] in _UNKNOWN]
+    others = [p for p in problems if p["type"] not in _UNKNOWN]
     parts = []
     for problem in others[:MAX_LISTED]:
-        where = _where(problem)
+        where = _where(problem, within)
         reason = words.get(problem["type"]) or clip(str(problem["msg"]).removeprefix("Value error, "), 200)
         parts.append(f"{where}: {reason}" if where else reason)
     if len(others) > MAX_LISTED:
         parts.append(f"and {len(others) - MAX_LISTED} more errors")
     outside = f" (not part of {schema})" if schema else ""
     if len(unknown) == 1:
-        parts.append(f"{_where(unknown[0])}: unknown field{outside}")
+        parts.append(f"{_where(unknown[0], within)}: unknown field{outside}")
     elif unknown:
-        parts.append(f"{len(unknown)} unknown fields{outside}, e.g. {_where(unknown[0])!r}")
+        parts.append(f"{len(unknown)} unknown fields{outside}, e.g. {_where(unknown[0], within)!r}")
     return "; ".join(parts)
 
 
-def _where(problem: Any) -> str:
+#: Pydantic's error types for a field the model does not have (a model's field; a function's keyword).
+_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
+
+
+def _where(problem: Any, within: str = "") -> str:
     """Where in the input a pydantic problem is, at most 60 characters (field names may come from a message)."""
-    return ".".join(str(part) for part in problem["loc"])[:60]
+    return ".".join([*([within] if within else []), *(str(part) for part in problem["loc"])])[:60]

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from upath import UPath
 
 from rslp import storage
-from rslp.errors import PermanentError
+from rslp.errors import PermanentError, describe
 from rslp.jobroot.header import SHARD_BATCH, JobManifest, PartitionEntry, partition_id, partition_index
 from rslp.jobroot.markers import check_state, keep_most_final, marker_name, parse_marker_name
 from rslp.paths import PathEscapeError, under
@@ -155,12 +155,9 @@ class JobRoot:
         try:
             return JobManifest.model_validate_json(text)
         except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-            older = " (a job root from before records/: rerun write-jobs into a new job root)"
-            raise PermanentError(
-                f"{self.manifest_path}: {where}: {first['msg']}{older if where == 'partitions' else ''}"
-            ) from None
+            older = any(p["loc"][:1] == ("partitions",) for p in e.errors())
+            hint = " (a job root from before records/: rerun write-jobs into a new job root)" if older else ""
+            raise PermanentError(f"{self.manifest_path}: {describe(e, 'the job header')}{hint}") from None
 
     def check_partition(self, manifest: JobManifest, pid: str) -> int:
         """``pid``'s index in the plan, read from the id alone (PermanentError if the job has no such partition)."""

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from upath import UPath
 
+from rslp.errors import describe
 from rslp.pipeline.configfile import (
     ConfigError,
-    describe,
     env_names,
     load_yaml,
     parse_structured,
@@ -102,7 +102,7 @@ class ClassSpec(BaseModel):
             message = " ".join(str(e).split()).removeprefix('Parser key "part": ')
             raise ConfigError(f"{source}: {where}: {message}") from None
         except ValidationError as e:
-            raise ConfigError(describe(e, source, f"{where}.init_args")) from None
+            raise ConfigError(f"{source}: {describe(e, within=f'{where}.init_args')}") from None
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{source}: {where}.init_args: {' '.join(str(e).split())}") from None
 
@@ -334,7 +334,7 @@ class PipelineConfig(BaseModel):
         try:
             DatasetConfig.model_validate(resolved)
         except ValidationError as e:
-            raise ConfigError(describe(e, str(path))) from None
+            raise ConfigError(f"{path}: {describe(e)}") from None
         if resolve_env:
             return resolved  # type: ignore[no-any-return]
         return substitute(raw, str(path), variables, keep_env=True)  # type: ignore[no-any-return]
@@ -426,6 +426,6 @@ def _validated(location: str, text: str, env: tuple[tuple[str, str | None], ...]
     try:
         config = PipelineConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(describe(e, location)) from None
+        raise ConfigError(f"{location}: {describe(e)}") from None
     config._source = source
     return config

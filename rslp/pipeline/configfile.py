@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 from upath import UPath
 
 from rslp import storage
@@ -107,16 +106,6 @@ def load_yaml(text: str) -> Any:
 @functools.lru_cache(maxsize=16)
 def _parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader: never builds Python objects
-
-
-def describe(e: ValidationError, source: str, prefix: str = "") -> str:
-    """One line naming each invalid field of ``source`` and what it expected."""
-    parts = []
-    for err in e.errors():
-        loc = ".".join([*([prefix] if prefix else []), *(str(p) for p in err["loc"])])
-        msg = "unknown field" if err["type"] in ("extra_forbidden", "unexpected_keyword_argument") else err["msg"]
-        parts.append(f"{loc or 'config'}: {msg}")
-    return f"{source}: " + "; ".join(parts)
 
 
 def read_structured(path: UPath, referrer: str, parse: Any) -> Any:

@@ -30,7 +30,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
 from upath import UPath
 
 from rslp import registry
@@ -228,10 +227,6 @@ def _open_job(root: UPath, weather: Weather | None = None) -> tuple[JobRoot, Job
         return ledger, ledger.read_manifest()
     except (ConnectionError, TimeoutError):
         raise  # the network, not the message: handed back and counted as the worker's failure
-    except ValidationError as e:
-        raise Rejected(
-            f"job_root {str(root)[:200]}: manifest.json is not a job manifest ({e.error_count()} errors)"
-        ) from None
     except PermanentError as e:  # the ledger's one line on a manifest that does not parse
         raise Rejected(clip(f"job_root {str(root)[:200]}: {e}")) from None
     except (OSError, ValueError) as e:

@@ -118,7 +118,7 @@ def test_a_manifest_from_before_records_is_refused_in_one_line(tmp_path: Path) -
     with pytest.raises(PermanentError) as e:
         Job.load(str(tmp_path))
     assert str(e.value) == (
-        f"{tmp_path}/manifest.json: partitions: Extra inputs are not permitted "
+        f"{tmp_path}/manifest.json: partitions: unknown field (not part of the job header) "
         "(a job root from before records/: rerun write-jobs into a new job root)"
     )
 

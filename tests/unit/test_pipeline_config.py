@@ -181,7 +181,7 @@ def test_broken_dataset_json_is_one_line_naming_file_and_field(demo_copy: Path) 
     (demo_copy / "dataset.json").write_text(json.dumps(raw))
     with pytest.raises(ConfigError) as e:
         load_pipeline_config(demo_copy / "pipeline.yaml").check()
-    assert one_line(e) == f"{demo_copy}/dataset.json: layers.image.data_source.class_path: Field required"
+    assert one_line(e) == f"{demo_copy}/dataset.json: layers.image.data_source.class_path: required field is missing"
 
     (demo_copy / "dataset.json").write_text('{"layers": {')
     with pytest.raises(ConfigError, match=r"dataset.json: line 1 column 13: not valid JSON"):
