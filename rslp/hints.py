@@ -45,7 +45,7 @@ def command(*words: str) -> str:
 
 
 def worker_job_roots(job_root: str) -> list[str]:
-    """The flags a worker needs to accept tasks of ``job_root``: none for local disk.
+    """The job-root prefixes a worker needs to accept tasks of ``job_root``: none for local disk.
 
     For an object-store root, its parent folder (``gs://b/jobs`` for ``gs://b/jobs/j1``):
     the jobs beside it on the same topics stay accepted, and nothing outside that folder is.
@@ -53,12 +53,15 @@ def worker_job_roots(job_root: str) -> list[str]:
     root = UPath(job_root)
     if is_local(root):  # a worker accepts local job roots unless pinned
         return []
-    return ["--job_roots", str(root.parent).rstrip("/")]
+    return [str(root.parent).rstrip("/")]
 
 
 def worker(queue: str, subscriptions: list[str], job_root: str) -> str:
     """The worker command that runs ``job_root``'s tasks from ``subscriptions`` on ``queue``."""
-    return command("worker", "--queue", queue, "--subscription", ",".join(subscriptions), *worker_job_roots(job_root))
+    from rslp.worker.settings import WORKER_COMMAND, worker_command  # the one builder of a worker's command line
+
+    settings = {"queue": queue, "subscription": subscriptions, "job_roots": worker_job_roots(job_root) or None}
+    return command(*worker_command(settings)[len(WORKER_COMMAND) - 1 :])
 
 
 def status(job_root: str, *flags: str) -> str:

@@ -23,6 +23,6 @@ def test_the_program_is_rslp_on_path_else_the_venvs_script(monkeypatch: pytest.M
 
 
 def test_a_worker_hint_accepts_an_object_store_job_root_and_leaves_local_ones_alone() -> None:
-    assert hints.worker_job_roots("gs://b/jobs/j1") == ["--job_roots", "gs://b/jobs"]
-    assert hints.worker_job_roots("gs://b/j1") == ["--job_roots", "gs://b"]
+    assert hints.worker_job_roots("gs://b/jobs/j1") == ["gs://b/jobs"]
+    assert hints.worker_job_roots("gs://b/j1") == ["gs://b"]
     assert hints.worker_job_roots("/tmp/jobs/j1") == []
