@@ -58,10 +58,24 @@ def under(root: P, *components: str) -> P:
     if os.path.commonpath([base, _normal(path)]) != base:
         raise PathEscapeError(f"{path} is not under {root}")
     if is_local(root):
-        real_base, real = os.path.realpath(_normal(root)), os.path.realpath(_normal(path))
-        if os.path.commonpath([real_base, real]) != real_base:
-            raise PathEscapeError(f"{path} leads out of {root} through a symlink (to {real})")
+        _no_symlink_out(_normal(root), components, path)
     return path
+
+
+def _no_symlink_out(base: str, components: tuple[str, ...], path: Path | UPath) -> None:
+    """PathEscapeError if a symlink among ``components`` (below ``base``) leads out of ``base``.
+
+    Only the components below the root can take a path out of it (the root itself may be
+    a link: it is the root), so each of them is looked at (one ``lstat``) and only a link
+    is resolved: a marker's path costs three stats, not one per folder from ``/`` down.
+    """
+    current = base
+    for c in components:
+        current = os.path.join(current, c)
+        if os.path.islink(current):
+            real_base, real = os.path.realpath(base), os.path.realpath(current)
+            if os.path.commonpath([real_base, real]) != real_base:
+                raise PathEscapeError(f"{path} leads out of {base} through a symlink (to {real})")
 
 
 def lies_under(path: str, prefix: str) -> bool:
