@@ -46,6 +46,7 @@ from upath import UPath
 
 from rslp import log
 from rslp.claims import OWNER, Claims
+from rslp.storage import is_local
 
 if TYPE_CHECKING:
     from rslearn.dataset import Dataset, Window
@@ -140,7 +141,7 @@ class SharedTileStore(DefaultTileStore):
         """
         assert self.path is not None
         shared = self.path
-        if shared.protocol not in ("", "file", "local"):
+        if not is_local(shared):
             yield  # object stores: whole-object writes, `completed` last
             logger.info("tile_stored", layer=layer_name, item=item_name, source_bytes=size)
             return

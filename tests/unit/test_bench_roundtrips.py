@@ -51,9 +51,10 @@ def test_roundtrips_per_step_are_those_the_architecture_page_documents() -> None
         worker = [c for c in doc if c.startswith("worker") or c == "of which claim"]
         assert {c: now[c] for c in worker} == {c: doc[c] for c in worker}, step  # exact: the fleet's own part
         assert all(now[c] <= doc[c] for c in doc if c.startswith("task")), step
-        # On GCS every worker request is stable between runs; task stats are not (gcsfs's listing cache).
+        # On GCS stats move by a few between runs of the same code (gcsfs's listing cache); the rest does not.
         now, doc = measured(result["gcs_new"], step), gcs[step]
-        assert {c: now[c] for c in worker} == {c: doc[c] for c in worker}, step
+        stable = [f"worker {k}" for k in roundtrips.STABLE] + ["of which claim"]
+        assert {c: now[c] for c in stable} == {c: doc[c] for c in stable}, step
         assert all(now[f"task {k}"] <= doc[f"task {k}"] for k in roundtrips.STABLE), step
     assert result["local_new"]["create_windows"]["task"]["write"] >= 13  # a metadata.json per window (13 in p00000)
     assert "| create_windows |" in "\n".join(roundtrips.markdown(result))
