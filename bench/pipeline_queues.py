@@ -53,8 +53,8 @@ def demo_variant(folder: Path, cell_size: int) -> Path:
 
 def run_job(queue: str, scratch: Path, cell_size: int, workers: int, idle_timeout: float) -> dict[str, Any]:
     """Enqueue the demo variant on ``queue``, run ``workers`` workers until idle; seconds and counts."""
-    from rslp.pipeline.config import load_pipeline_config
-    from rslp.pipeline.write_jobs import subscriptions, write_jobs
+    from rslp.pipeline.config import load_pipeline_config, subscriptions
+    from rslp.pipeline.write_jobs import write_jobs
     from rslp.queue import open_queue
 
     demo = scratch / "demo"

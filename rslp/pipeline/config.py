@@ -429,3 +429,8 @@ def _validated(location: str, text: str, env: tuple[tuple[str, str | None], ...]
         raise ConfigError(f"{location}: {describe(e)}") from None
     config._source = source
     return config
+
+
+def subscriptions(steps: list[str], topics: dict[str, str]) -> list[str]:
+    """The subscriptions of ``steps``, later steps first, so workers finish partitions before starting new ones."""
+    return list(dict.fromkeys(topics[s] for s in reversed(steps)))

@@ -34,9 +34,9 @@ from rslp import hints, log
 from rslp.errors import PermanentError
 from rslp.jobroot import JobRoot
 from rslp.pipeline.catalog import CATALOG_FILE, ROLLING_FILE, build_catalog, write_catalog
-from rslp.pipeline.config import load_pipeline_config
+from rslp.pipeline.config import load_pipeline_config, subscriptions
 from rslp.pipeline.timerange import NoImageryError, TimeRange, TimeRangeError, parse_time
-from rslp.pipeline.write_jobs import enqueue, pending_tasks, subscriptions
+from rslp.pipeline.write_jobs import enqueue, pending_tasks
 from rslp.queue.placement import default_queue_url
 from rslp.storage import UnreadableFile, absolute, is_local, read_json_object, write_json_atomic
 

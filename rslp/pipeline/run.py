@@ -19,7 +19,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from upath import UPath
 
@@ -27,15 +27,15 @@ from rslp import log
 from rslp.errors import PermanentError
 from rslp.jobroot import JobRoot
 from rslp.pipeline import timerange
-from rslp.pipeline.config import load_pipeline_config
-from rslp.pipeline.job import Job
-from rslp.pipeline.progress import StepProgress
-from rslp.pipeline.write_jobs import enqueue, subscriptions, summary
+from rslp.pipeline.config import load_pipeline_config, subscriptions
 from rslp.queue import open_queue
 from rslp.queue.placement import default_queue_url
 from rslp.storage import absolute, is_local
 from rslp.worker.lease import DEFAULT_LEASE_SECONDS
 from rslp.worker.settings import worker_command as settings_command
+
+if TYPE_CHECKING:
+    from rslp.pipeline.progress import StepProgress
 
 logger = log.get(__name__)
 #: How often the console's progress lines read the markers while workers run.
@@ -147,8 +147,14 @@ def run(
         def start_workers() -> list[subprocess.Popen[bytes]]:
             return [subprocess.Popen(command, stdout=worker_log, stderr=worker_log) for _ in range(workers)]
 
-        # Workers start while write_jobs runs: their start-up (imports) overlaps the enqueue.
+        # Workers start while write_jobs runs: their start-up (imports) overlaps the enqueue. So do
+        # the enqueue's own imports (partitioning pulls in rasterio, pyproj, shapely: about 0.3 s),
+        # made only now, so that nothing this process does delays the workers' start.
         procs = start_workers()
+        from rslp.pipeline.job import Job
+        from rslp.pipeline.progress import StepProgress
+        from rslp.pipeline.write_jobs import enqueue, summary
+
         try:
             # The workers are this command's own: the user needs no worker command, only the watch one.
             print(summary(*enqueue(config, request, root, queue, timerange.from_flags(start, end))))

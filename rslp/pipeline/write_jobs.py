@@ -31,7 +31,7 @@ from rslp import hints, log
 from rslp.errors import Interrupted, PermanentError
 from rslp.jobroot import JobManifest, JobRoot, partition_index
 from rslp.pipeline import timerange
-from rslp.pipeline.config import PipelineConfig, load_pipeline_config
+from rslp.pipeline.config import PipelineConfig, load_pipeline_config, subscriptions
 from rslp.pipeline.job import JOB_PARTITION, make_task
 from rslp.pipeline.preflight import preflight
 from rslp.pipeline.publish_log import PublishLog
@@ -372,8 +372,3 @@ def _span(log: PublishLog, task: Task) -> int | None:
     if task.partition == JOB_PARTITION or task.partition is None:
         return None
     return log.span_of(partition_index(task.partition))
-
-
-def subscriptions(steps: list[str], topics: dict[str, str]) -> list[str]:
-    """The subscriptions of ``steps``, later steps first, so workers finish partitions before starting new ones."""
-    return list(dict.fromkeys(topics[s] for s in reversed(steps)))

@@ -13,11 +13,12 @@ from upath import UPath
 
 from rslp.jobroot import JobRoot
 from rslp.pipeline.catalog import write_catalog
+from rslp.pipeline.config import subscriptions
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
 from rslp.pipeline.job import make_task
 from rslp.pipeline.rolling import rolling
 from rslp.pipeline.run import worker_command
-from rslp.pipeline.write_jobs import subscriptions, write_jobs
+from rslp.pipeline.write_jobs import write_jobs
 from tests.browser.conftest import Page
 from tests.unit.conftest import demo_copy  # noqa: F401 - a fixture
 from tests.unit.test_status_report import make_job, mark

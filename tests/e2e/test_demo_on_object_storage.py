@@ -22,10 +22,11 @@ import pytest
 from upath import UPath
 
 from rslp.jobroot import JobRoot
+from rslp.pipeline.config import subscriptions
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
 from rslp.pipeline.job import Job
 from rslp.pipeline.run import run, worker_command
-from rslp.pipeline.write_jobs import subscriptions, write_jobs
+from rslp.pipeline.write_jobs import write_jobs
 from rslp.queue.placement import default_queue_url
 from tests.conftest import PROJECT, stop_when_finished
 from tests.e2e.test_demo_pipeline import CONFIG, REQUEST, demo_job  # noqa: F401 - the local reference run

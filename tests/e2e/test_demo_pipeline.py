@@ -21,10 +21,11 @@ from matplotlib.image import imread
 
 from rslp.errors import PermanentError
 from rslp.jobroot import JobRoot
+from rslp.pipeline.config import subscriptions
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene, score
 from rslp.pipeline.job import Job
 from rslp.pipeline.run import run, worker_command
-from rslp.pipeline.write_jobs import subscriptions, write_jobs
+from rslp.pipeline.write_jobs import write_jobs
 from rslp.queue import open_queue
 from tests.conftest import stop_when_finished
 

@@ -14,9 +14,9 @@ import pytest
 
 from bench.pipeline_queues import demo_variant
 from rslp.jobroot import JobRoot
-from rslp.pipeline.config import load_pipeline_config
+from rslp.pipeline.config import load_pipeline_config, subscriptions
 from rslp.pipeline.job import Job
-from rslp.pipeline.write_jobs import subscriptions, write_jobs
+from rslp.pipeline.write_jobs import write_jobs
 from rslp.queue import open_queue
 from tests.conftest import PROJECT
 from tests.integration.workers import WorkerProc, dead_letters

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from rslp.jobroot import JobRoot
+from rslp.pipeline.config import subscriptions
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
-from rslp.pipeline.write_jobs import subscriptions, write_jobs
+from rslp.pipeline.write_jobs import write_jobs
 from rslp.status.model import collect
 from rslp.status.render import render, replay_command
 from tests.conftest import Backend
