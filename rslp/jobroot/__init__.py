@@ -9,6 +9,8 @@
                                           shard, one JSON line each, in plan order
     markers/<step>/<task_id>.<state>.json one marker per task and state
                                           (:mod:`rslp.jobroot.markers`)
+    claims/<step>/<task_id>.claim         the one worker running the task now
+                                          (:mod:`rslp.worker.task_claim`)
     partitions/<partition>/               the partition's rslearn dataset
                                           (config.json, windows/)
     tiles/                                the tile store all partitions share
