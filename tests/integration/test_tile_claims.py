@@ -89,12 +89,14 @@ def test_partitions_behind_a_killed_and_a_preempted_claim_holder_are_ingested_wi
         holders[0].kill_group()
         holders[1].signal(signal.SIGTERM)
         signalled = time.monotonic()
+        # The gate opens only once the SIGTERMed holder is gone: opened sooner, its fetch could finish
+        # (and its claim be released the ordinary way) before the worker stops its task process.
+        assert holders[1].wait(timeout=30) == 0
+        holders[1].wait_for("claims_given_up", timeout=1)  # by its task process, on the worker's SIGTERM
         gate.unlink()
         while not _ingested(job_root, others + more):
             assert time.monotonic() - signalled < 2 * CLAIM_SECONDS, "partitions behind the claims were not ingested"
             time.sleep(0.1)
-        assert holders[1].wait(timeout=30) == 0
-        holders[1].wait_for("claims_given_up", timeout=1)  # by its task process, on the worker's SIGTERM
         waited = time.monotonic() - signalled
         while not _ingested(job_root, [first, second]):  # redelivered (SIGKILL) and handed back (SIGTERM)
             assert time.monotonic() - signalled < 120, "the interrupted partitions were not ingested"
