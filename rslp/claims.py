@@ -22,6 +22,10 @@ delivered twice (:mod:`rslp.worker.task_claim`). Both use the mechanics here:
   process, which the worker stops with SIGTERM), a SIGTERM gives the claims up first,
   then ends the process as it would have.
 
+A claim is read back (whose it is) through :func:`rslp.storage.read_bytes`: whoever
+can write the job root can replace a claim with a FIFO or a huge object, and a holder
+reading its own claim must neither hang nor run out of memory on it.
+
 Limits: a holder whose refresh thread is starved for ``seconds`` may lose its claim to
 a taker; two takers of the same stale claim at the same moment may both win. Callers
 make both harmless (a scene stored twice keeps the first copy; a task's done marker
@@ -47,6 +51,8 @@ from rslp import log, storage
 
 logger = log.get(__name__)
 
+#: The most a claim's content may be: an owner and what it is for (a few hundred bytes written).
+CLAIM_LIMIT = 64 * 1024
 #: Who holds a claim: this process (a task process runs many tasks; its claims are its own).
 OWNER = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
@@ -123,21 +129,21 @@ class Claims:
         while not stop.wait(self.seconds / 3):
             for path in paths:
                 try:
-                    body = path.fs.cat_file(path.path)
+                    body = storage.read_bytes(path, CLAIM_LIMIT, sized=False)
                     if _owner(path, body) == OWNER:
                         path.fs.pipe_file(path.path, body)  # a new modification time
-                except OSError as e:  # the store refused, or the claim is gone: the next round tries again
+                except (OSError, storage.JobFileError) as e:  # refused, gone or replaced: the next round tries again
                     logger.warning("claim_refresh_failed", claim=str(path), error=str(e))
 
 
-# One request each on an object store (UPath's own calls add a stat and a listing to each).
+# fsspec's calls, not UPath's: those add a stat and a listing to each request on an object store.
 
 
 def _owner(path: UPath, body: bytes | None = None) -> str | None:
     """The owner the claim at ``path`` names (read unless ``body`` is given); None if none or unreadable."""
     try:
-        owner = json.loads(path.fs.cat_file(path.path) if body is None else body).get("owner")
-    except (OSError, ValueError, AttributeError):
+        owner = json.loads(storage.read_bytes(path, CLAIM_LIMIT, sized=False) if body is None else body).get("owner")
+    except (OSError, ValueError, AttributeError, RecursionError, storage.JobFileError):
         return None
     return owner if isinstance(owner, str) else None
 

@@ -196,19 +196,23 @@ class UnreadableFile(ValueError):
     """A job-root file that is not a regular file of bounded size holding a JSON object; says which and why."""
 
 
-def read_bytes(path: UPath, limit: int) -> bytes:
+def read_bytes(path: UPath, limit: int, sized: bool = True) -> bytes:
     """``path``'s content if it is a regular file of at most ``limit`` bytes; JobFileError otherwise.
 
-    A missing file raises FileNotFoundError, as ``read_bytes`` does.
+    A missing file raises FileNotFoundError, as ``read_bytes`` does. On an object store
+    the object's size is asked for first, so one too big is refused naming its size;
+    ``sized=False`` saves that request (and the listing gcsfs may make for it) for a read
+    repeated every few seconds, a claim's: one ranged read that stops past ``limit``.
     """
     if is_local(path):
         return _read_local(path.path, limit)
-    info = path.fs.info(path.path)
-    if info.get("type") != "file":
-        raise JobFileError(f"{path} is not a file ({info.get('type')})")
-    size = info.get("size")
-    if size is None or size > limit:
-        raise JobFileError(f"{path} is {size} bytes, more than the {limit} such a file may have")
+    if sized:
+        info = path.fs.info(path.path)
+        if info.get("type") != "file":
+            raise JobFileError(f"{path} is not a file ({info.get('type')})")
+        size = info.get("size")
+        if size is None or size > limit:
+            raise JobFileError(f"{path} is {size} bytes, more than the {limit} such a file may have")
     data: bytes = path.fs.cat_file(path.path, start=0, end=limit + 1)
     return _capped(path, data, limit)
 

@@ -84,3 +84,25 @@ def test_a_claims_folder_that_leads_out_of_the_job_root_is_refused(tmp_path: Pat
     with pytest.raises(JobRootError, match="through a symlink"):
         TaskClaim(JobRoot(root), _task(str(root)), "w1").take()
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("replacement", ["fifo", "huge"])
+def test_a_claim_replaced_by_a_job_root_writer_is_given_up_without_hanging_or_reading_it_whole(
+    tmp_path: Path, replacement: str
+) -> None:
+    """Whoever writes the job root may swap a held claim for a FIFO or a huge file: giving up must still return."""
+    import os
+
+    from rslp.claims import CLAIM_LIMIT
+
+    ledger, task = JobRoot(tmp_path), _task(str(tmp_path))
+    claim = TaskClaim(ledger, task, "w1")
+    assert claim.take()
+    path = Path(ledger.claim_path(task.step or "task", task.task_id).path)
+    path.unlink()
+    if replacement == "fifo":
+        os.mkfifo(path)  # reading it whole would block until someone writes to it
+    else:
+        path.write_bytes(b"{" + b" " * (CLAIM_LIMIT + 1))
+    claim.give_up()  # not ours any more: left where it is, for its staleness to decide
+    assert path.exists()
