@@ -197,16 +197,6 @@ def _job_root_writer(world: Path, topic: str, other_fleet: str) -> None:
     (jobs / "linked" / "markers").symlink_to(world / "outside-markers")
 
 
-def _snapshot(root: Path, skip: tuple[Path, ...]) -> dict[str, str]:
-    """Every file and folder under ``root`` (outside ``skip``) with a hash of its content."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        if any(path == s or s in path.parents for s in skip):
-            continue
-        out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-    return out
-
-
 @pytest.mark.timeout(600)
 def test_hostile_messages_are_dead_lettered_and_the_worker_lives(backend: Backend, topic: str, tmp_path: Path) -> None:
     world = tmp_path / "world"

@@ -124,15 +124,21 @@ def test_pluggable_part_errors_point_at_class_path_or_init_args(
     assert expected in one_line(e)
 
 
-def test_a_class_path_outside_the_operators_prefixes_is_never_imported(
-    demo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Importing runs a module's code: a config in a job root must not choose what is imported (issue 25.10)."""
+def planted_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A module ``planted`` on the import path that leaves a file when imported (returned); no operator prefixes."""
     ran = tmp_path / "imported"
     (tmp_path / "mods").mkdir()
     (tmp_path / "mods" / "planted.py").write_text(f"open({str(ran)!r}, 'w').close()\nclass Part: pass\n")
     monkeypatch.syspath_prepend(str(tmp_path / "mods"))
     monkeypatch.delenv("RSLP_CLASS_PREFIXES", raising=False)
+    return ran
+
+
+def test_a_class_path_outside_the_operators_prefixes_is_never_imported(
+    demo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing runs a module's code: a config in a job root must not choose what is imported (issue 25.10)."""
+    ran = planted_module(tmp_path, monkeypatch)
     edit_yaml(demo_copy / "pipeline.yaml", partitioner={"class_path": "planted.Part"})
     config = load_pipeline_config(demo_copy / "pipeline.yaml")
     with pytest.raises(ConfigError, match=r"partitioner.class_path: planted.Part is not under a module prefix"):
@@ -162,11 +168,7 @@ def test_a_class_path_inside_init_args_is_checked_before_anything_is_imported(
     from rslp.pipeline.config import ClassSpec
     from rslp.pipeline.partition import Partitioner
 
-    ran = tmp_path / "imported"
-    (tmp_path / "mods").mkdir()
-    (tmp_path / "mods" / "planted.py").write_text(f"open({str(ran)!r}, 'w').close()\nclass Part: pass\n")
-    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
-    monkeypatch.delenv("RSLP_CLASS_PREFIXES", raising=False)
+    ran = planted_module(tmp_path, monkeypatch)
     spec = ClassSpec(
         class_path="rslp.pipeline.partition.GridPartitioner", init_args={"cell_size": {"class_path": "planted.Part"}}
     )
