@@ -106,3 +106,21 @@ def test_a_claim_replaced_by_a_job_root_writer_is_given_up_without_hanging_or_re
         path.write_bytes(b"{" + b" " * (CLAIM_LIMIT + 1))
     claim.give_up()  # not ours any more: left where it is, for its staleness to decide
     assert path.exists()
+
+
+def test_a_store_that_refuses_to_delete_a_claim_leaves_it_to_go_stale_without_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Giving up runs after the outcome is settled (the message acked): a refusal there must not fail the task."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    ledger, task = JobRoot(tmp_path), _task(str(tmp_path))
+    claim = TaskClaim(ledger, task, "w1")
+    assert claim.take()
+
+    def refuse(self: LocalFileSystem, path: str) -> None:
+        raise PermissionError(f"denied: {path}")
+
+    monkeypatch.setattr(LocalFileSystem, "rm_file", refuse)
+    claim.give_up()
+    assert ledger.claim_path(task.step or "task", task.task_id).exists()  # stale in CLAIM_SECONDS, taken over then
