@@ -2,6 +2,14 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Tools that only read the code live in their own environment: their dependencies (import-linter
+# brings rich, which structlog then imports and uses for tracebacks) must not change how rslp runs
+# or how long its processes take to start, here or against the worker image, which has none of them.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+# `make lint` checks the package's layering and that no package's modules import in a circle
+# ([tool.importlinter] in pyproject.toml).
+IMPORT_LINTER := import-linter==2.17
 export WANDB_MODE := disabled
 # `make emulator` serves here; another: `make emulator EMULATOR_PORT=8086`.
 EMULATOR_PORT ?= 8085
@@ -21,6 +29,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+$(TOOLS_STAMP): Makefile
+	test -x $(TOOLS)/bin/python || python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q '$(IMPORT_LINTER)'
+	touch $(TOOLS_STAMP)
+
 test: $(STAMP)
 	$(PYTEST) --durations=20 tests
 
@@ -28,11 +41,11 @@ test: $(STAMP)
 check: lint
 	$(PYTEST) -m "not slow" tests/unit
 
-lint: $(STAMP)
+lint: $(STAMP) $(TOOLS_STAMP)
 	$(VENV)/bin/ruff check rslp tests bench tasks
 	$(VENV)/bin/ruff format --check rslp tests bench tasks
 	$(VENV)/bin/mypy rslp
-	$(VENV)/bin/lint-imports
+	PYTHONPATH=$(CURDIR) $(TOOLS)/bin/lint-imports
 	$(VENV)/bin/hadolint worker.Dockerfile
 	$(VENV)/bin/shellcheck scripts/*.sh
 
@@ -46,4 +59,4 @@ emulator: $(STAMP)
 	$(PY) -m rslp.testing.emulator $(EMULATOR_PORT)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

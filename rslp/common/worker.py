@@ -15,7 +15,8 @@ from rslp.errors import ExitCode
 from rslp.queue import open_queue
 from rslp.queue.base import encode_task
 from rslp.task import Task
-from rslp.worker import WorkerSettings, run_worker
+from rslp.worker.loop import run_worker
+from rslp.worker.settings import WorkerSettings
 
 
 def worker(settings: Flags[WorkerSettings]) -> ExitCode:

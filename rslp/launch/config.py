@@ -137,7 +137,7 @@ class WorkerArgs(BaseModel):
     @model_validator(mode="after")
     def _as_the_worker_reads_them(self) -> WorkerArgs:
         from rslp.errors import describe
-        from rslp.worker import WorkerSettings  # the one model of a worker's settings
+        from rslp.worker.settings import WorkerSettings  # the one model of a worker's settings
 
         try:
             WorkerSettings.model_validate(self.settings())

@@ -6,9 +6,7 @@
 - :mod:`~rslp.worker.lease`: keeps the lease alive while a task runs.
 - :mod:`~rslp.worker.retry`: attempts and backoff.
 - :mod:`~rslp.worker.shutdown`: SIGTERM / SIGINT as a flag (preemption).
+
+The package itself imports none of them: the task process unpickles its entry point
+from :mod:`~rslp.worker.runner` and should not pay for the loop and its queue clients.
 """
-
-from rslp.worker.loop import Worker, run_worker
-from rslp.worker.settings import WorkerSettings
-
-__all__ = ["Worker", "WorkerSettings", "run_worker"]

@@ -13,7 +13,8 @@ from rslp.queue.base import encode_task
 from rslp.queue.limits import MAX_ATTRIBUTES, MAX_DATA_BYTES, MessageTooLargeError, cut_utf8
 from rslp.task import Task
 from rslp.weather import CloudRefusedError
-from rslp.worker import Worker, WorkerSettings
+from rslp.worker.loop import Worker
+from rslp.worker.settings import WorkerSettings
 from tests.conftest import PROJECT, Backend, pull_until
 
 

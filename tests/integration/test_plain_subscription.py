@@ -26,8 +26,9 @@ from rslp.errors import ExitCode
 from rslp.queue import Outgoing, dead_letter_name
 from rslp.queue.pubsub import PubSubQueue
 from rslp.task import Task
-from rslp.worker import Worker, WorkerSettings
+from rslp.worker.loop import Worker
 from rslp.worker.retry import hold_for
+from rslp.worker.settings import WorkerSettings
 from tests.conftest import PROJECT
 from tests.integration.workers import WorkerProc, publish_tasks
 

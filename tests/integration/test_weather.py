@@ -261,7 +261,8 @@ def test_lost_lease_is_not_acked_and_downstream_publication_stays_idempotent(
     (same id, so its own done marker makes it harmless) and is acked.
     """
     from rslp.jobroot import JobRoot
-    from rslp.worker import Worker, WorkerSettings
+    from rslp.worker.loop import Worker
+    from rslp.worker.settings import WorkerSettings
 
     first, then = f"t-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
     pubsub.setup(first, first)

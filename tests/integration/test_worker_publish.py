@@ -9,7 +9,8 @@ from rslp.jobroot import JobRoot
 from rslp.queue import Outgoing, Received
 from rslp.queue.local import LocalQueue
 from rslp.task import Task
-from rslp.worker import Worker, WorkerSettings
+from rslp.worker.loop import Worker
+from rslp.worker.settings import WorkerSettings
 from tests.integration.workers import drain, write_job
 
 

@@ -13,9 +13,10 @@ import pytest
 from rslp.queue import Outgoing
 from rslp.queue.local import LocalQueue
 from rslp.task import Task
-from rslp.worker import Worker, WorkerSettings
+from rslp.worker.loop import Worker
 from rslp.worker.metrics import WorkerMetrics
 from rslp.worker.runner import Outcome
+from rslp.worker.settings import WorkerSettings
 
 
 @pytest.fixture
