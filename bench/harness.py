@@ -9,6 +9,7 @@ account, not an outside guess.
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import shutil
@@ -50,6 +51,19 @@ def emulator() -> Iterator[str]:
                 os.environ.pop("PUBSUB_EMULATOR_HOST", None)
             else:
                 os.environ["PUBSUB_EMULATOR_HOST"] = old
+
+
+def compile_code() -> None:
+    """Write the bytecode of this tree's ``rslp`` and ``bench``, as installing a package does.
+
+    pip compiles a package's modules when it installs them (the worker image has them).
+    Where ``PYTHONDONTWRITEBYTECODE`` is set (this machine sets it), a source tree gets
+    none, and every fresh process compiles each module it imports from source: about
+    35 ms in ``rslp run`` before it starts its workers. Benchmarks that time process
+    start-ups call this first, so they time the code and not its compilation.
+    """
+    for package in ("rslp", "bench"):
+        compileall.compile_dir(REPO / package, quiet=1)
 
 
 @contextmanager

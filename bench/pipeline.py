@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO, child_env, median, print_result, scratch_dir
+from bench.harness import REPO, child_env, compile_code, median, print_result, scratch_dir
 from rslp.testing.workers import epoch
 
 DEMO = REPO / "tasks" / "demo"
@@ -131,6 +131,7 @@ def run(repeats: int = 5) -> dict[str, Any]:
     Five pairs, not three: on a shared 2-core machine one run of either can be off by
     a second or more, and the goal's margin is about that size.
     """
+    compile_code()
     floors, fleets = [], []
     for _ in range(repeats):
         with scratch_dir("pipeline") as scratch:

@@ -7,12 +7,8 @@ child, the worker's main thread stays responsive: it can enforce a time limit, h
 the task back on preemption, and survive a crash, then start a fresh child.
 
 The child lives across tasks, so a workflow may cache expensive state in module
-globals (the predict step keeps its model loaded). It is forked from the worker
-where a fork is safe: while the worker runs one thread and has not loaded gRPC (the
-embedded queue's workers, e.g. ``rslp run``'s); the fork skips a fresh interpreter's
-boot and the imports the worker already made (0.26 s off the first task, bench
-section 5). Anywhere else it is *spawned*: forking a process whose other threads may
-hold a lock, or one with gRPC loaded, can hang the child. It receives the task itself
+globals (the predict step keeps its model loaded). It is started with the *spawn*
+method: forking after a gRPC client exists breaks gRPC. It receives the task itself
 (the envelope, not its args as strings) and the job header the worker's guard read to
 admit it, so a pipeline step neither parses its args nor reads the header again.
 While it waits for its first task, it imports the code of the pipeline's steps and
@@ -78,6 +74,7 @@ class TaskRunner:
     def __init__(self, trust: Trust | None = None, poll_interval: float = 0.05) -> None:
         self.trust = trust or Trust()
         self.poll_interval = poll_interval
+        self._ctx = multiprocessing.get_context("spawn")
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
 
@@ -85,11 +82,10 @@ class TaskRunner:
         """Start the child now (idempotent), so the first task does not wait for it."""
         if self._proc is not None and self._proc.is_alive():
             return
-        ctx = multiprocessing.get_context("fork") if start_method() == "fork" else multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
+        parent, child = self._ctx.Pipe()
         # Not a daemon: tasks may start process pools of their own (rslearn workers,
         # DataLoader workers), which daemonic processes cannot. stop() ends it explicitly.
-        self._proc = ctx.Process(
+        self._proc = self._ctx.Process(
             target=_child_main, args=(child, os.getpid(), self.trust), daemon=False, name="rslp-task"
         )
         self._proc.start()
@@ -168,24 +164,6 @@ class TaskRunner:
         self._proc = self._conn = None
 
 
-def start_method() -> Literal["fork", "spawn"]:
-    """``fork`` when this process has one thread and no gRPC, else ``spawn``.
-
-    A forked child gets only the calling thread; a lock another thread held at the
-    fork stays held in the child forever, so one thread (counted by the kernel, which
-    sees C threads that :mod:`threading` does not) is the condition. gRPC's C core
-    keeps state a fork leaves broken even without its threads, so a process that has
-    loaded it (a Pub/Sub worker) spawns. Off Linux the thread count is unknown: spawn.
-    """
-    if "grpc" in sys.modules:
-        return "spawn"
-    try:
-        threads = len(os.listdir("/proc/self/task"))
-    except OSError:
-        return "spawn"
-    return "fork" if threads == 1 else "spawn"
-
-
 #: prctl(2) option: the signal this process gets when the thread that started it dies.
 PR_SET_PDEATHSIG = 1
 
@@ -217,8 +195,6 @@ def _child_main(conn: Connection, parent_pid: int, trust: Trust) -> None:
     _die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group; the worker decides what happens to the task.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A forked child inherits the worker's SIGTERM handler (a flag); stop() must end it at once.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from rslp import log, registry
     from rslp import trust as operator_trust
     from rslp.errors import PermanentError

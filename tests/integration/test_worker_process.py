@@ -68,7 +68,7 @@ def test_sigkilled_worker_takes_its_task_process_with_it(tmp_path: Path, topic: 
     # pipe closes, and the test would then prove nothing. (Passing does not depend on it.)
     time.sleep(1.0)
     orphans = _descendants(w.proc.pid)
-    assert orphans, "the task process (and, where it is spawned, multiprocessing's resource tracker) are the worker's"
+    assert len(orphans) >= 2, "the task process and multiprocessing's resource tracker are children of the worker"
     w.kill()
     deadline = time.monotonic() + 2.0
     while any(_alive(p) for p in orphans) and time.monotonic() < deadline:
