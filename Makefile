@@ -34,7 +34,11 @@ $(TOOLS_STAMP): Makefile
 	$(TOOLS)/bin/python -m pip install -q '$(IMPORT_LINTER)'
 	touch $(TOOLS_STAMP)
 
+# The suite starts hundreds of Python processes (workers, task processes, CLIs). Where
+# PYTHONDONTWRITEBYTECODE is set, each would compile every rslp module it imports from source;
+# compiling once here is what an installed package has (pip compiles at install).
 test: $(STAMP)
+	$(PY) -m compileall -q rslp bench tasks
 	$(PYTEST) --durations=20 tests
 
 # The quick loop: lint, then the unit tests that take no more than a few seconds each.

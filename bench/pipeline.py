@@ -125,11 +125,14 @@ def run_fleet(job_root: Path, workers: int = 1, idle_timeout: float = 2.0) -> di
     }
 
 
-def run(repeats: int = 5) -> dict[str, Any]:
+def run(repeats: int = 7) -> dict[str, Any]:
     """Median times over ``repeats`` runs of each, alternating floor and fleet.
 
-    Five pairs, not three: on a shared 2-core machine one run of either can be off by
-    a second or more, and the goal's margin is about that size.
+    Seven pairs, not three: on a shared 2-core machine one run of either can be off by
+    a second or more (the floor took 6.7 to 9.0 s within one run of this benchmark),
+    and the goal's margin is about that size. The ratio is given two ways, the medians'
+    ratio and the median of each pair's ratio (a pair runs back to back, so it shares
+    the machine's mood); the goal is met only if both are within it.
     """
     compile_code()
     floors, fleets = [], []
@@ -139,6 +142,7 @@ def run(repeats: int = 5) -> dict[str, Any]:
             fleets.append(run_fleet(scratch / "fleet"))
     fleet = median([f["finished"] for f in fleets])
     base = median([f["finished"] for f in floors])
+    pairs = median([f["finished"] / b["finished"] for f, b in zip(fleets, floors, strict=True)])
     tasks = int(fleets[0]["tasks"])
     startup = median([f["first_task"] for f in fleets])
     task_seconds = median([f["task_seconds"] for f in fleets])
@@ -157,6 +161,7 @@ def run(repeats: int = 5) -> dict[str, Any]:
         ),
         "fleet_to_exit_s": round(median([f["exit"] for f in fleets]), 2),
         "fleet_vs_floor": round(fleet / base, 3),
+        "fleet_vs_floor_by_pair": round(pairs, 3),
         "seconds_by_step_floor_vs_fleet": {
             step: f"{median([f['steps'][step] for f in floors]):.2f} / {median([f['steps'][step] for f in fleets]):.2f}"
             for step in floors[0]["steps"]
@@ -166,11 +171,11 @@ def run(repeats: int = 5) -> dict[str, Any]:
             "fleet": [round(f["finished"], 2) for f in fleets],
         },
         "summary": (
-            f"one worker: job done after {fleet:.1f} s vs floor {base:.1f} s = {fleet / base:.2f}x "
+            f"one worker: job done after {fleet:.1f} s vs floor {base:.1f} s = {fleet / base:.3f}x, {pairs:.3f}x by pair "
             f"(start-up {startup:.1f} s of it; {(fleet - base) / tasks * 1000:+.0f} ms a task over {tasks} tasks)"
         ),
         "goal": f"fleet within {GOAL:g}x of the floor",
-        "goal_met": fleet <= base * GOAL,
+        "goal_met": fleet <= base * GOAL and pairs <= GOAL,
     }
 
 
