@@ -171,7 +171,8 @@ def run(repeats: int = 7) -> dict[str, Any]:
             "fleet": [round(f["finished"], 2) for f in fleets],
         },
         "summary": (
-            f"one worker: job done after {fleet:.1f} s vs floor {base:.1f} s = {fleet / base:.3f}x, {pairs:.3f}x by pair "
+            f"one worker: job done after {fleet:.1f} s vs floor {base:.1f} s = {fleet / base:.3f}x, "
+            f"{pairs:.3f}x by pair "
             f"(start-up {startup:.1f} s of it; {(fleet - base) / tasks * 1000:+.0f} ms a task over {tasks} tasks)"
         ),
         "goal": f"fleet within {GOAL:g}x of the floor",

@@ -12,7 +12,7 @@ def test_preferred_bench_measures_both_workers(emulator_host: str) -> None:
 
 
 def test_pipeline_queues_bench_runs_the_job_on_both_queues(emulator_host: str) -> None:
-    result = pipeline_queues.run(repeats=1, cell_size=256, idle_timeout=6)
+    result = pipeline_queues.run(repeats=1, cell_size=256, workers=1, idle_timeout=6)
     for name in ("embedded", "emulator"):
         assert result[name]["partitions"] == 4
         assert result[name]["runs_by_job_step"][0]["combine"]["done"] >= 1
