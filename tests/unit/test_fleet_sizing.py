@@ -29,6 +29,12 @@ def finish(root: Path, step: str, partitions: range, seconds: float) -> None:
         ledger.mark(make_task("job-test", str(root), step, f"p{i:05d}"), "done", worker="w", duration=seconds)
 
 
+def dry_launch(root: Path, deadline: str, queue: str | None = None) -> list[str]:
+    """``rslp launch --fleet demo --job_root ROOT --deadline D --dry_run`` on a minimal pool (``--queue`` if given)."""
+    pool = PoolSettings(image="i", clusters=["c"], queue=queue)
+    return commands.launch(fleet="demo", job_root=str(root), deadline=deadline, dry_run=True, pool=pool)
+
+
 def test_deadline_arithmetic_uses_measured_durations_and_guesses(tmp_path: Path) -> None:
     make_job(tmp_path, 10)
     finish(tmp_path, "create_windows", range(4), 30.0)
@@ -177,13 +183,7 @@ def test_launch_with_a_deadline_and_no_max_workers_stops_at_the_default_ceiling(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_job(tmp_path, 400, queue="pubsub://my-project")
-    names = commands.launch(
-        fleet="demo",
-        job_root=str(tmp_path),
-        deadline="1m",
-        dry_run=True,
-        pool=PoolSettings(image="i", clusters=["c"], queue="pubsub://my-project"),
-    )
+    names = dry_launch(tmp_path, "1m", queue="pubsub://my-project")
     assert sum(n.startswith("demo.st-gpu-") for n in names) == DEFAULT_MAX_WORKERS
     assert f"= 20 workers, capped at {DEFAULT_MAX_WORKERS} (the default; --max_workers N to change)" in (
         capsys.readouterr().out
@@ -267,13 +267,7 @@ def test_escape_sequences_in_a_job_header_reach_no_sizing_or_autoscale_line_raw(
     header["topics"]["combine"] = evil
     manifest.write_text(json.dumps(header))
     with pytest.raises(PermanentError, match=r"topics\.combine: String should match pattern") as refused:
-        commands.launch(
-            fleet="demo",
-            job_root=str(tmp_path),
-            deadline="10m",
-            dry_run=True,
-            pool=PoolSettings(image="i", clusters=["c"]),
-        )
+        dry_launch(tmp_path, "10m")
     assert "\n" not in str(refused.value)
     with pytest.raises(PermanentError, match=r"topics\.combine"):
         scaler(tmp_path, FakeFleetClient()).run(interval=0, max_checks=1)
@@ -285,12 +279,6 @@ def test_launch_for_a_job_never_takes_a_queue_only_its_manifest_names(tmp_path: 
     """A job-root writer could point the manifest at another project's queue: workers pull only a named one."""
     make_job(tmp_path, 2, queue="pubsub://someone-elses-project")
     with pytest.raises(FleetError, match=r"names the queue pubsub://someone-elses-project; .*add --queue"):
-        commands.launch(
-            fleet="demo",
-            job_root=str(tmp_path),
-            deadline="1h",
-            dry_run=True,
-            pool=PoolSettings(image="i", clusters=["c"]),
-        )
+        dry_launch(tmp_path, "1h")
     with pytest.raises(FleetError, match="add --queue"):
         commands.autoscale("demo", job_root=str(tmp_path), max_checks=1, pool=PoolSettings(image="i", clusters=["c"]))
