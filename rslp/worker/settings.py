@@ -194,11 +194,15 @@ def worker_command(settings: dict[str, Any], extra: list[str] | None = None, her
 
 
 def _flag_value(value: Any) -> str:
-    """A value as the worker's command line reads it: lists comma-separated, floats without a trailing .0."""
+    """A value as the worker's command line reads it: lists comma-separated, whole floats without ``.0``.
+
+    Other floats are written in full (``repr``: the shortest text that reads back as the
+    same float); ``:g`` would keep six digits and round ``--max_lease 1234567.5``.
+    """
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:g}"
+        return str(int(value)) if value.is_integer() else repr(value)
     return str(value)

@@ -62,6 +62,11 @@ def test_a_written_worker_command_parses_back_to_the_settings_it_was_written_fro
     assert WorkerSettings.model_validate(parsed) == WorkerSettings.model_validate(given)
 
 
+def test_a_written_number_keeps_every_digit_and_a_whole_one_has_no_fraction() -> None:
+    command = worker_command({"queue": "q", "subscription": "s", "max_lease": 1234567.5, "idle_timeout": 600.0})
+    assert command[-4:] == ["--max_lease", "1234567.5", "--idle_timeout", "600"]
+
+
 def test_a_setting_the_worker_does_not_have_is_never_written() -> None:
     with pytest.raises(ValueError, match="not worker settings: retry_seconds"):
         worker_command({"queue": "q", "subscription": "s", "retry_seconds": 3})
