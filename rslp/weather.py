@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import tenacity
 
@@ -129,7 +129,7 @@ class Weather:
         try:
             return retrying(fn)
         except Exception as e:
-            said = f"{_kind(e)}: {one_line(_said(e))}"
+            said = _described(e)
             if is_permanent(e):
                 need = f"; it needs {role} on it" if role else ""
                 raise CloudRefusedError(f"{what} {resource}: {said}{need}") from e
@@ -153,15 +153,15 @@ def _log_retry(what: str, resource: str, state: tenacity.RetryCallState) -> None
         resource=resource,
         attempt=state.attempt_number,
         wait=round(state.upcoming_sleep, 2),
-        error=f"{_kind(error)}: {one_line(_said(error))}" if error else "",
+        error=_described(error) if error else "",
     )
 
 
-def _said(error: Any) -> Any:
-    """What a Google error says, without the status its ``str`` repeats (others: the error itself)."""
-    return getattr(error, "message", None) or error
+def _described(error: BaseException) -> str:
+    """``KIND: what it said`` in one line: a Google error's status name and message, else the class and text.
 
-
-def _kind(error: Any) -> str:
+    A Google error's ``str`` repeats its status: its ``message`` alone is what it said.
+    """
     grpc = getattr(error, "grpc_status_code", None)
-    return grpc.name if grpc is not None else error.__class__.__name__
+    kind = grpc.name if grpc is not None else error.__class__.__name__
+    return f"{kind}: {one_line(getattr(error, 'message', None) or error)}"

@@ -165,8 +165,10 @@ class Queue(abc.ABC):
     def publish(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
         """Publish ``messages`` and return their ids once the backend has confirmed all.
 
-        Raises if any publish failed; the caller decides whether to retry. Messages
-        published to a topic with no subscription are dropped, as in Pub/Sub.
+        Raises if any publish failed; the caller decides whether to retry. Pub/Sub drops
+        messages published to an existing topic that no subscription reads; the embedded
+        queue, where a topic exists only through its subscriptions, refuses them with a
+        :class:`~rslp.errors.QueueResourceError`, as Pub/Sub refuses a missing topic.
         """
 
     @abc.abstractmethod

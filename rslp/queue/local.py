@@ -43,6 +43,7 @@ from rslp.queue.base import (
     Received,
     dead_letter_name,
     missing_subscription_hint,
+    setup_command,
 )
 from rslp.queue.placement import warn_if_network
 from rslp.storage import is_local
@@ -176,6 +177,11 @@ class LocalQueue(Queue):
         ids: list[str] = []
         with self._tx() as db:
             subs = [r[0] for r in db.execute("SELECT name FROM subscriptions WHERE topic = ?", (topic,))]
+            if not subs:  # Pub/Sub refuses a topic that does not exist; here it would swallow the messages
+                raise QueueResourceError(
+                    f"no topic {topic!r} in {self.path} (no subscription reads it); "
+                    f"create it with: {setup_command(f'local://{self.path}', topic)}"
+                )
             for m in messages:
                 first_id = None
                 for sub in subs:

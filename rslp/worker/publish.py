@@ -11,11 +11,12 @@ stop the worker.
 
 from __future__ import annotations
 
+from rslp.errors import QueueResourceError
 from rslp.queue import Queue
 from rslp.queue.base import encode_task
 from rslp.task import Downstream, Task
 from rslp.text import clip
-from rslp.weather import PUBLISHER, CloudRefusedError, Weather
+from rslp.weather import PUBLISHER, Weather
 
 
 class DownstreamRefusedError(Exception):
@@ -49,5 +50,5 @@ class Publisher:
         for topic, tasks in by_topic.items():
             try:
                 self.publish(topic, tasks)
-            except CloudRefusedError as e:
+            except QueueResourceError as e:  # Pub/Sub's refusal (CloudRefusedError) or the embedded queue's
                 raise DownstreamRefusedError(clip(f"cannot publish task {task.task_id}'s downstream: {e}")) from None

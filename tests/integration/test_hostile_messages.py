@@ -67,14 +67,13 @@ def _forged_markers(world: Path, topic: str, other_fleet: str) -> dict[str, tupl
     }
 
 
-def _hostile(world: Path, topic: str, other_fleet: str, backend: str) -> dict[str, bytes]:
+def _hostile(world: Path, topic: str, other_fleet: str) -> dict[str, bytes]:
     """Name -> message body. ``world/jobs/mine`` is a job; ``world/jobs/other`` another job with real markers."""
     jobs = world / "jobs"
     mine, other = jobs / "mine", jobs / "other"
     noop = {"project": "common", "workflow": "noop"}
     job = {"job_id": "mine", "job_root": str(mine)}
     forged = {name: task.encode() for name, (task, _) in _forged_markers(world, topic, other_fleet).items()}
-    pubsub_only = {"a done marker recording a topic that does not exist": _mine(world, "p00010").encode()}
 
     def on(root: str) -> bytes:
         return Task(
@@ -83,7 +82,7 @@ def _hostile(world: Path, topic: str, other_fleet: str, backend: str) -> dict[st
 
     return {
         **forged,
-        **(pubsub_only if backend == "pubsub" else {}),
+        "a done marker recording a topic that does not exist": _mine(world, "p00010").encode(),
         # Issue 25.1: a job-root writer's job whose predict would unpickle a checkpoint that runs code.
         "predict of a job whose pipeline.yaml trusts its own checkpoint": make_task(
             "pwn-trusting", str(jobs / "pwn-trusting"), "predict", "p00000"
@@ -211,7 +210,7 @@ def test_hostile_messages_are_dead_lettered_and_the_worker_lives(backend: Backen
     (world / "victim" / "keep.txt").write_text("scratch_root/../victim")
     (world / "outside" / "dir").mkdir(parents=True)
     (world / "outside" / "dir" / "keep.txt").write_text("an absolute task id")
-    messages = _hostile(world, topic, other_fleet, backend.name)
+    messages = _hostile(world, topic, other_fleet)
     _job_root_writer(world, topic, other_fleet)
     named = tuple(jobs / name for name in ("mine", "pwn-trusting", "pwn-plain", "fifo", "zero", "linked"))
     before = _snapshot(world, (*named, scratch))

@@ -2,7 +2,8 @@
 
 A done marker (written by whoever can write the job root) recorded a downstream task
 for a topic that does not exist: every worker that pulled the message republished it,
-met NOT_FOUND and exited 4, delivery after delivery. A running-marker path made a
+met NOT_FOUND and exited 4, delivery after delivery (the embedded queue dropped that
+downstream without a word, as if the topic had no subscription). A running-marker path made a
 folder stopped a worker with exit 3 and no dead letter. Both now dead-letter the one
 message with a one-line reason, and the worker goes on to the good task behind it.
 """
@@ -18,7 +19,7 @@ from rslp.jobroot import JobRoot
 from rslp.pipeline.job import make_task
 from rslp.queue.base import DEAD_LETTER_REASON
 from rslp.task import Downstream, Task
-from tests.conftest import PROJECT, Backend
+from tests.conftest import Backend
 from tests.integration.workers import WorkerProc, dead_letters, publish_tasks, write_job
 
 
@@ -48,7 +49,7 @@ def _dead_letter_then_good(backend: Backend, topic: str, bad: Task, tmp_path: Pa
 
 
 def test_a_recorded_downstream_for_a_missing_topic_dead_letters_its_message(
-    emulator_host: str, topic: str, tmp_path: Path
+    backend: Backend, topic: str, tmp_path: Path
 ) -> None:
     root = tmp_path / "jobs" / "j"
     missing = f"{topic}-never-created"
@@ -56,7 +57,7 @@ def test_a_recorded_downstream_for_a_missing_topic_dead_letters_its_message(
     task = _job_task(root, "write")
     recorded = Downstream(topic=missing, task=make_task("j", str(root), "next", "p00000"))
     JobRoot(root).mark(task, "done", downstream=[recorded.model_dump(mode="json")])
-    reason = _dead_letter_then_good(Backend("pubsub", f"pubsub://{PROJECT}", 10), topic, task, tmp_path)
+    reason = _dead_letter_then_good(backend, topic, task, tmp_path)
     assert "cannot publish task" in reason and f"no topic {missing!r}" in reason
 
 

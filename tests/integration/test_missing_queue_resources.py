@@ -17,6 +17,7 @@ import pytest
 
 from rslp.common.worker import write_jobs
 from rslp.errors import ExitCode, QueueResourceError
+from rslp.queue import Outgoing, open_queue
 from rslp.testing.emulator import free_port
 from tests.conftest import PROJECT, Backend
 
@@ -96,6 +97,21 @@ def test_publishing_to_a_missing_topic_names_it_and_the_command_that_creates_it(
         write_jobs(PROJECT, "missing-topic", "common", "noop", [[]])
     assert f"no topic 'missing-topic' in project {PROJECT}" in str(e.value)
     assert f"rslp setup --queue pubsub://{PROJECT} --topics missing-topic" in str(e.value)
+
+
+def test_publishing_to_an_embedded_queue_topic_no_subscription_reads_is_refused(tmp_path: Path) -> None:
+    url = f"local://{tmp_path / 'q.db'}"
+    with open_queue(url, create=True) as queue:
+        with pytest.raises(QueueResourceError) as e:
+            queue.publish("missing-topic", [Outgoing(b"lost?")])
+        line = str(e.value)
+        assert f"no topic 'missing-topic' in {tmp_path / 'q.db'}" in line
+    fix = printed_command(line)
+    assert rslp(*fix[1:]).returncode == 0, fix  # the printed command makes the topic and its subscription
+    with open_queue(url) as queue:
+        queue.publish("missing-topic", [Outgoing(b"kept")])
+        (message,) = queue.pull("missing-topic", lease_seconds=10, max_messages=10)  # the refused one was not kept
+        assert message.data == b"kept"
 
 
 def test_write_jobs_names_an_emulator_that_does_not_answer_and_writes_nothing(tmp_path: Path) -> None:
