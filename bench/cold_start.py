@@ -86,10 +86,13 @@ def predict_start(prepared: Path, scratch: Path) -> dict[str, float]:
     root = scratch / "job"
     shutil.copytree(prepared, root)
     ledger = JobRoot(root)  # the copy is a job of its own: its downstream tasks must name it, not the original
-    ledger.write_manifest(ledger.read_manifest().model_copy(update={"job_root": str(root)}))
+    manifest = ledger.read_manifest().model_copy(update={"job_root": str(root)})
+    ledger.write_manifest(manifest)
     partitions = sorted(p.name for p in (root / "partitions").iterdir())
     b = backend("embedded", scratch)
     with b.open() as q:
+        for recorded in set(manifest.topics.values()):  # where predict's downstream goes: kept, never pulled
+            q.setup(recorded, recorded)
         topic = fresh_topic(q, "predict")
         tasks = [make_task("floor", str(root), "predict", p) for p in partitions]
         q.publish(topic, [Outgoing(t.encode()) for t in tasks])
