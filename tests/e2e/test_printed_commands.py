@@ -7,6 +7,7 @@ printed line verbatim through ``shlex.split``.
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import time
@@ -22,9 +23,12 @@ from tests.shell import REPO, hints, run_printed, shell_env
 
 pytestmark = pytest.mark.slow
 
-CONFIG, REQUEST = str(DEMO_DIR / "pipeline.yaml"), str(DEMO_DIR / "request.geojson")
+CONFIG = str(DEMO_DIR / "pipeline.yaml")
 #: A whole demo job on a loaded 2-core machine, with room to spare.
 JOB_CEILING = 600
+#: A corner of the demo area that makes one partition (8 tasks instead of the demo's 26): enough for
+#: the tests that check that printed commands finish a job, not what the job computes.
+ONE_PARTITION = [[-122.420, 37.731], [-122.410, 37.731], [-122.410, 37.739], [-122.420, 37.739], [-122.420, 37.731]]
 
 
 def watch_and_work(found: dict[str, str], env: dict[str, str]) -> str:
@@ -49,11 +53,23 @@ def demo_imagery() -> None:
     ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
 
 
-def test_write_jobs_on_a_gs_job_root_prints_commands_that_finish_the_job(gcs_bucket: str) -> None:
+@pytest.fixture
+def small_request(tmp_path: Path) -> Path:
+    """A request GeoJSON for :data:`ONE_PARTITION`."""
+    feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ONE_PARTITION]}}
+    path = tmp_path / "small.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    return path
+
+
+def test_write_jobs_on_a_gs_job_root_prints_commands_that_finish_the_job(gcs_bucket: str, small_request: Path) -> None:
     job_root = f"{gcs_bucket}/jobs/hints-{uuid.uuid4().hex[:8]}"
     env = shell_env()
-    written = run_printed(f"rslp write-jobs --config {CONFIG} --request {REQUEST} --job-root {job_root}", env, 120)
+    written = run_printed(
+        f"rslp write-jobs --config {CONFIG} --request {small_request} --job-root {job_root}", env, 120
+    )
     assert written.returncode == 0, written.stderr[-3000:]
+    assert ": 1 partitions, 1 tasks published" in written.stdout, written.stdout
     found = hints(written.stdout)
     assert set(found) == {"watch it", "run workers"}, written.stdout
     assert f"--job_roots {gcs_bucket}/jobs" in found["run workers"]  # what the worker needs for this root
@@ -86,13 +102,16 @@ def test_the_readmes_local_fleet_example_runs_as_written(tmp_path: Path) -> None
             assert "failed" not in done.stdout and "2 workers" in done.stdout, done.stdout
 
 
-def test_launch_backend_locals_hint_runs_as_printed_and_its_workers_finish_the_job(tmp_path: Path) -> None:
+def test_launch_backend_locals_hint_runs_as_printed_and_its_workers_finish_the_job(
+    tmp_path: Path, small_request: Path
+) -> None:
     env = {**shell_env(), "RSLP_FLEET_DIR": str(tmp_path / "fleets")}
     job_root, queue = tmp_path / "job", f"local://{tmp_path / 'q.db'}"
     written = run_printed(
-        f"rslp write-jobs --config {CONFIG} --request {REQUEST} --job-root {job_root} --queue {queue}", env, 120
+        f"rslp write-jobs --config {CONFIG} --request {small_request} --job-root {job_root} --queue {queue}", env, 120
     )
     assert written.returncode == 0, written.stderr[-3000:]
+    assert ": 1 partitions, 1 tasks published" in written.stdout, written.stdout
     subs = shlex.split(hints(written.stdout)["run workers"])[-1]
     launched = run_printed(
         f"rslp launch --backend local --fleet job --queue {queue} --subscription {subs} --num_workers 2"
