@@ -11,14 +11,17 @@ are added here, in one place:
 
 Unknown commands get the closest known one suggested, so a typo costs one line, not a
 usage screen; so do an unknown flag and a missing required one (named as it is typed:
-``--job_root``).
+``--job_root``). ``--help`` shows a constrained type as a user reads it (``int >= 0``),
+not as Python spells it (``Annotated[int, Ge(ge=0)]``, a validator's function address).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import re
+import types
 import typing
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, TypeVar
@@ -33,6 +36,56 @@ _Model = TypeVar("_Model")
 
 #: ``settings: Flags[WorkerSettings]``: a parameter given whole, whose model's fields are the command's flags.
 Flags = Annotated[_Model, _GIVEN_WHOLE]
+
+
+#: annotated_types' bounds (pydantic's ``Field(ge=...)``) and how ``--help`` writes them.
+_BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def new_parser(prog: str, description: str | None) -> Any:
+    """A jsonargparse parser for one command: errors raised (the caller words them), types in words in its help."""
+    import jsonargparse
+
+    return jsonargparse.ArgumentParser(
+        prog=prog, description=description, exit_on_error=False, formatter_class=_help_formatter()
+    )
+
+
+@functools.cache
+def _help_formatter() -> type:
+    """The help formatter of jsonargparse, with :func:`readable_type` for constrained types (built on first use)."""
+    import jsonargparse
+
+    class HelpFormatter(jsonargparse.DefaultHelpFormatter):
+        def _get_type_str(self, action: Any) -> str | None:  # jsonargparse's hook for "(type: ...)"
+            return readable_type(getattr(action, "_typehint", None)) or super()._get_type_str(action)
+
+    return HelpFormatter
+
+
+def readable_type(hint: Any) -> str | None:
+    """``Annotated[float, Ge(ge=1), Le(le=600)]`` -> ``float >= 1, <= 600``; None for a type that is not annotated.
+
+    Validators (a function that reads ``a,b`` as a list) are left out: the flag's
+    description says how to write its value. An optional one ends ``| null``, as
+    jsonargparse writes other optional types.
+    """
+    hint, optional = _without_none(hint)
+    if typing.get_origin(hint) is not Annotated:
+        return None
+    base, *metadata = typing.get_args(hint)
+    base, base_optional = _without_none(base)
+    name = str(base).replace("typing.", "") if typing.get_args(base) or not isinstance(base, type) else base.__name__
+    bounds = ", ".join(f"{sign} {getattr(m, k):g}" for m in metadata for k, sign in _BOUNDS.items() if hasattr(m, k))
+    return f"{name} {bounds}".strip() + (" | null" if optional or base_optional else "")
+
+
+def _without_none(hint: Any) -> tuple[Any, bool]:
+    """``X | None`` -> ``(X, True)``; any other type -> ``(it, False)``."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        return next(a for a in args if a is not type(None)), True
+    return hint, False
 
 
 def models(fn: Callable[..., Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rslp import log
-from rslp.argv import add_arguments, call, flag_problem, parse_problem, unknown_command
+from rslp.argv import add_arguments, call, flag_problem, new_parser, parse_problem, unknown_command
 from rslp.console import terminal_line
 from rslp.errors import ExitCode, run_command
 
@@ -90,13 +90,11 @@ def _normalize_flags(args: list[str]) -> list[str]:
 
 def build_parser(name: str) -> tuple[Any, Callable[..., Any]]:
     """The parser for subcommand ``name`` and the function it calls."""
-    import jsonargparse
-
     target, summary, positional = COMMANDS[name]
     module_name, _, attr = target.partition(":")
     fn = getattr(importlib.import_module(module_name), attr)
     description = (inspect.getdoc(fn) or summary).split("\n\n")[0]
-    parser = jsonargparse.ArgumentParser(prog=f"rslp {name}", description=description, exit_on_error=False)
+    parser = new_parser(f"rslp {name}", description)
     add_arguments(parser, fn, as_positional=positional)
     return parser, fn
 

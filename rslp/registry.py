@@ -94,11 +94,7 @@ class Workflow:
         """The parser of this workflow's args (required ones as flags if ``named``), built once per process."""
         key = (self.project, self.name, named)
         if (parser := _PARSERS.get(key)) is None:
-            import jsonargparse
-
-            parser = jsonargparse.ArgumentParser(
-                prog=f"{self.project} {self.name}", description=fn.__doc__, exit_on_error=False
-            )
+            parser = argv.new_parser(f"{self.project} {self.name}", fn.__doc__)
             # With a handler, the command-line form's first parameter is the workflow's name, not an arg.
             skip = {next(iter(inspect.signature(fn).parameters))} if self.handler else set()
             argv.add_arguments(parser, fn, as_positional=not named, skip=skip)

@@ -87,3 +87,15 @@ def test_launch_and_autoscale_take_every_pool_setting_as_a_flag(command: str) ->
     assert pool_flags <= _flags(parser)
     own = {name for name in inspect.signature(fn).parameters if name != "pool"}
     assert not own & set(PoolSettings.model_fields)  # each flag is defined once: in the pool's model or here
+
+
+def test_worker_help_writes_constrained_types_in_words_on_both_entry_points() -> None:
+    """``--help`` says ``int >= 0``, never pydantic's ``Annotated[...]`` or a validator's function address."""
+    ancestor = registry.get("common", "worker")
+    for parser in (cli.build_parser("worker")[0], ancestor._parser(ancestor.function(), named=True)):
+        text = " ".join(parser.format_help().split())
+        assert "Annotated" not in text and " at 0x" not in text, text
+        assert "(type: int >= 0, default: 3)" in text  # --retries
+        assert "(type: float >= 1, <= 600, default: 12.0)" in text  # --lease_seconds
+        assert "(type: float > 0 | null, default: null)" in text  # --time_limit
+        assert "(type: list[str], default: [])" in text  # --subscription, read as a,b
