@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 from rslp import log
 from rslp.console import printable
-from rslp.launch.beaker import launch_fleet
 from rslp.launch.config import LaunchConfig
 from rslp.launch.fleet import FleetClient, fleet_workloads
 from rslp.launch.sizing import HANDFUL, PoolSize, measure, workers_for
@@ -124,6 +123,8 @@ class Autoscaler:
             decision = Decision(topic, current, target, "hold")
             if target > current:
                 self._below[topic] = 0
+                from rslp.launch.beaker import launch_fleet  # not at import: `rslp fleet status` needs pool_fleet only
+
                 launch_fleet(self.client, self.config_for(topic), target - current)
                 decision.action, decision.changed = "up", target - current
             elif target < current:

@@ -5,6 +5,8 @@ person and return data for a script. Every problem the user can fix (bad config,
 token, unknown workspace, no network) is raised as a one-line
 :class:`~rslp.launch.fleet.FleetError`; the CLI prints it and exits non-zero.
 A dry run builds and prints the specs and never contacts Beaker, so it needs no token.
+beaker-py (and gRPC with it) is imported only where a spec is built or Beaker is called:
+``rslp fleet status`` and ``stop`` of a local fleet never load it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import yaml
 from rslp import hints
 from rslp.argv import Flags
 from rslp.launch.autoscale import pool_fleet
-from rslp.launch.beaker import BeakerFleetClient, build_spec, launch_fleet
 from rslp.launch.config import LaunchConfig
 from rslp.launch.fleet import (
     FleetClient,
@@ -31,6 +32,8 @@ from rslp.launch.sizing import HANDFUL
 
 def connect() -> FleetClient:
     """The Beaker client the commands use (tests replace this function)."""
+    from rslp.launch.beaker import BeakerFleetClient
+
     return BeakerFleetClient.from_env()
 
 
@@ -157,6 +160,8 @@ def launch_config(
     More than a handful are announced (their total printed) before the first starts,
     unless the caller printed the total already (``announced``).
     """
+    from rslp.launch.beaker import build_spec, launch_fleet  # the specs every backend runs
+
     if dry_run:
         names = worker_names(config.fleet, new_launch_id(), num_workers)
         for name in names:
