@@ -121,6 +121,7 @@ def run_fleet(job_root: Path, workers: int = 1, idle_timeout: float = 2.0) -> di
         "exit": exited - spawned,
         "task_seconds": sum(float(e["duration"]) for e in done),
         "tasks": len(done),
+        "partitions": len({e.get("partition") for e in done if e["step"] == "create_windows"}),
         "steps": by_step,
     }
 
@@ -147,7 +148,7 @@ def run(repeats: int = 7) -> dict[str, Any]:
     startup = median([f["first_task"] for f in fleets])
     task_seconds = median([f["task_seconds"] for f in fleets])
     return {
-        "job": f"tasks/demo ({tasks} tasks: 4 partitions x 6 steps + the per-job steps)",
+        "job": f"tasks/demo ({tasks} tasks: {fleets[0]['partitions']} partitions x 6 steps + the per-job steps)",
         "workers": 1,
         "repeats": repeats,
         "floor_s": round(base, 2),

@@ -29,9 +29,10 @@ os.environ["RSLP_QUEUE_DIR"] = tempfile.mkdtemp(prefix="rslp-test-queues-")
 PROJECT = "rslp-test"
 
 
-#: Test modules whose tests share a module-scoped fixture (a whole demo run). `make test` runs the
-#: suite in pytest-xdist processes: each of these goes whole to one of them, so its fixture is built
-#: once; every other test goes to whichever process is free, so the slow ones spread out.
+#: Test modules whose tests share a whole demo run (a module-scoped fixture, or the run-wide
+#: ``demo_job`` of tests/e2e/conftest.py). `make test` runs the suite in pytest-xdist processes: each
+#: of these goes whole to one of them, so its fixture is built once and no more than one process
+#: waits for it; every other test goes to whichever process is free, so the slow ones spread out.
 SHARED_FIXTURE_MODULES = frozenset(
     {
         "tests/e2e/test_demo_pipeline.py",

@@ -29,7 +29,7 @@ from rslp.pipeline.run import run, worker_command
 from rslp.pipeline.write_jobs import write_jobs
 from rslp.queue.placement import default_queue_url
 from tests.conftest import PROJECT, stop_when_finished
-from tests.e2e.test_demo_pipeline import CONFIG, REQUEST, demo_job  # noqa: F401 - the local reference run
+from tests.e2e.test_demo_pipeline import CONFIG, REQUEST
 
 pytestmark = [pytest.mark.slow, pytest.mark.emulator]
 
@@ -61,7 +61,7 @@ def gs_job(gcs_bucket: str, emulator_host: str) -> str:
 
 def test_demo_on_gcs_and_pubsub_merges_the_same_output_as_on_local_disk(
     gs_job: str,
-    demo_job: Path,  # noqa: F811
+    demo_job: Path,  # the local reference run (tests/e2e/conftest.py)
 ) -> None:
     root = UPath(gs_job)
     assert root.protocol == "gs"
@@ -88,14 +88,14 @@ def test_status_and_its_map_work_on_a_gs_job(gs_job: str, tmp_path: Path) -> Non
 
 def test_rslp_run_on_a_gs_job_root_keeps_its_embedded_queue_on_local_disk(
     gcs_bucket: str,
-    demo_job: Path,  # noqa: F811
+    demo_job: Path,  # the local reference run (tests/e2e/conftest.py)
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("RSLP_QUEUE_DIR", str(tmp_path / "queues"))  # where default embedded queues go
     job_root = f"{gcs_bucket}/jobs/run-{uuid.uuid4().hex[:8]}"
-    (output,) = run(CONFIG, REQUEST, job_root, workers=2, idle_timeout=3)
+    (output,) = run(CONFIG, REQUEST, job_root, workers=1, idle_timeout=3)
     printed = capsys.readouterr().out
     manifest = JobRoot(job_root).read_manifest()
     for step in manifest.steps + manifest.job_steps:  # each step's progress line (it once showed 2 of 8 on gs://)

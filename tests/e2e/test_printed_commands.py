@@ -7,7 +7,6 @@ printed line verbatim through ``shlex.split``.
 
 from __future__ import annotations
 
-import json
 import shlex
 import subprocess
 import time
@@ -19,16 +18,12 @@ from upath import UPath
 
 from rslp.pipeline.demo import DEMO_DIR, DEMO_SCENE, ensure_scene
 from rslp.pipeline.job import Job
+from tests.e2e.conftest import JOB_CEILING
 from tests.shell import REPO, hints, run_printed, shell_env
 
 pytestmark = pytest.mark.slow
 
 CONFIG = str(DEMO_DIR / "pipeline.yaml")
-#: A whole demo job on a loaded 2-core machine, with room to spare.
-JOB_CEILING = 600
-#: A corner of the demo area that makes one partition (8 tasks instead of the demo's 26): enough for
-#: the tests that check that printed commands finish a job, not what the job computes.
-ONE_PARTITION = [[-122.420, 37.731], [-122.410, 37.731], [-122.410, 37.739], [-122.420, 37.739], [-122.420, 37.731]]
 
 
 def watch_and_work(found: dict[str, str], env: dict[str, str]) -> str:
@@ -53,20 +48,13 @@ def demo_imagery() -> None:
     ensure_scene(DEMO_SCENE, DEMO_DIR / "data")
 
 
-@pytest.fixture
-def small_request(tmp_path: Path) -> Path:
-    """A request GeoJSON for :data:`ONE_PARTITION`."""
-    feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ONE_PARTITION]}}
-    path = tmp_path / "small.geojson"
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
-    return path
-
-
-def test_write_jobs_on_a_gs_job_root_prints_commands_that_finish_the_job(gcs_bucket: str, small_request: Path) -> None:
+def test_write_jobs_on_a_gs_job_root_prints_commands_that_finish_the_job(
+    gcs_bucket: str, one_partition_request: Path
+) -> None:
     job_root = f"{gcs_bucket}/jobs/hints-{uuid.uuid4().hex[:8]}"
     env = shell_env()
     written = run_printed(
-        f"rslp write-jobs --config {CONFIG} --request {small_request} --job-root {job_root}", env, 120
+        f"rslp write-jobs --config {CONFIG} --request {one_partition_request} --job-root {job_root}", env, 120
     )
     assert written.returncode == 0, written.stderr[-3000:]
     assert ": 1 partitions, 1 tasks published" in written.stdout, written.stdout
@@ -103,12 +91,14 @@ def test_the_readmes_local_fleet_example_runs_as_written(tmp_path: Path) -> None
 
 
 def test_launch_backend_locals_hint_runs_as_printed_and_its_workers_finish_the_job(
-    tmp_path: Path, small_request: Path
+    tmp_path: Path, one_partition_request: Path
 ) -> None:
     env = {**shell_env(), "RSLP_FLEET_DIR": str(tmp_path / "fleets")}
     job_root, queue = tmp_path / "job", f"local://{tmp_path / 'q.db'}"
     written = run_printed(
-        f"rslp write-jobs --config {CONFIG} --request {small_request} --job-root {job_root} --queue {queue}", env, 120
+        f"rslp write-jobs --config {CONFIG} --request {one_partition_request} --job-root {job_root} --queue {queue}",
+        env,
+        120,
     )
     assert written.returncode == 0, written.stderr[-3000:]
     assert ": 1 partitions, 1 tasks published" in written.stdout, written.stdout
@@ -132,13 +122,15 @@ def test_launch_backend_locals_hint_runs_as_printed_and_its_workers_finish_the_j
     assert all(p.exists() for p in Job.load(str(job_root)).output_paths())
 
 
-def test_the_demos_hints_run_as_printed_before_the_venv_is_activated(tmp_path: Path) -> None:
-    """`make demo` leaves the venv unactivated: its status hint names the venv's rslp, and it has no worker hint."""
+def test_the_demos_hints_run_as_printed_before_the_venv_is_activated(demo_job: Path) -> None:
+    """`make demo` leaves the venv unactivated: its status hint names the venv's rslp, and it has no worker hint.
+
+    ``demo_job`` is ``.venv/bin/rslp demo`` run as printed, in a shell without the venv on PATH.
+    """
     env = shell_env(activated=False)
-    done = run_printed(f".venv/bin/rslp demo --job_root {tmp_path / 'job'}", env, JOB_CEILING)
-    assert done.returncode == 0, done.stderr[-3000:]
-    found = hints(done.stdout)
-    assert set(found) == {"watch it"}, done.stdout
+    stdout = (demo_job / "stdout.txt").read_text()
+    found = hints(stdout)
+    assert set(found) == {"watch it"}, stdout
     assert found["watch it"].split()[0].endswith(".venv/bin/rslp")  # relative to the current folder when under it
     shown = run_printed(found["watch it"], env, 120)
     assert shown.returncode == 0 and "finished: every task is done" in shown.stdout, shown.stderr[-3000:]

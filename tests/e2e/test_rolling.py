@@ -97,7 +97,7 @@ def test_a_monthly_period_on_the_pubsub_emulator(emulator_host: str, tmp_path: P
     assert "1 periods (1 new," in first.stdout and "4 tasks published on pubsub://rslp-rolling" in first.stdout
     again = roll(root, queue, until="2026-02-01")  # in flight: nothing published twice
     assert again.returncode == 0 and "1 moving" in again.stdout and "; 0 tasks published" in again.stdout
-    run_workers(queue, lease_seconds=10, job_roots=[root / "2026-01"])
+    run_workers(queue, lease_seconds=10, job_roots=[root / "2026-01"], count=1)  # one period: one worker
     (period,) = json.loads((root / "catalog.json").read_text())["periods"]
     assert period["status"] == "done"
     assert score(period["outputs"]["prediction"]) > ACCURACY_THRESHOLD
