@@ -27,8 +27,10 @@ pytestmark = pytest.mark.slow
 CELL_SIZE = 64
 #: A scene's download: long enough that kills land on claim holders, as in production.
 FETCH_SECONDS = 5.0
-#: How long workers are killed for, and how many run at once (the issue's chaos run, shortened).
-CHAOS_SECONDS = 150.0
+#: How long workers are killed for (a kill every 3.5 s on average: about 25), and how many run at once
+#: (the issue's chaos run, shortened). Alone on a 2-core machine the job finishes within it (90-100 s
+#: measured); under the suite's load it finishes after, as the chaos itself costs CPU for as long as it lasts.
+CHAOS_SECONDS = 90.0
 WORKERS = 3
 #: After the chaos stops, the job has this long to finish with nobody's help.
 FINISH_SECONDS = 120.0
