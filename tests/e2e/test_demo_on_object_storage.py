@@ -95,7 +95,7 @@ def test_rslp_run_on_a_gs_job_root_keeps_its_embedded_queue_on_local_disk(
 ) -> None:
     monkeypatch.setenv("RSLP_QUEUE_DIR", str(tmp_path / "queues"))  # where default embedded queues go
     job_root = f"{gcs_bucket}/jobs/run-{uuid.uuid4().hex[:8]}"
-    (output,) = run(CONFIG, REQUEST, job_root, workers=1, idle_timeout=3)
+    (output,) = run(CONFIG, REQUEST, job_root, workers=2, idle_timeout=3)
     printed = capsys.readouterr().out
     manifest = JobRoot(job_root).read_manifest()
     for step in manifest.steps + manifest.job_steps:  # each step's progress line (it once showed 2 of 8 on gs://)
