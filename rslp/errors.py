@@ -117,6 +117,17 @@ def run_command(prog: str, call: Callable[[], object]) -> int:
     return int(result) if isinstance(result, ExitCode) else ExitCode.OK
 
 
+def typed(error: BaseException, limit: int = 300) -> str:
+    """A caught error as reasons and logs name it, ``Type: message``: one line, secrets hidden, at most ``limit``.
+
+    The one way to report an exception by what it is and what it says (a dead letter's
+    reason, a log's ``error`` field, the cause inside a longer line).
+    """
+    from rslp.text import clip
+
+    return clip(f"{type(error).__name__}: {str(error) or '(no message)'}", limit)
+
+
 def one_line(error: BaseException | str, limit: int | None = 300) -> str:
     """An error's message on one line, at most ``limit`` characters (its type's name if it has none)."""
     text = " ".join(str(error).split())

@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from rslp.errors import describe
+from rslp.errors import describe, typed
 from rslp.paths import ID_PATTERN
 from rslp.text import clip
 
@@ -166,7 +166,7 @@ def decode_task(data: bytes) -> Task:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         preview = data[:60].decode("utf-8", "replace")
-        raise TaskDecodeError(clip(f"message is not JSON ({e.__class__.__name__}: {e}): {preview!r}")) from None
+        raise TaskDecodeError(clip(f"message is not JSON ({typed(e)}): {preview!r}")) from None
     except RecursionError:
         raise TaskDecodeError("message is nested too deeply to be a task") from None
     if not isinstance(raw, dict):

@@ -21,9 +21,9 @@ import structlog
 from upath import UPath
 
 from rslp.dashboard.model import job_view, layout, root_view
+from rslp.errors import typed
 from rslp.jobroot import JobRoot
 from rslp.status.model import collect
-from rslp.text import clip
 
 logger = structlog.get_logger(__name__)
 
@@ -82,9 +82,9 @@ class Snapshots:
         try:
             body = json.dumps(self._read(started), allow_nan=False, default=str)
         except Exception as e:  # noqa: BLE001 - a page that says why beats a server that died
-            logger.warning("dashboard_refresh_failed", error=f"{e.__class__.__name__}: {e}")
+            logger.warning("dashboard_refresh_failed", error=typed(e))
             old = json.loads(self.view.body) if self.view else {"kind": "loading"}
-            body = json.dumps({**old, "error": clip(f"{e.__class__.__name__}: {e}", 300)}, default=str)
+            body = json.dumps({**old, "error": typed(e)}, default=str)
         self.view = Encoded.of(body.encode())
         self._ready.set()
 
@@ -133,5 +133,5 @@ class Snapshots:
         try:
             return thumbnail_png(path)
         except (rasterio.errors.RasterioError, OSError) as e:
-            logger.warning("dashboard_thumbnail_failed", path=path, error=f"{e.__class__.__name__}: {e}")
+            logger.warning("dashboard_thumbnail_failed", path=path, error=typed(e))
             return b""

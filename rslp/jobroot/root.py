@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from upath import UPath
 
 from rslp import storage
-from rslp.errors import PermanentError, describe
+from rslp.errors import PermanentError, describe, typed
 from rslp.jobroot.header import SHARD_BATCH, JobManifest, PartitionEntry, partition_id, partition_index
 from rslp.jobroot.markers import check_state, keep_most_final, marker_name, parse_marker_name
 from rslp.paths import PathEscapeError, under
@@ -268,4 +268,4 @@ class JobRoot:
         except CloudUnavailableError:
             raise  # the storage service's bad minutes, not the job root's content
         except (CloudRefusedError, OSError, ValueError, RecursionError, PermanentError) as e:
-            raise JobRootError(clip(f"cannot {what} {path}: {e.__class__.__name__}: {e}")) from None
+            raise JobRootError(clip(f"cannot {what} {path}: {typed(e)}")) from None

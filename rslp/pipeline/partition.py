@@ -39,7 +39,7 @@ from rslearn.utils.geometry import WGS84_PROJECTION, Projection, STGeometry
 from rslearn.utils.get_utm_ups_crs import get_utm_ups_crs
 from upath import UPath
 
-from rslp.errors import PermanentError
+from rslp.errors import PermanentError, typed
 from rslp.pipeline import timerange
 
 #: A sliver of intersection smaller than this fraction of a cell is reprojection noise
@@ -94,7 +94,7 @@ def _to_geometry(path: str, where: str, geometry: Any) -> STGeometry:
     try:
         shp = shapely.geometry.shape(geometry)
     except (AttributeError, KeyError, TypeError, ValueError, shapely.errors.ShapelyError) as e:
-        raise RequestError(f"{label}: not a GeoJSON geometry ({e.__class__.__name__}: {e})") from None
+        raise RequestError(f"{label}: not a GeoJSON geometry ({typed(e)})") from None
     if shp.is_empty:
         raise RequestError(f"{label}: the geometry is empty")
     if not shp.is_valid:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from rslp.errors import one_line
+from rslp.errors import typed
 from rslp.queue.base import (
     DEAD_LETTER_ATTEMPTS,
     DEAD_LETTER_KIND,
@@ -64,7 +64,7 @@ def prepare(
     except Exception as e:  # noqa: BLE001 - a worker without admin rights still works; it says how
         return "dead_letters_unavailable", {
             "subscription": subscription,
-            "error": _error_line(e),
+            "error": typed(e),
             "instead": (
                 f"bad messages go to topic {dead_letter_name(subscription)} if it exists, else they are held on "
                 f"{subscription} ({HOLD_SECONDS:.0f} s at a time) and logged with their reason; "
@@ -84,9 +84,4 @@ def move(queue: Queue, message: Received, reason: str, attributes: dict[str, str
     except Exception as e:  # noqa: BLE001 - infrastructure, not the task's fault: never a task failure
         with contextlib.suppress(Exception):
             queue.nack(message, delay=HOLD_SECONDS)
-        return _error_line(e)
-
-
-def _error_line(e: BaseException) -> str:
-    """An infrastructure error as the worker logs it: its type, then its message on one line."""
-    return f"{type(e).__name__}: {one_line(e)}"
+        return typed(e)

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from rslp import log
+from rslp.errors import typed
 from rslp.queue.base import Outgoing, Received
 
 logger = log.get(__name__)
@@ -115,7 +116,7 @@ class PreferredPull:
             self.queue.publish(topic, [Outgoing(message.data, dict(message.attributes))])
             self.queue.ack(message)
         except Exception as e:  # noqa: BLE001 - fall back to a nack; Pub/Sub redelivers it
-            logger.warning("stray_nacked", subscription=message.subscription, error=f"{e.__class__.__name__}: {e}")
+            logger.warning("stray_nacked", subscription=message.subscription, error=typed(e))
             try:
                 self.queue.nack(message)
             except Exception as e2:  # noqa: BLE001 - the lease then simply runs out

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from upath import UPath
 
 from rslp import registry
-from rslp.errors import PermanentError, UnknownWorkflowError
+from rslp.errors import PermanentError, UnknownWorkflowError, typed
 from rslp.jobroot import JOB_PARTITION, JobManifest, JobRoot, JobRootError, partition_index
 from rslp.paths import PathEscapeError, lies_under
 from rslp.storage import is_local
@@ -230,7 +230,7 @@ def _open_job(root: UPath, weather: Weather | None = None) -> tuple[JobRoot, Job
     except PermanentError as e:  # the ledger's one line on a manifest that does not parse
         raise Rejected(clip(f"job_root {str(root)[:200]}: {e}")) from None
     except (OSError, ValueError) as e:
-        raise Rejected(f"job_root {str(root)[:200]}: cannot read its manifest ({e.__class__.__name__}: {e})") from None
+        raise Rejected(f"job_root {str(root)[:200]}: cannot read its manifest ({typed(e)})") from None
 
 
 def _check_job_task(task: Task, manifest: JobManifest) -> None:

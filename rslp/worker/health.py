@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from rslp.errors import typed
 from rslp.task import Task
 from rslp.worker.runner import TaskRunner
 
@@ -48,13 +49,13 @@ def health_problem(runner: TaskRunner, scratch_root: Path, interrupted: Any) -> 
         if (probe / "probe").read_bytes() != b"ok":
             return f"its scratch root {scratch_root} does not read back what was written"
     except OSError as e:
-        return f"cannot use its scratch root {scratch_root}: {e.__class__.__name__}: {e}"
+        return f"cannot use its scratch root {scratch_root}: {typed(e)}"
     try:
         runner.stop()  # a fresh task process: the old one may be what is broken
         try:
             runner.start()
         except Exception as e:  # noqa: BLE001 - any failure to start is the worker's
-            return f"cannot start its task process: {e.__class__.__name__}: {e}"
+            return f"cannot start its task process: {typed(e)}"
         outcome = runner.run(CANARY, CANARY_TIME_LIMIT, str(probe), interrupted)
     finally:
         shutil.rmtree(probe, ignore_errors=True)

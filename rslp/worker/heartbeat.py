@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rslp.errors import typed
 from rslp.jobroot import JobRoot
 from rslp.task import Task
 
@@ -69,4 +70,4 @@ class MarkerHeartbeat:
             try:
                 self.beat()
             except Exception as e:  # noqa: BLE001 - a missed beat only makes status cautious; the task goes on
-                self.log.warning("heartbeat_failed", error=f"{e.__class__.__name__}: {e}")
+                self.log.warning("heartbeat_failed", error=typed(e))

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any
 
+from rslp.errors import typed
 from rslp.queue import Queue, Received
 from rslp.weather import Weather
 
@@ -77,7 +78,7 @@ class LeaseKeeper:
             except Exception as e:  # noqa: BLE001 - LeaseLostError, or retries ran out: the lease may be gone
                 if self._stop.is_set():
                     return
-                self.lost = f"{e.__class__.__name__}: {e}"
+                self.lost = typed(e)
                 self.log.warning("lease_lost", error=self.lost)
                 return
             expires = time.monotonic() + self.lease_seconds

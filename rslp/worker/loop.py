@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from rslp import log
-from rslp.errors import ExitCode
+from rslp.errors import ExitCode, typed
 from rslp.jobroot import JobRoot, JobRootError
 from rslp.paths import under
 from rslp.queue import Queue, Received, dead_letter_name, dead_letters, open_queue
@@ -186,7 +186,7 @@ class Worker:
             raise  # already retried for its patience, or permanent: the worker cannot go on
         except Exception as e:  # infrastructure errors must not take the fleet down
             self.failed_streak.add(message.message_id)
-            self.log.exception("handle_failed", error=f"{e.__class__.__name__}: {e}")
+            self.log.exception("handle_failed", error=typed(e))
             with contextlib.suppress(Exception):
                 self.queue.nack(message, delay=self.settings.retry_sleep)
 

@@ -197,7 +197,7 @@ def _child_main(conn: Connection, parent_pid: int, trust: Trust) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from rslp import log, registry
     from rslp import trust as operator_trust
-    from rslp.errors import PermanentError
+    from rslp.errors import PermanentError, typed
     from rslp.text import redact
 
     operator_trust.configure(trust)  # the worker's flags: what its tasks may unpickle and import
@@ -215,9 +215,9 @@ def _child_main(conn: Connection, parent_pid: int, trust: Trust) -> None:
             downstream = _check_downstream(result)
             message: tuple[str, Any, str, str] = ("ok", [d.model_dump(mode="json") for d in downstream], "", "")
         except PermanentError as e:
-            message = ("permanent", None, _reason(e), redact(traceback.format_exc(limit=-8)))
+            message = ("permanent", None, typed(e, 500), redact(traceback.format_exc(limit=-8)))
         except BaseException as e:  # noqa: BLE001 - every failure is reported, never raised
-            message = ("error", None, _reason(e), redact(traceback.format_exc(limit=-8)))
+            message = ("error", None, typed(e, 500), redact(traceback.format_exc(limit=-8)))
         finally:
             tempfile.tempdir = None
         conn.send(message)
@@ -244,9 +244,3 @@ def _check_downstream(result: Any) -> list[Downstream]:
     if isinstance(result, list) and all(isinstance(d, Downstream) for d in result):
         return result
     raise PermanentError(f"workflow returned {type(result).__name__}; expected None or a list of Downstream")
-
-
-def _reason(e: BaseException) -> str:
-    from rslp.text import clip
-
-    return clip(f"{e.__class__.__name__}: {str(e) or '(no message)'}", 500)
