@@ -29,7 +29,6 @@ This module owns the child's lifecycle and nothing else: it never touches the qu
 from __future__ import annotations
 
 import ctypes
-import gc
 import multiprocessing
 import os
 import signal
@@ -208,11 +207,6 @@ def _child_main(conn: Connection, parent_pid: int, trust: Trust) -> None:
         try:
             task, header, scratch_dir = conn.recv()
         except (EOFError, OSError):
-            # Leaving: the interpreter's shutdown would run a last garbage collection over every
-            # object the tasks' libraries made (torch, Lightning, rslearn: 1.5 CPU-s and as long
-            # before the worker could exit, measured). Frozen objects are not traversed; the
-            # shutdown is otherwise the usual one (exit handlers, multiprocessing's finalizers).
-            gc.freeze()
             return
         os.environ["RSLP_SCRATCH_DIR"] = scratch_dir
         tempfile.tempdir = scratch_dir
