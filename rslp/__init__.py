@@ -7,7 +7,9 @@ a task process that ran the demo's predict (torch and Lightning loaded), held as
 before its worker could exit; about 0.05 s in a command that imported rslearn and
 rasterio. Exit handlers run before those collections, so this one freezes the objects
 (``gc.freeze``) and they pass them by; the rest of the shutdown (other exit handlers,
-flushed logs, multiprocessing's finalizers) is as it was.
+flushed logs, multiprocessing's finalizers) is as it was. What it gives up: garbage caught
+in reference cycles is not finalized at exit (Python does not promise that either); rslp
+closes every file it writes explicitly.
 """
 
 import atexit
