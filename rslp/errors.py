@@ -20,6 +20,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rslp.console import terminal_line
+from rslp.text import clip
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -123,8 +124,6 @@ def typed(error: BaseException, limit: int = 300) -> str:
     The one way to report an exception by what it is and what it says (a dead letter's
     reason, a log's ``error`` field, the cause inside a longer line).
     """
-    from rslp.text import clip
-
     return clip(f"{type(error).__name__}: {str(error) or '(no message)'}", limit)
 
 
@@ -157,8 +156,6 @@ def describe(error: ValidationError, schema: str = "", plain: Mapping[str, str] 
     the validated part sits in a larger document (``partitioner.init_args``): each field is
     named from there.
     """
-    from rslp.text import clip
-
     words = {"missing": "required field is missing", **(plain or {})}
     problems = error.errors()
     unknown = [p for p in problems if p["type"] in _UNKNOWN]
